@@ -1,0 +1,5 @@
+"""Data layer: AL tasks (pool + test split) with stable integer uids."""
+
+from anchoral_jax.data.task import TextTask, downsample_minority, load_task
+
+__all__ = ["TextTask", "downsample_minority", "load_task"]

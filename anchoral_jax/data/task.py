@@ -1,0 +1,97 @@
+"""The AL task: a pool (train split) and a test split of labelled texts, addressed by uid.
+
+Every dataset builder returns a `TextTask`. Row order inside a split is arbitrary; the uid is
+the stable identity used by the labelled set, the embeddings cache and the index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """One split: texts, integer labels in [0, C) and unique int64 uids (same length)."""
+
+  text: tuple[str, ...]
+  labels: np.ndarray  # int32 [N]
+  uid: np.ndarray  # int64 [N], unique within the split
+
+  def __post_init__(self):
+    n = len(self.text)
+    if self.labels.shape != (n,) or self.uid.shape != (n,):
+      raise ValueError(
+          f"Split arrays disagree: {n} texts, labels {self.labels.shape}, uid {self.uid.shape}.")
+    if len(np.unique(self.uid)) != n:
+      raise ValueError("Split uids must be unique.")
+
+  def __len__(self) -> int:
+    return len(self.text)
+
+  def subset(self, idx: np.ndarray) -> Split:
+    idx = np.asarray(idx)
+    return Split(tuple(self.text[i] for i in idx), self.labels[idx], self.uid[idx])
+
+
+@dataclasses.dataclass(frozen=True)
+class TextTask:
+  """An imbalanced AL task. `minority_classes` drive the initial set and the headline metrics."""
+
+  name: str
+  class_names: tuple[str, ...]
+  minority_classes: tuple[int, ...]
+  train: Split
+  test: Split
+  provenance: str = ""
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  def fingerprint(self) -> str:
+    """Content hash of the pool texts and uids: keys the embeddings/index caches."""
+    h = hashlib.sha256()
+    h.update(self.name.encode())
+    h.update(self.train.uid.tobytes())
+    for t in self.train.text:
+      h.update(t.encode("utf-8", "replace"))
+      h.update(b"\0")
+    return h.hexdigest()[:16]
+
+  def describe(self) -> str:
+    def counts(s: Split) -> str:
+      c = np.bincount(s.labels, minlength=self.num_classes)
+      return ", ".join(f"{n}={k}" for n, k in zip(self.class_names, c, strict=True))
+
+    return (f"{self.name}: pool {len(self.train)} ({counts(self.train)}); "
+            f"test {len(self.test)} ({counts(self.test)}); minority {self.minority_classes}")
+
+
+def minority_count(num_negatives: int, prevalence: float) -> int:
+  """Positives to keep so they make up `prevalence` of the pool: ceil(p * N_neg / (1 - p)).
+
+  ALGORITHM.md section 7: agnews keeps ceil(0.01 * 90000 / 0.99) = 910 positives.
+  """
+  return math.ceil(prevalence * num_negatives / (1.0 - prevalence))
+
+
+def downsample_minority(split: Split, minority: int, prevalence: float,
+                        rng: np.random.Generator) -> Split:
+  """Keep every non-`minority` row and a uniform sample of minority rows (paper's construction)."""
+  is_min = split.labels == minority
+  neg = np.flatnonzero(~is_min)
+  pos = np.flatnonzero(is_min)
+  keep = min(len(pos), minority_count(len(neg), prevalence))
+  chosen = rng.choice(pos, size=keep, replace=False)
+  return split.subset(np.sort(np.concatenate([neg, chosen])))
+
+
+def load_task(name: str, **kwargs) -> TextTask:
+  """Build a task by registry name (see `anchoral_jax.data.registry`)."""
+  from anchoral_jax.data import registry
+
+  return registry.load(name, **kwargs)
