@@ -13,8 +13,32 @@ def _tweets(**kw) -> TextTask:
   return tweets.build(**kw)
 
 
+def _paper(task: str) -> Callable[..., TextTask]:
+  """The paper's tasks (ALGORITHM.md section 7), from files in the manual dir (`paper.py`)."""
+
+  def build(**kw) -> TextTask:
+    from anchoral_jax.data import paper
+
+    return paper.TASKS[task](**kw)
+
+  build.__name__ = f"_paper_{task}"
+  return build
+
+
+def _user(**kw) -> TextTask:
+  from anchoral_jax.data import user
+
+  return user.build_user_task(**kw)
+
+
 BUILDERS: dict[str, Callable[..., TextTask]] = {
     "tweets_iphone": _tweets,
+    "agnews_business": _paper("agnews_business"),
+    "wikitoxic": _paper("wikitoxic"),
+    "amazoncat_agri": _paper("amazoncat_agri"),
+    "amazoncat_multi": _paper("amazoncat_multi"),
+    "agnews_business_raw": _paper("agnews_business_raw"),
+    "user": _user,
 }
 
 

