@@ -1,0 +1,105 @@
+"""Tokenise once into id-addressed ragged arrays; gather fixed-shape, length-bucketed batches.
+
+Shape letters: N texts, T total tokens, B batch, L (bucketed) length.
+
+Texts are tokenised a single time (no padding) into one flat int32 array plus offsets. A batch is
+a gather by row index, padded to the smallest length bucket that fits the longest row, so short
+texts are not padded to 512 and jit sees only a handful of shapes (STYLE.md 9, 10).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512)
+
+
+def load_tokenizer(model_dir: str | os.PathLike):
+  """A fast Hugging Face tokenizer from a local directory (never the hub)."""
+  os.environ.setdefault("HF_HUB_OFFLINE", "1")
+  from transformers import AutoTokenizer
+
+  return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizedTexts:
+  flat_ids_T: np.ndarray  # int32
+  offsets: np.ndarray  # int64 [N + 1]
+  pad_id: int = 0
+
+  def __len__(self) -> int:
+    return len(self.offsets) - 1
+
+  @property
+  def lengths_N(self) -> np.ndarray:
+    return np.diff(self.offsets)
+
+  def row(self, i: int) -> np.ndarray:
+    return self.flat_ids_T[self.offsets[i]:self.offsets[i + 1]]
+
+  def batch(self, idx_B: np.ndarray, buckets: Sequence[int] = DEFAULT_BUCKETS,
+            batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """ids_BxL, mask_BxL for rows `idx_B`; padded rows (to `batch_size`) are all-masked."""
+    idx_B = np.asarray(idx_B)
+    size = batch_size or len(idx_B)
+    if len(idx_B) > size:
+      raise ValueError(f"{len(idx_B)} rows do not fit a batch of {size}.")
+    longest = int(self.lengths_N[idx_B].max()) if len(idx_B) else 1
+    length = bucket_length(longest, buckets)
+    ids = np.full((size, length), self.pad_id, np.int32)
+    mask = np.zeros((size, length), np.int32)
+    for r, i in enumerate(idx_B):
+      row = self.row(i)[:length]
+      ids[r, :len(row)] = row
+      mask[r, :len(row)] = 1
+    return ids, mask
+
+  def save(self, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, flat_ids_T=self.flat_ids_T, offsets=self.offsets, pad_id=self.pad_id)
+    os.replace(tmp, path)
+
+  @classmethod
+  def load(cls, path: str | os.PathLike) -> TokenizedTexts:
+    with np.load(path) as z:
+      return cls(z["flat_ids_T"], z["offsets"], int(z["pad_id"]))
+
+
+def bucket_length(longest: int, buckets: Sequence[int]) -> int:
+  for b in sorted(buckets):
+    if longest <= b:
+      return b
+  return max(buckets)
+
+
+def tokenize(tokenizer, texts: Sequence[str], max_length: int, chunk: int = 4096,
+             progress: bool = False) -> TokenizedTexts:
+  """Tokenise with special tokens, truncating to `max_length`; no padding."""
+  from tqdm.auto import tqdm
+
+  pieces, lengths = [], []
+  for s in tqdm(range(0, len(texts), chunk), disable=not progress, desc="tokenise", unit="chunk"):
+    enc = tokenizer(list(texts[s:s + chunk]), truncation=True, max_length=max_length,
+                    add_special_tokens=True)["input_ids"]
+    for ids in enc:
+      pieces.append(np.asarray(ids, np.int32))
+      lengths.append(len(ids))
+  offsets = np.zeros(len(lengths) + 1, np.int64)
+  np.cumsum(lengths, out=offsets[1:])
+  flat = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
+  return TokenizedTexts(flat, offsets, int(tokenizer.pad_token_id or 0))
+
+
+def length_sorted_batches(lengths_N: np.ndarray, idx: np.ndarray, batch_size: int) -> list[np.ndarray]:
+  """Splits `idx` into batches of rows of similar length (fewer pad tokens, fewer shapes)."""
+  idx = np.asarray(idx)
+  order = idx[np.argsort(lengths_N[idx], kind="stable")]
+  return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
