@@ -1,0 +1,84 @@
+"""Per-round AL checkpoints with orbax: the workdir is the unit of resume (STYLE.md 12).
+
+A checkpoint holds no model parameters: every round retrains from the same initial weights, so
+the AL state is the labelled set (uids + labelling round), the RNG states of the filters and
+strategies, the SEALS union and the round counter. Arrays go through orbax's StandardSave,
+the rest (numpy bit-generator states are dicts of big ints) through JsonSave. Saves are
+synchronous and atomic (orbax writes a tmp dir and renames it), so a killed process leaves
+either the previous round's checkpoint or the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+
+class CorruptCheckpointError(RuntimeError):
+  pass
+
+
+class RoundCheckpointer:
+  """Saves/restores the AL state after each completed round (step = rounds completed)."""
+
+  def __init__(self, directory: str | Path, max_to_keep: int = 3):
+    self.directory = Path(directory).absolute()
+    self._mngr = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                             enable_async_checkpointing=False),
+        item_names=("arrays", "meta"),
+    )
+
+  def save(self, step: int, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    self._mngr.save(step, args=ocp.args.Composite(
+        arrays=ocp.args.StandardSave({k: np.asarray(v) for k, v in arrays.items()}),
+        meta=ocp.args.JsonSave(meta)), force=True)
+    self._mngr.wait_until_finished()
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._mngr.all_steps())
+
+  def restore_latest(self) -> tuple[int, dict[str, np.ndarray], dict[str, Any]] | None:
+    """The newest readable checkpoint, falling back to older ones if the newest is corrupt."""
+    steps = self.all_steps()
+    errors = []
+    for step in reversed(steps):
+      try:
+        out = self._mngr.restore(step, args=ocp.args.Composite(
+            arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        arrays = {k: np.asarray(v) for k, v in out["arrays"].items()}
+        meta = dict(out["meta"])
+        if meta.get("step") != step:
+          raise CorruptCheckpointError(f"step field {meta.get('step')} != {step}")
+        if errors:
+          log.warning("Checkpoint(s) %s unreadable (%s); resuming from step %d.",
+                      [s for s, _ in errors], errors[0][1], step)
+        return step, arrays, meta
+      except Exception as e:  # noqa: BLE001 - any failure to read means "corrupt"
+        errors.append((step, repr(e)[:300]))
+    if errors:
+      raise CorruptCheckpointError(
+          f"No readable checkpoint in {self.directory} (tried steps {[s for s, _ in errors]}: "
+          f"{errors[0][1]}). Delete that directory (and metrics/outputs in the workdir) to "
+          "restart the run from scratch, or point --workdir elsewhere.")
+    return None
+
+  def close(self) -> None:
+    self._mngr.close()
+
+
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+  return rng.bit_generator.state
+
+
+def rng_from_state(state: dict[str, Any]) -> np.random.Generator:
+  bitgen = getattr(np.random, state["bit_generator"])()
+  bitgen.state = state
+  return np.random.Generator(bitgen)

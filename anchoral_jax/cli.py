@@ -1,0 +1,88 @@
+"""`anchoral`: a thin shell around the library (STYLE.md 2).
+
+  anchoral run    --config configs/default.py[:arg] --workdir DIR [--config.al.budget=100 ...]
+  anchoral embed  --config ... (sentence embeddings of the pool, cached; resumable)
+  anchoral index  --config ... (usearch index over those embeddings, cached)
+  anchoral sweep  --config configs/ablations.py:arg --runs_dir DIR [--parallel N | --slurm]
+  anchoral report RUNS_DIR [--out DIR]
+
+Configs are Python files with `get_config(arg)`; the config is locked, so a typo in an
+override (`--config.al.budgte=...`) fails with the list of valid keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+COMMANDS = ("run", "embed", "index", "sweep", "report")
+
+USAGE = __doc__
+
+
+def _config_main(command: str):
+  from absl import app, flags
+  from ml_collections import config_flags
+
+  config_flags.DEFINE_config_file("config", None, "Config file: path/to/config.py[:arg]",
+                                  lock_config=True)
+  flags.DEFINE_string("workdir", None, "Run directory (the unit of resume).")
+  flags.DEFINE_string("runs_dir", None, "sweep: parent directory of the runs.")
+  flags.DEFINE_integer("parallel", 1, "sweep: local processes at once.")
+  flags.DEFINE_enum("backend", "local", ["local", "slurm", "multihost", "dry"],
+                    "sweep: run locally, write a Slurm array script, write a multi-host "
+                    "launch script, or only list the runs.")
+  flags.mark_flag_as_required("config")
+  FLAGS = flags.FLAGS
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax/jax chatter off
+    logging.getLogger("anchoral_jax").setLevel(logging.INFO)
+    config = FLAGS.config
+    if command == "run":
+      if not FLAGS.workdir:
+        raise app.UsageError("--workdir is required for `anchoral run`.")
+      from anchoral_jax import loop, parallel
+
+      parallel.initialize_distributed()
+      loop.run(config, FLAGS.workdir)
+    elif command in ("embed", "index"):
+      from anchoral_jax import prepare
+
+      prepare.embed(config) if command == "embed" else prepare.index(config)
+    elif command == "sweep":
+      if not FLAGS.runs_dir:
+        raise app.UsageError("--runs_dir is required for `anchoral sweep`.")
+      from anchoral_jax import sweep
+
+      sweep.main(FLAGS["config"].config_filename, FLAGS.runs_dir, parallel=FLAGS.parallel,
+                 backend=FLAGS.backend)
+
+  return main
+
+
+def main(argv: list[str] | None = None) -> None:
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help") or argv[1] not in COMMANDS:
+    print(USAGE)
+    if len(argv) >= 2 and argv[1] not in ("-h", "--help", "help"):
+      print(f"Unknown command {argv[1]!r}; choose from {', '.join(COMMANDS)}.")
+      sys.exit(2)
+    return
+  command = argv[1]
+  if command == "report":
+    from anchoral_jax import report
+
+    report.main(argv[2:])
+    return
+  from absl import app
+
+  app.run(_config_main(command), argv=[f"anchoral {command}"] + argv[2:])
+
+
+if __name__ == "__main__":
+  main()

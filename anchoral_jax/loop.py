@@ -1,0 +1,485 @@
+"""The pool-based AL simulation: `run(config, workdir)` (ALGORITHM.md sections 1-6).
+
+Each round r = 0..R: reset the classifier to the same initial weights, train on the labelled
+set L, test; then (unless r == R) build a subpool with the pool filter, let the base strategy
+pick `query_size` items from it, and add their oracle labels with labelling_round = r + 1.
+Every round is committed atomically (metrics line, outputs, orbax checkpoint), so a killed run
+re-run with the same command continues from the last completed round with identical results.
+
+Host-side bookkeeping uses pool ROW indices (positions in `task.train`); every output file
+speaks in uids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import pandas as pd
+
+from anchoral_jax import checkpoint, filters, metrics, strategies, tracking
+from anchoral_jax.data import TextTask, load_task
+from anchoral_jax.data.task import stratified_rows
+from anchoral_jax.embed import pool_embeddings
+from anchoral_jax.index import PoolIndex
+from anchoral_jax.models import bert
+from anchoral_jax.scoring import forward_rows
+from anchoral_jax.tokenize import TokenizedTexts, load_tokenizer, tokenize
+from anchoral_jax.train import TrainConfig, fit
+
+log = logging.getLogger(__name__)
+
+FILTERS = ("none", "randomsubset", "seals", "anchoral")
+ANCHOR_STRATEGIES = ("kmeans_pp", "random", "kmeans", "entropy")
+# Outputs each base strategy needs from the one forward pass over the subpool.
+STRATEGY_OUTPUTS = {"random": (), "entropy": ("logits",), "least_confidence": ("logits",),
+                    "margin": ("logits",), "badge": ("logits", "pooled"), "ftbertkm": ("cls",)}
+
+
+class ConfigError(ValueError):
+  pass
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Fails early, with the fix in the message, on names and sizes that cannot work."""
+  al = config.al
+  if al.strategy not in STRATEGY_OUTPUTS:
+    raise ConfigError(f"Unknown al.strategy {al.strategy!r}; choose from {sorted(STRATEGY_OUTPUTS)}.")
+  if al.filter not in FILTERS:
+    raise ConfigError(f"Unknown al.filter {al.filter!r}; choose from {list(FILTERS)}.")
+  for key in ("anchor_strategy", "minority_anchor_strategy", "majority_anchor_strategy"):
+    val = config.anchoral.get(key)
+    if val and val not in ANCHOR_STRATEGIES:
+      raise ConfigError(f"Unknown anchoral.{key} {val!r}; choose from {list(ANCHOR_STRATEGIES)}.")
+  for key in ("budget", "query_size", "initial_size"):
+    if al[key] <= 0:
+      raise ConfigError(f"al.{key} must be positive (got {al[key]}).")
+  if al.budget % al.query_size:
+    raise ConfigError(f"al.budget ({al.budget}) must be a multiple of al.query_size "
+                      f"({al.query_size}): rounds = budget / query_size.")
+  if config.train.model_selection == "val_minority_f1" and config.data.val_size <= 0:
+    raise ConfigError("train.model_selection='val_minority_f1' needs data.val_size > 0.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Set-up: task, tokens, model, embeddings, index.
+# ---------------------------------------------------------------------------------------------
+
+class Setup:
+  """Everything a run needs that does not change across rounds."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    c = config
+    self.task: TextTask = load_task(c.data.name, **c.data.kwargs.to_dict())
+    task = self.task
+    rng = np.random.default_rng(c.data.split_seed)
+    self.test_rows = np.arange(len(task.test))
+    if c.data.test_size and c.data.test_size < len(task.test):
+      self.test_rows = stratified_rows(task.test.labels, c.data.test_size, rng)
+    pool_rows = np.arange(len(task.train))
+    self.val_rows = np.zeros(0, np.int64)
+    if c.data.val_size > 0:  # held out from the pool, never queried, oracle-labelled
+      self.val_rows = stratified_rows(task.train.labels, c.data.val_size, rng)
+      pool_rows = np.setdiff1d(pool_rows, self.val_rows)
+    self.pool_rows = pool_rows
+    n_pool = len(pool_rows)
+    needed = c.al.initial_size + c.al.budget
+    if needed > n_pool:
+      raise ConfigError(
+          f"Budget larger than the pool: initial set {c.al.initial_size} + al.budget "
+          f"{c.al.budget} = {needed} > {n_pool} pool items in {task.name}. Lower al.budget.")
+
+    cache = Path(os.path.expanduser(c.data.cache_dir))
+    model_dir = (bert.resolve_model_dir(c.model.tokenizer) if c.model.tokenizer
+                 else bert.resolve_model_dir(c.model.name))
+    tokenizer = load_tokenizer(model_dir)
+    self.pool_tok = _cached_tokens(cache, model_dir, task.fingerprint(), "train",
+                                   task.train.text, tokenizer, c.data.max_length)
+    self.test_tok = _cached_tokens(cache, model_dir, task.fingerprint(), "test",
+                                   task.test.text, tokenizer, c.data.max_length)
+
+    key = jax.random.key(c.model.seed)
+    init_key, self.dropout_key = jax.random.split(key)
+    if c.model.pretrained:
+      self.cfg, self.init_params = bert.load_pretrained(
+          c.model.name, task.num_classes, init_key, dtype=c.model.dtype)
+    else:
+      base = bert.PRESETS[c.model.name]
+      self.cfg = bert.BertConfig(**{**base.__dict__, "num_labels": task.num_classes,
+                                    "dtype": c.model.dtype})
+      self.init_params = bert.init_params(self.cfg, init_key)
+
+    self.emb_NxE = None
+    self.index = None
+    if c.al.filter in ("seals", "anchoral") or (
+        c.al.filter == "anchoral" and c.anchoral.anchor_strategy != "entropy"):
+      self.emb_NxE = pool_embeddings(task, cache / "embeddings", c.index.embed_model,
+                                     c.index.embed_max_length, c.index.embed_batch_size)
+      self.index = _cached_index(cache, c, task, self.emb_NxE)
+
+
+def _cached_tokens(cache: Path, model_dir: Path, fingerprint: str, split: str, texts,
+                   tokenizer, max_length: int) -> TokenizedTexts:
+  path = cache / "tokens" / f"{Path(model_dir).name}-{fingerprint}-{split}-L{max_length}.npz"
+  if path.exists():
+    return TokenizedTexts.load(path)
+  tok = tokenize(tokenizer, texts, max_length, progress=len(texts) > 50_000)
+  tok.save(path)
+  return tok
+
+
+def _cached_index(cache: Path, c, task: TextTask, emb_NxE: np.ndarray) -> PoolIndex:
+  from anchoral_jax.embed import cache_key
+
+  if c.index.path:
+    path = Path(os.path.expanduser(c.index.path))
+    if not path.exists():
+      raise FileNotFoundError(f"index.path {path} does not exist. Build it with `anchoral index` "
+                              "or leave index.path empty to build and cache it automatically.")
+    return PoolIndex.load(path, view=c.index.view)
+  key = cache_key(c.index.embed_model, task.fingerprint(), c.index.embed_max_length)
+  path = cache / "index" / f"{key}-M{c.index.connectivity}.usearch"
+  if path.exists():
+    idx = PoolIndex.load(path, view=c.index.view)
+  else:
+    idx = PoolIndex.build(emb_NxE, np.arange(len(emb_NxE), dtype=np.int64),
+                          connectivity=c.index.connectivity, expansion_add=c.index.expansion_add,
+                          expansion_search=c.index.ef_search)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    idx.save(path)
+  idx.set_ef_search(c.index.ef_search)
+  return idx
+
+
+# ---------------------------------------------------------------------------------------------
+# AL state.
+# ---------------------------------------------------------------------------------------------
+
+def initial_set(labels: np.ndarray, rows: np.ndarray, size: int, per_minority: int,
+                minority: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+  """Per minority class `per_minority` random items, then uniform non-minority fill to `size`."""
+  chosen = []
+  for c in sorted(minority):
+    cand = rows[labels[rows] == c]
+    chosen.append(rng.choice(cand, size=min(per_minority, len(cand)), replace=False))
+  chosen = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+  rest = rows[~np.isin(labels[rows], minority)] if minority else rows
+  rest = np.setdiff1d(rest, chosen)
+  fill = rng.choice(rest, size=size - len(chosen), replace=False)
+  return np.concatenate([chosen, fill]).astype(np.int64)
+
+
+class ALState:
+  """Labelled rows with their labelling round, plus every RNG the filters/strategies use."""
+
+  def __init__(self, c, setup: Setup):
+    task = setup.task
+    init_rng = np.random.default_rng(c.al.initial_seed)
+    rows = initial_set(task.train.labels, setup.pool_rows, c.al.initial_size,
+                       c.al.initial_per_minority, tuple(task.minority_classes), init_rng)
+    self.labelled_rows = rows
+    self.labelling_round = np.full(len(rows), -1, np.int64)
+    self.round = 0  # next round to run
+    self.strategy_rng = np.random.default_rng(c.al.strategy_seed)
+    self.subset_rng = np.random.default_rng(c.randomsubset.seed)
+    self.anchor_rng = np.random.default_rng(c.anchoral.seed)
+    self.seals = filters.SealsState()
+    self.cumulative_query_s = 0.0
+
+  def arrays(self) -> dict[str, np.ndarray]:
+    return {"labelled_rows": self.labelled_rows, "labelling_round": self.labelling_round}
+
+  def meta(self) -> dict[str, Any]:
+    return {"step": self.round, "round": self.round,
+            "strategy_rng": checkpoint.rng_state(self.strategy_rng),
+            "subset_rng": checkpoint.rng_state(self.subset_rng),
+            "anchor_rng": checkpoint.rng_state(self.anchor_rng),
+            "seals": self.seals.to_dict(),
+            "cumulative_query_s": self.cumulative_query_s}
+
+  def load(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    self.labelled_rows = arrays["labelled_rows"].astype(np.int64)
+    self.labelling_round = arrays["labelling_round"].astype(np.int64)
+    self.round = int(meta["round"])
+    self.strategy_rng = checkpoint.rng_from_state(meta["strategy_rng"])
+    self.subset_rng = checkpoint.rng_from_state(meta["subset_rng"])
+    self.anchor_rng = checkpoint.rng_from_state(meta["anchor_rng"])
+    self.seals = filters.SealsState.from_dict(meta["seals"])
+    self.cumulative_query_s = float(meta["cumulative_query_s"])
+
+
+# ---------------------------------------------------------------------------------------------
+# One query step.
+# ---------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _timer(timers: dict[str, float], name: str) -> Iterator[None]:
+  t0 = time.perf_counter()
+  yield
+  timers[name] = timers.get(name, 0.0) + time.perf_counter() - t0
+
+
+def _anchor_strategy_for(c, minority: tuple[int, ...]):
+  default = c.anchoral.anchor_strategy
+
+  def pick(cls: int) -> str:
+    if cls in minority and c.anchoral.minority_anchor_strategy:
+      return c.anchoral.minority_anchor_strategy
+    if cls not in minority and c.anchoral.majority_anchor_strategy:
+      return c.anchoral.majority_anchor_strategy
+    return default
+
+  return pick
+
+
+def build_subpool(c, setup: Setup, state: ALState, params, unlabelled: np.ndarray,
+                  timers: dict[str, float], info: dict[str, Any]) -> np.ndarray:
+  """The pool filter: rows the base strategy may pick from."""
+  task = setup.task
+  f = c.al.filter
+  if f == "none" or (f in ("randomsubset", "anchoral") and len(unlabelled) <= c.al.subpool_size):
+    return unlabelled
+  if f == "randomsubset":
+    return filters.random_subset(unlabelled, c.al.subpool_size, state.subset_rng)
+  exclude = state.labelled_rows
+  if f == "seals":
+    queries = (state.labelled_rows if state.round == 0
+               else state.labelled_rows[state.labelling_round == state.round])
+    with _timer(timers, "search"):
+      rows = state.seals.update(setup.index, setup.emb_NxE[queries], c.seals.num_neighbours,
+                                exclude)
+    info["num_queries"] = len(queries)
+    return np.asarray(rows, np.int64)
+  # anchoral
+  labels = task.train.labels
+  scores = None
+  strategy_for = _anchor_strategy_for(c, tuple(task.minority_classes))
+  if any(strategy_for(k) == "entropy" for k in range(task.num_classes)):
+    with _timer(timers, "anchor_scoring"):
+      logits = forward_rows(params, setup.cfg, setup.pool_tok, state.labelled_rows, ("logits",),
+                            c.train.eval_batch_size)["logits"]
+      scores = strategies.entropy(logits)
+  with _timer(timers, "anchors"):
+    anchor_rows, anchor_cls = filters.anchors_per_class(
+        state.labelled_rows, labels[state.labelled_rows], setup.emb_NxE,
+        c.anchoral.num_anchors, strategy_for, state.anchor_rng, scores=scores)
+  with _timer(timers, "search"):
+    rows, sub_scores, stats = filters.anchoral_subpool(
+        setup.index, setup.emb_NxE[anchor_rows], c.anchoral.num_neighbours, exclude,
+        c.al.subpool_size, rng=state.anchor_rng, sampling=c.anchoral.sampling)
+  info.update(stats)
+  info["anchor_rows"] = np.asarray(anchor_rows)
+  info["anchor_classes"] = np.asarray(anchor_cls)
+  return np.asarray(rows, np.int64)
+
+
+def acquire(c, setup: Setup, state: ALState, params, subpool: np.ndarray, unlabelled: np.ndarray,
+            timers: dict[str, float], info: dict[str, Any]) -> np.ndarray:
+  """The base strategy picks `query_size` rows of the subpool (topped up if it is too small)."""
+  q = c.al.query_size
+  k = min(q, len(subpool))
+  name = c.al.strategy
+  keys = STRATEGY_OUTPUTS[name]
+  out = {}
+  if keys and k:
+    with _timer(timers, "score"):
+      out = forward_rows(params, setup.cfg, setup.pool_tok, subpool, keys,
+                         c.train.eval_batch_size)
+  with _timer(timers, "acquisition"):
+    rng = state.strategy_rng
+    if name == "random":
+      pick = strategies.random_select(len(subpool), k, rng)
+    elif name in ("entropy", "least_confidence", "margin"):
+      pick = strategies.topk(getattr(strategies, name)(out["logits"]), k)
+    elif name == "badge":
+      probs = np.asarray(jax.nn.softmax(out["logits"], axis=-1))
+      pick = strategies.badge_select(probs, out["pooled"], k, rng)
+    else:
+      pick = strategies.ftbertkm_select(out["cls"], k, rng)
+    chosen = subpool[np.asarray(pick, np.int64)]
+    if k < q:  # Documented graceful behaviour: top up uniformly from the rest of the pool.
+      rest = np.setdiff1d(unlabelled, chosen)
+      extra = rng.choice(rest, size=min(q - k, len(rest)), replace=False)
+      log.warning("Subpool has %d items < query_size %d: topped up %d uniformly from the pool.",
+                  len(subpool), q, len(extra))
+      chosen = np.concatenate([chosen, extra])
+      info["topped_up"] = len(extra)
+  return chosen
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs.
+# ---------------------------------------------------------------------------------------------
+
+def _append_jsonl(path: Path, record: dict) -> None:
+  with open(path, "a") as f:
+    f.write(json.dumps(record) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _truncate_jsonl(path: Path, keep_round_below: int) -> None:
+  """Drops records of rounds that were not committed (a kill between log and checkpoint)."""
+  if not path.exists():
+    return
+  lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+  kept = [ln for ln in lines if json.loads(ln).get("round", -1) < keep_round_below]
+  if len(kept) != len(lines):
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in kept))
+    os.replace(tmp, path)
+
+
+def _write_labelled(path: Path, task: TextTask, state: ALState) -> None:
+  df = pd.DataFrame({"uid": task.train.uid[state.labelled_rows],
+                     "label": task.train.labels[state.labelled_rows],
+                     "labelling_round": state.labelling_round})
+  tmp = path.with_suffix(".tmp")
+  df.to_parquet(tmp, index=False)
+  os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run.
+# ---------------------------------------------------------------------------------------------
+
+def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[dict]:
+  """Runs (or resumes) one AL simulation in `workdir`; returns the per-round records."""
+  validate(config)
+  c = config
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  hparams = workdir / "hparams.json"
+  resolved = json.loads(c.to_json_best_effort())
+  if hparams.exists() and json.loads(hparams.read_text()) != resolved:
+    raise ConfigError(f"{workdir} holds a run with a different config ({hparams}); use a new "
+                      "--workdir or the same config to resume.")
+  hparams.write_text(json.dumps(resolved, indent=2, sort_keys=True))
+  if (workdir / "DONE").exists():
+    log.info("%s is DONE; nothing to do.", workdir)
+    return tracking.load_metrics(workdir / "metrics.jsonl")[0]
+
+  setup = Setup(c)
+  task = setup.task
+  log.info("%s", task.describe())
+  state = ALState(c, setup)
+  ckpt = checkpoint.RoundCheckpointer(workdir / "checkpoints")
+  restored = ckpt.restore_latest()
+  if restored is not None:
+    _, arrays, meta = restored
+    state.load(arrays, meta)
+    log.info("Resuming %s at round %d (%d labelled).", workdir, state.round,
+             len(state.labelled_rows))
+  for name in ("metrics.jsonl", "subpools.jsonl", "anchors.jsonl"):
+    _truncate_jsonl(workdir / name, state.round)
+
+  wandb_cfg = {k: v for k, v in c.wandb.to_dict().items() if v not in ("", None)}
+  wandb_cfg.setdefault("dir", str(workdir))
+  wandb_cfg.setdefault("name", workdir.name)
+  tracker = tracking.make_tracker(workdir, wandb_cfg, resolved)
+  num_rounds = c.al.budget // c.al.query_size
+  tc = TrainConfig(**c.train.to_dict())
+  labels = task.train.labels
+  minority = tuple(task.minority_classes)
+  val = ((setup.pool_tok, setup.val_rows, labels[setup.val_rows])
+         if len(setup.val_rows) else None)
+  try:
+    while state.round <= num_rounds:
+      r = state.round
+      timers: dict[str, float] = {}
+      t_round = time.perf_counter()
+      with _timer(timers, "train"):
+        fitted = fit(setup.init_params, setup.cfg, tc, setup.pool_tok, state.labelled_rows,
+                     labels[state.labelled_rows], num_classes=task.num_classes,
+                     minority_classes=minority, data_seed=c.data.seed,
+                     dropout_key=setup.dropout_key, val=val)
+      with _timer(timers, "test"):
+        logits = forward_rows(fitted.params, setup.cfg, setup.test_tok, setup.test_rows,
+                              ("logits",), c.train.eval_batch_size)["logits"]
+        test_m = metrics.classification_metrics(
+            task.test.labels[setup.test_rows], logits, task.num_classes, minority,
+            prefix="test/")
+      counts = metrics.class_counts(labels[state.labelled_rows], task.num_classes)
+      record: dict[str, Any] = {
+          "round": r, "budget": int(len(state.labelled_rows)), **test_m,
+          **{f"labelled/count_class_{k}": int(v) for k, v in enumerate(counts)},
+          "labelled/minority_share": float(np.isin(labels[state.labelled_rows], minority).mean()),
+          "train/epochs": fitted.epochs_run, "train/best_epoch": fitted.best_epoch,
+          "train/steps": fitted.steps,
+          **{k: v for k, v in fitted.history[fitted.best_epoch].items() if k != "epoch"},
+      }
+      info: dict[str, Any] = {}
+      new_rows = np.zeros(0, np.int64)
+      if r < num_rounds:
+        t_query = time.perf_counter()
+        unlabelled = np.setdiff1d(setup.pool_rows, state.labelled_rows)
+        subpool = build_subpool(c, setup, state, fitted.params, unlabelled, timers, info)
+        new_rows = acquire(c, setup, state, fitted.params, subpool, unlabelled, timers, info)
+        timers["query"] = time.perf_counter() - t_query
+        state.cumulative_query_s += timers["query"]
+        record.update({
+            "subpool/size": int(len(subpool)),
+            "subpool/minority_share": float(np.isin(labels[subpool], minority).mean())
+            if len(subpool) else 0.0,
+            "query/minority_share": float(np.isin(labels[new_rows], minority).mean()),
+            **{f"anchoral/{k}": int(v) for k, v in info.items()
+               if k in ("num_anchors", "num_retrieved", "num_unique", "num_queries",
+                        "topped_up")},
+        })
+        _append_jsonl(workdir / "subpools.jsonl",
+                      {"round": r, "uids": task.train.uid[subpool].tolist()})
+        if "anchor_rows" in info:
+          _append_jsonl(workdir / "anchors.jsonl",
+                        {"round": r, "uids": task.train.uid[info["anchor_rows"]].tolist(),
+                         "classes": np.asarray(info["anchor_classes"]).tolist()})
+      timers["round"] = time.perf_counter() - t_round
+      record.update({f"time/{k}": v for k, v in timers.items()})
+      record["time/cumulative_query"] = state.cumulative_query_s
+      tracker.log(record, step=r)
+      _print_round(record, num_rounds)
+
+      # Commit: labelled set for the next round, then the checkpoint (the commit point).
+      state.labelled_rows = np.concatenate([state.labelled_rows, new_rows])
+      state.labelling_round = np.concatenate(
+          [state.labelling_round, np.full(len(new_rows), r + 1, np.int64)])
+      state.round = r + 1
+      _write_labelled(workdir / "labelled.parquet", task, state)
+      ckpt.save(state.round, state.arrays(), state.meta())
+      if os.environ.get("ANCHORAL_KILL_AFTER_ROUND") == str(r):  # test hook: simulate a kill
+        os._exit(17)
+    records, _ = tracking.load_metrics(workdir / "metrics.jsonl")
+    summary = metrics.summarise_curves(records, minority_key="test/minority_f1",
+                                       majority_key="test/majority_f1")
+    tracker.summary(summary)
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (workdir / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+    _print_summary(summary)
+    return records
+  finally:
+    tracker.finish()
+    ckpt.close()
+
+
+def _print_round(rec: dict, num_rounds: int) -> None:
+  parts = [f"round {rec['round']:3d}/{num_rounds}",
+           f"labelled {rec['budget']:5d} (minority {rec['labelled/minority_share']:.3f})",
+           f"test minority F1 {rec['test/minority_f1']:.3f} macro F1 {rec['test/f1_macro']:.3f}",
+           f"train {rec['time/train']:.1f}s"]
+  if "time/query" in rec:
+    parts.append(f"subpool {rec['subpool/size']} (minority {rec['subpool/minority_share']:.3f})")
+    parts.append(f"query {rec['time/query']:.2f}s")
+  print(" | ".join(parts), flush=True)
+
+
+def _print_summary(summary: dict) -> None:
+  print("summary: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in summary.items()), flush=True)

@@ -1,0 +1,162 @@
+"""Training one classifier on the labelled set (one AL round), the paper's way.
+
+Shape letters: B batch, L bucketed length, C classes.
+
+- AdamW (lr 4e-5, betas (0.9, 0.999), eps 1e-8, weight decay 0.01 on all params), no schedule,
+  no clipping, unweighted cross-entropy (ALGORITHM.md section 5).
+- steps = max(epochs x batches, min_steps), realised as whole epochs:
+  epochs_run = max(epochs, ceil(min_steps / batches)) (100 labelled -> 4 batches -> 25 epochs).
+- Data order: a numpy Generator seeded with `data_seed`, fresh every round -> same order.
+- Model selection: keep the epoch with the best TRAIN minority F1 (computed from the epoch's
+  own training-mode predictions), early stopping with `patience` epochs. Options: "val" (a
+  held-out labelled validation set scored after every epoch) or "last".
+- Fixed shapes: every batch has `batch_size` rows (the last one padded, weight 0) and a bucketed
+  length, so `train_step` compiles once per bucket, not per batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from anchoral_jax import metrics, parallel
+from anchoral_jax.models.bert import BertClassifier, BertConfig, Params
+from anchoral_jax.scoring import forward_rows
+from anchoral_jax.tokenize import DEFAULT_BUCKETS, TokenizedTexts
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  learning_rate: float = 4e-5
+  b1: float = 0.9
+  b2: float = 0.999
+  eps: float = 1e-8
+  weight_decay: float = 0.01
+  batch_size: int = 32
+  epochs: int = 10
+  min_steps: int = 100
+  patience: int = 10  # epochs without improvement of the selection metric
+  model_selection: str = "train_minority_f1"  # or "val_minority_f1", "last"
+  eval_batch_size: int = 128
+
+  def __post_init__(self):
+    if self.model_selection not in ("train_minority_f1", "val_minority_f1", "last"):
+      raise ValueError(f"Unknown train.model_selection {self.model_selection!r}; use "
+                       "'train_minority_f1' (paper), 'val_minority_f1' or 'last'.")
+
+
+def make_optimizer(tc: TrainConfig) -> optax.GradientTransformation:
+  # torch.optim.AdamW applies weight decay to every parameter here (the official code's default).
+  return optax.adamw(tc.learning_rate, b1=tc.b1, b2=tc.b2, eps=tc.eps,
+                     weight_decay=tc.weight_decay)
+
+
+@dataclasses.dataclass
+class TrainState:
+  params: Params
+  opt_state: optax.OptState
+  step: jax.Array
+
+
+jax.tree_util.register_dataclass(TrainState, data_fields=["params", "opt_state", "step"],
+                                 meta_fields=[])
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "opt"), donate_argnums=(0,))
+def train_step(state: TrainState, ids_BxL, mask_BxL, labels_B, weight_B, key: jax.Array, *,
+               cfg: BertConfig, opt: optax.GradientTransformation):
+  """One AdamW step on a padded batch; returns the new state, the loss and training logits."""
+  dropout_key = jax.random.fold_in(key, state.step)
+
+  def loss_fn(params):
+    logits_BxC, _ = BertClassifier(cfg).apply({"params": params}, ids_BxL, mask_BxL,
+                                              deterministic=False, rngs={"dropout": dropout_key})
+    ce_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxC, labels_B)
+    loss = (ce_B * weight_B).sum() / jnp.maximum(weight_B.sum(), 1.0)
+    return loss, logits_BxC
+
+  (loss, logits_BxC), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = opt.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  return TrainState(params, opt_state, state.step + 1), loss, logits_BxC
+
+
+def num_epochs(n: int, tc: TrainConfig) -> int:
+  batches = math.ceil(n / tc.batch_size)
+  return max(tc.epochs, math.ceil(tc.min_steps / batches)) if batches else 0
+
+
+@dataclasses.dataclass
+class FitResult:
+  params: Params
+  best_epoch: int
+  epochs_run: int
+  steps: int
+  history: list[dict]  # per epoch: loss, train metrics, val metrics
+
+
+def fit(init_params: Params, cfg: BertConfig, tc: TrainConfig, tok: TokenizedTexts,
+        rows: np.ndarray, labels: np.ndarray, *, num_classes: int,
+        minority_classes: Sequence[int], data_seed: int, dropout_key: jax.Array,
+        val: tuple[TokenizedTexts, np.ndarray, np.ndarray] | None = None,
+        buckets: Sequence[int] = DEFAULT_BUCKETS) -> FitResult:
+  """Trains from `init_params` on `rows` of `tok` with `labels`; returns the selected params."""
+  rows = np.asarray(rows, np.int64)
+  labels = np.asarray(labels, np.int32)
+  opt = make_optimizer(tc)
+  # Copy: train_step donates its state, and `init_params` must survive for the next round.
+  params = parallel.replicate(jax.tree.map(jnp.array, init_params))
+  state = TrainState(params, opt.init(params), jnp.zeros((), jnp.int32))
+  order_rng = np.random.default_rng(data_seed)
+  bs = parallel.round_batch(tc.batch_size)
+  epochs = num_epochs(len(rows), tc)
+  best, best_score, best_epoch, since_best = None, -np.inf, -1, 0
+  history = []
+  for epoch in range(epochs):
+    perm = order_rng.permutation(len(rows))
+    preds, losses = np.empty(len(rows), np.int32), []
+    for s in range(0, len(perm), tc.batch_size):
+      chunk = perm[s:s + tc.batch_size]
+      ids, mask = tok.batch(rows[chunk], buckets, bs)
+      y = np.zeros(bs, np.int32)
+      y[:len(chunk)] = labels[chunk]
+      w = np.zeros(bs, np.float32)
+      w[:len(chunk)] = 1.0
+      batch = parallel.shard_batch((ids, mask, y, w))
+      state, loss, logits = train_step(state, *batch, dropout_key, cfg=cfg, opt=opt)
+      preds[chunk] = np.asarray(logits).argmax(-1)[:len(chunk)]
+      losses.append(float(loss))
+    # Training-mode predictions of this epoch, as one-hot "probabilities" (F1 only needs argmax).
+    train_m = metrics.classification_metrics_from_probs(
+        labels, np.eye(num_classes, dtype=np.float32)[preds], num_classes, minority_classes,
+        prefix="train/")
+    train_m = {k: v for k, v in train_m.items() if k not in ("train/loss", "train/ece")}
+    record = {"epoch": epoch, "train/loss": float(np.mean(losses)), **train_m}
+    if val is not None:
+      vtok, vrows, vlabels = val
+      vlogits = forward_rows(state.params, cfg, vtok, vrows, ("logits",), tc.eval_batch_size,
+                             buckets)["logits"]
+      record.update(metrics.classification_metrics(
+          vlabels, vlogits, num_classes, minority_classes, prefix="val/"))
+    history.append(record)
+    if tc.model_selection == "last":
+      continue
+    score = record["train/minority_f1" if tc.model_selection == "train_minority_f1"
+                   else "val/minority_f1"]
+    if score > best_score:
+      best_score, best_epoch, since_best = score, epoch, 0
+      best = jax.tree.map(jnp.copy, state.params)
+    else:
+      since_best += 1
+      if since_best >= tc.patience:
+        break
+  if best is None:
+    best, best_epoch = state.params, len(history) - 1
+  return FitResult(best, best_epoch, len(history), int(state.step), history)
