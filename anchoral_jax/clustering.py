@@ -1,0 +1,154 @@
+"""k-means++ seeding, Lloyd k-means and centre-to-point assignment, on host numpy arrays.
+
+Used by BADGE (k-means++ picks on gradient embeddings), FTbertKM (k-means on [CLS]) and the
+AnchorAL anchor strategies (ALGORITHM.md sections 2-3).
+
+Why numpy and not a jitted JAX function: the inputs are host arrays whose row count changes
+every round (subpool and per-class labelled-set sizes), so a jitted version would retrace per
+shape or need padding and masking; Lloyd also stops on a data-dependent tolerance. The work is
+tiny (N <= ~10^4 rows, K <= ~10^2 centres: a few ms per iteration on a CPU), so a device round
+trip plus a compile per shape would cost more than it saves.
+
+Shape letters: N points, D features, K centres, T local trials.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _sq_dist_to(centre_rows_TxD: np.ndarray, x_NxD: np.ndarray, xx_N: np.ndarray) -> np.ndarray:
+  """Squared Euclidean distances [T, N] as ||c||^2 - 2 c.x + ||x||^2, clipped at 0.
+
+  Same expansion and operation order as scikit-learn's `_euclidean_distances`.
+  """
+  d_TxN = -2.0 * (centre_rows_TxD @ x_NxD.T)
+  d_TxN += np.einsum("td,td->t", centre_rows_TxD, centre_rows_TxD)[:, None]
+  d_TxN += xx_N[None, :]
+  np.maximum(d_TxN, 0.0, out=d_TxN)
+  return d_TxN
+
+
+def kmeans_pp(X_NxD: np.ndarray, k: int, rng: np.random.Generator,
+              n_local_trials: int | None = None) -> np.ndarray:
+  """Indices of k distinct rows picked by greedy k-means++ seeding.
+
+  Follows scikit-learn's `_kmeans_plusplus` step by step (ALGORITHM.md section 3, BADGE):
+  the first centre is uniform; each later centre is the best of `n_local_trials`
+  (default 2 + floor(ln k)) candidates drawn with probability proportional to D^2, "best"
+  meaning the smallest total potential after adding it. `rng` only needs `.choice` and
+  `.uniform`, so a `np.random.RandomState` reproduces scikit-learn's picks draw for draw.
+
+  Departure: once every point coincides with a chosen centre (duplicates; zero potential),
+  scikit-learn would repeat index 0; we draw the remaining picks uniformly from the unpicked
+  rows so the k indices stay distinct. If k >= N all indices are returned.
+  """
+  X = np.asarray(X_NxD)
+  if X.ndim != 2:
+    raise ValueError(f"kmeans_pp expects an [N, D] matrix, got shape {X.shape}.")
+  if not np.issubdtype(X.dtype, np.floating):
+    X = X.astype(np.float64)
+  n = X.shape[0]
+  if k <= 0:
+    return np.zeros((0,), np.int64)
+  if k >= n:
+    return np.arange(n, dtype=np.int64)
+  if n_local_trials is None:
+    n_local_trials = 2 + int(np.log(k))
+  xx_N = np.einsum("nd,nd->n", X, X)
+  picks = np.full(k, -1, np.int64)
+  chosen = np.zeros(n, bool)
+  first = int(rng.choice(n, p=np.full(n, 1.0 / n)))
+  picks[0] = first
+  chosen[first] = True
+  ones_N = np.ones(n, np.float64)  # potentials as matmuls with unit weights, as scikit-learn
+  closest_N = _sq_dist_to(X[[first]], X, xx_N)[0].astype(np.float64)
+  potential = float(closest_N @ ones_N)
+  for c in range(1, k):
+    if not potential > 0.0:  # all remaining points duplicate a centre: keep picks distinct
+      rest = np.flatnonzero(~chosen)
+      picks[c:] = rng.choice(rest, size=k - c, replace=False)
+      break
+    rand_T = rng.uniform(size=n_local_trials) * potential
+    cand_T = np.searchsorted(np.cumsum(closest_N), rand_T)
+    np.clip(cand_T, None, n - 1, out=cand_T)
+    d_TxN = np.minimum(closest_N[None, :], _sq_dist_to(X[cand_T], X, xx_N))
+    pot_T = d_TxN @ ones_N
+    best = int(np.argmin(pot_T))
+    idx = int(cand_T[best])
+    if chosen[idx]:  # only reachable through a zero-probability draw (rand == 0.0)
+      idx = int(rng.choice(np.flatnonzero(~chosen)))
+      d_N = np.minimum(closest_N, _sq_dist_to(X[[idx]], X, xx_N)[0])
+      closest_N, potential = d_N, float(d_N @ ones_N)
+    else:
+      closest_N, potential = d_TxN[best], float(pot_T[best])
+    picks[c] = idx
+    chosen[idx] = True
+  return picks
+
+
+def standardise(X_NxD: np.ndarray) -> np.ndarray:
+  """Per-feature zero mean, unit variance (scikit-learn StandardScaler; constant features -> 0)."""
+  X = np.asarray(X_NxD, dtype=np.float64)
+  std_D = X.std(axis=0)
+  std_D[std_D == 0.0] = 1.0
+  return (X - X.mean(axis=0)) / std_D
+
+
+def kmeans(X_NxD: np.ndarray, k: int, rng: np.random.Generator, num_iters: int = 300,
+           tol: float = 1e-4) -> np.ndarray:
+  """Lloyd k-means from a k-means++ start; returns the centres [K, D] (float64).
+
+  Mirrors scikit-learn's `KMeans(n_init=1, init="k-means++")`: `tol` is relative to the mean
+  per-feature variance and bounds the squared centre shift; an empty cluster is re-seeded
+  with the point farthest from its current centre. If k >= N every point is its own centre.
+  """
+  X = np.asarray(X_NxD, dtype=np.float64)
+  n = X.shape[0]
+  if k <= 0:
+    return np.zeros((0, X.shape[1]), np.float64)
+  if k >= n:
+    return X.copy()
+  xx_N = np.einsum("nd,nd->n", X, X)
+  centres_KxD = X[kmeans_pp(X, k, rng)].copy()
+  tol_abs = tol * float(np.mean(np.var(X, axis=0)))
+  for _ in range(num_iters):
+    d_KxN = _sq_dist_to(centres_KxD, X, xx_N)
+    assign_N = np.argmin(d_KxN, axis=0)
+    counts_K = np.bincount(assign_N, minlength=k)
+    new_KxD = np.zeros_like(centres_KxD)
+    np.add.at(new_KxD, assign_N, X)
+    empty = counts_K == 0
+    new_KxD[~empty] /= counts_K[~empty, None]
+    if empty.any():  # relocate empty clusters to the worst-served points (distinct)
+      far_N = np.argsort(-d_KxN[assign_N, np.arange(n)], kind="stable")
+      new_KxD[empty] = X[far_N[: int(empty.sum())]]
+    shift = float(((new_KxD - centres_KxD) ** 2).sum())
+    centres_KxD = new_KxD
+    if shift <= tol_abs:
+      break
+  return centres_KxD
+
+
+def closest_distinct(centres_KxD: np.ndarray, X_NxD: np.ndarray) -> np.ndarray:
+  """For each centre, the row of X with the highest dot product, all picks distinct.
+
+  Official `_get_nearest_to_centers` on standardised features (normalized=True): similarity is
+  the raw dot product; on a collision, centres are served greedily in order, each taking its
+  best row not already taken. Needs K <= N.
+  """
+  c = np.asarray(centres_KxD, dtype=np.float64)
+  X = np.asarray(X_NxD, dtype=np.float64)
+  k, n = c.shape[0], X.shape[0]
+  if k > n:
+    raise ValueError(f"closest_distinct: {k} centres but only {n} points.")
+  sim_KxN = c @ X.T
+  picks = np.argmax(sim_KxN, axis=1)
+  if len(np.unique(picks)) == k:
+    return picks.astype(np.int64)
+  picks = np.full(k, -1, np.int64)
+  for i in range(k):
+    row = sim_KxN[i].copy()
+    row[picks[:i]] = -np.inf
+    picks[i] = int(np.argmax(row))
+  return picks

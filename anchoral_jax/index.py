@@ -1,0 +1,260 @@
+"""Cosine nearest-neighbour index over the pool's retrieval embeddings (usearch HNSW).
+
+ALGORITHM.md section 4: the official code builds hnswlib (space cosine, M=64,
+ef_construction=200) once over the train split and hides labelled ids from results. We use
+usearch in the same role. `brute_force_knn` is the exact numpy reference the tests and the
+benchmark compare against.
+
+Shape letters: N pool size, E embedding dim, Q queries, K neighbours per query.
+Distances are cosine distances, 1 - cos(q, x), in [0, 2]; vectors need not be unit-norm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from usearch.index import Index
+
+# Sidecar with what usearch does not store in its own file (build and query-time settings).
+_META_SUFFIX = ".meta.json"
+_BUILD_HINT = "build it with `anchoral index` (or PoolIndex.build(...).save(path))"
+
+
+def _as_uids(uids: np.ndarray | Iterable[int] | None) -> np.ndarray:
+  """Unique int64 uids (empty for None)."""
+  if uids is None:
+    return np.zeros((0,), np.int64)
+  return np.unique(np.asarray(list(uids) if not isinstance(uids, np.ndarray) else uids,
+                              dtype=np.int64).ravel())
+
+
+def _as_queries(queries_QxE: np.ndarray, ndim: int) -> np.ndarray:
+  """Contiguous float32 [Q, E] with a clear error on a dimension mismatch."""
+  q = np.asarray(queries_QxE, dtype=np.float32)
+  if q.ndim == 1:
+    q = q[None, :]
+  if q.ndim != 2 or q.shape[1] != ndim:
+    raise ValueError(
+        f"Queries have shape {q.shape} but the index holds {ndim}-d vectors: embed the queries "
+        "with the same retrieval model the index was built from (or rebuild with `anchoral index`).")
+  return np.ascontiguousarray(q)
+
+
+class PoolIndex:
+  """usearch HNSW over pool uids, cosine metric, float32 storage.
+
+  Build once per (dataset, retrieval model); every AL round only searches. Keys are the pool
+  uids (int64, stored by usearch as uint64 and converted back).
+  """
+
+  def __init__(self, index: Index, *, connectivity: int, expansion_add: int,
+               expansion_search: int, path: str | None = None):
+    self._index = index
+    self.connectivity = connectivity
+    self.expansion_add = expansion_add
+    self.ef_search = expansion_search
+    self.path = path
+
+  # ---------------------------------------------------------------- construction and storage
+  @classmethod
+  def build(cls, emb_NxE: np.ndarray, uids: np.ndarray, *, connectivity: int = 64,
+            expansion_add: int = 200, expansion_search: int = 50, batch_size: int = 65536,
+            threads: int = 0, progress: bool = True) -> PoolIndex:
+    """Index `emb_NxE` under `uids`, streaming `batch_size` rows at a time.
+
+    Defaults follow the official hnswlib index: M=64, ef_construction=200. Streaming keeps
+    memory flat when `emb_NxE` is a memmap of a million-row pool.
+
+    There is no `seed`: usearch draws HNSW levels from an internal fixed-seed generator, so
+    `threads=1` gives a bit-reproducible index; `threads=0` (all cores) is much faster but the
+    insertion order, hence the graph, varies a little from build to build.
+    """
+    if emb_NxE.ndim != 2 or emb_NxE.shape[0] == 0:
+      raise ValueError(f"Expected a non-empty [N, E] embedding matrix, got shape {emb_NxE.shape}.")
+    uids = np.asarray(uids, dtype=np.int64).ravel()
+    n, e = emb_NxE.shape
+    if uids.shape != (n,):
+      raise ValueError(f"{n} embeddings but {uids.shape[0]} uids: they must match one to one.")
+    if len(np.unique(uids)) != n:
+      raise ValueError("Pool uids must be unique to be used as index keys.")
+    index = Index(ndim=e, metric="cos", dtype="f32", connectivity=int(connectivity),
+                  expansion_add=int(expansion_add), expansion_search=int(expansion_search))
+    bar = None
+    if progress:
+      from tqdm.auto import tqdm
+      bar = tqdm(total=n, desc="index", unit="vec")
+    for start in range(0, n, batch_size):
+      stop = min(n, start + batch_size)
+      chunk = np.ascontiguousarray(emb_NxE[start:stop], dtype=np.float32)
+      index.add(uids[start:stop].astype(np.uint64), chunk, threads=threads)
+      if bar is not None:
+        bar.update(stop - start)
+    if bar is not None:
+      bar.close()
+    return cls(index, connectivity=int(connectivity), expansion_add=int(expansion_add),
+               expansion_search=int(expansion_search))
+
+  def save(self, path: str | os.PathLike) -> None:
+    """Write the usearch file at `path` and a `<path>.meta.json` sidecar with the settings."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    self._index.save(str(tmp))
+    os.replace(tmp, path)  # atomic: a crash never leaves a half-written index behind
+    meta = {"connectivity": self.connectivity, "expansion_add": self.expansion_add,
+            "ef_search": self.ef_search, "ndim": self.ndim, "size": len(self),
+            "metric": "cos", "dtype": "f32", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    Path(str(path) + _META_SUFFIX).write_text(json.dumps(meta, indent=2))
+    self.path = str(path)
+
+  @classmethod
+  def load(cls, path: str | os.PathLike, view: bool = False) -> PoolIndex:
+    """Load an index saved by `save`; `view=True` memory-maps it (read-only, for big pools)."""
+    path = Path(path)
+    if not path.is_file():
+      raise FileNotFoundError(f"No retrieval index at {path}: {_BUILD_HINT}.")
+    info = Index.metadata(str(path))
+    if not info:
+      raise ValueError(f"{path} is not a usearch index file: {_BUILD_HINT}.")
+    if "cos" not in str(info["kind_metric"]).lower():
+      raise ValueError(f"{path} uses metric {info['kind_metric']}, expected cosine: {_BUILD_HINT}.")
+    meta_path = Path(str(path) + _META_SUFFIX)
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    index = Index.restore(str(path), view=view)
+    connectivity = int(meta.get("connectivity", index.connectivity))
+    expansion_add = int(meta.get("expansion_add", index.expansion_add))
+    ef_search = int(meta.get("ef_search", index.expansion_search))
+    index.expansion_search = ef_search
+    return cls(index, connectivity=connectivity, expansion_add=expansion_add,
+               expansion_search=ef_search, path=str(path))
+
+  # ---------------------------------------------------------------- properties
+  def __len__(self) -> int:
+    return len(self._index)
+
+  @property
+  def ndim(self) -> int:
+    return int(self._index.ndim)
+
+  def contains(self, uids: np.ndarray) -> np.ndarray:
+    """Boolean mask: which uids are keys of the index."""
+    uids = np.asarray(uids, dtype=np.int64).ravel()
+    if uids.size == 0:
+      return np.zeros((0,), bool)
+    return np.asarray(self._index.contains(uids.astype(np.uint64)), dtype=bool)
+
+  def vectors(self, uids: np.ndarray) -> np.ndarray:
+    """Stored embeddings [len(uids), E] (float32), e.g. the anchors' or SEALS queries'."""
+    uids = np.asarray(uids, dtype=np.int64).ravel()
+    if uids.size == 0:
+      return np.zeros((0, self.ndim), np.float32)
+    rows = self._index.get(uids.astype(np.uint64), dtype="f32")
+    missing = [int(u) for u, r in zip(uids, rows, strict=True) if r is None]
+    if missing:
+      raise KeyError(f"uids not in the index: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+    return np.stack([r.reshape(-1) for r in rows]).astype(np.float32, copy=False)
+
+  # ---------------------------------------------------------------- search
+  def search(self, queries_QxE: np.ndarray, k: int, exclude_uids: np.ndarray | None = None, *,
+             ef_search: int | None = None, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest pool uids per query, never returning `exclude_uids` (e.g. the labelled set).
+
+    Returns (uids_QxK int64 padded with -1, dist_QxK float32 cosine distance padded with inf),
+    each row sorted by increasing distance. A row is short only when fewer than k
+    non-excluded items exist in the pool.
+
+    Exclusion is over-fetch-and-filter: the official code marks labelled ids deleted in
+    hnswlib, which still walks through them but never returns them. usearch has no such filter
+    in Python, so we ask for k + m results (m = min(#excluded in index, k) at first), drop
+    excluded uids, and re-query only the rows still short with a doubled fetch, up to
+    k + #excluded-in-index, which is enough by construction (at most that many can be
+    removed). Rows whose neighbourhood is not dominated by labelled items (nearly all of them)
+    finish in one pass.
+
+    ef_search: HNSW beam width; None uses the index's setting (`self.ef_search`). usearch, like
+    hnswlib, searches with max(ef, fetch count), so ef_search=k reproduces the official QUIRK
+    (ALGORITHM.md section 4: its query-time ef ended up equal to k=50). `exact=True` scans
+    the whole index (a test and small-pool aid).
+    """
+    if k < 1:
+      raise ValueError(f"k must be >= 1, got {k}.")
+    q_QxE = _as_queries(queries_QxE, self.ndim)
+    num_q = q_QxE.shape[0]
+    uids_QxK = np.full((num_q, k), -1, np.int64)
+    dist_QxK = np.full((num_q, k), np.inf, np.float32)
+    n = len(self)
+    if num_q == 0 or n == 0:
+      return uids_QxK, dist_QxK
+    excl = _as_uids(exclude_uids)
+    excl = excl[self.contains(excl)] if excl.size else excl
+    num_excl = int(excl.size)
+    fetch_cap = min(n, k + num_excl)  # fetching this many always leaves >= min(k, n - m) rows
+    fetch = min(n, k + min(num_excl, k))
+    previous_ef = self._index.expansion_search
+    self._index.expansion_search = int(ef_search if ef_search is not None else self.ef_search)
+    try:
+      pending = np.arange(num_q)
+      while pending.size:
+        matches = self._index.search(q_QxE[pending], fetch, exact=exact)
+        keys = np.asarray(matches.keys).reshape(pending.size, -1).astype(np.int64)
+        dists = np.asarray(matches.distances).reshape(pending.size, -1)
+        counts = np.asarray(matches.counts).reshape(-1)
+        valid = np.arange(keys.shape[1])[None, :] < counts[:, None]
+        if num_excl:
+          valid &= ~np.isin(keys, excl)
+        # Stable order keeps usearch's distance order among the surviving entries.
+        order = np.argsort(~valid, axis=1, kind="stable")[:, :k]
+        got = np.take_along_axis(valid, order, axis=1)
+        row_uids = np.where(got, np.take_along_axis(keys, order, axis=1), -1)
+        row_dist = np.where(got, np.take_along_axis(dists, order, axis=1), np.inf)
+        width = row_uids.shape[1]
+        uids_QxK[pending, :width] = row_uids
+        dist_QxK[pending, :width] = row_dist.astype(np.float32)
+        short = got.sum(axis=1) < min(k, n - num_excl)
+        if fetch >= fetch_cap or not short.any():
+          break
+        pending = pending[short]
+        fetch = min(fetch_cap, 2 * fetch)
+    finally:
+      self._index.expansion_search = previous_ef
+    return uids_QxK, dist_QxK
+
+
+def brute_force_knn(emb_NxE: np.ndarray, uids: np.ndarray, queries_QxE: np.ndarray, k: int,
+                    exclude_uids: np.ndarray | None = None, *, chunk_rows: int = 1 << 25
+                    ) -> tuple[np.ndarray, np.ndarray]:
+  """Exact cosine kNN in numpy: the reference for `PoolIndex.search` (same output contract).
+
+  Ties are broken by position in `emb_NxE`. Queries are processed in chunks so that at most
+  `chunk_rows` distances are alive at once.
+  """
+  emb = np.asarray(emb_NxE, dtype=np.float32)
+  q = np.asarray(queries_QxE, dtype=np.float32)
+  if q.ndim == 1:
+    q = q[None, :]
+  if emb.ndim != 2 or q.ndim != 2 or emb.shape[1] != q.shape[1]:
+    raise ValueError(f"Dimension mismatch: pool {emb.shape}, queries {q.shape}.")
+  uids = np.asarray(uids, dtype=np.int64).ravel()
+  n = emb.shape[0]
+  emb_n = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+  q_n = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+  allowed_N = ~np.isin(uids, _as_uids(exclude_uids))
+  num_q = q.shape[0]
+  uids_QxK = np.full((num_q, k), -1, np.int64)
+  dist_QxK = np.full((num_q, k), np.inf, np.float32)
+  kk = min(k, int(allowed_N.sum()))
+  if kk == 0:
+    return uids_QxK, dist_QxK
+  step = max(1, chunk_rows // max(n, 1))
+  for s in range(0, num_q, step):
+    d_BxN = 1.0 - q_n[s:s + step] @ emb_n.T
+    d_BxN[:, ~allowed_N] = np.inf
+    order_BxN = np.argsort(d_BxN, axis=1, kind="stable")[:, :kk]
+    uids_QxK[s:s + step, :kk] = uids[order_BxN]
+    dist_QxK[s:s + step, :kk] = np.take_along_axis(d_BxN, order_BxN, axis=1)
+  return uids_QxK, dist_QxK
