@@ -58,8 +58,9 @@ class RoundCheckpointer:
         if meta.get("step") != step:
           raise CorruptCheckpointError(f"step field {meta.get('step')} != {step}")
         if errors:
-          log.warning("Checkpoint(s) %s unreadable (%s); resuming from step %d.",
-                      [s for s, _ in errors], errors[0][1], step)
+          self._quarantine([s for s, _ in errors])
+          log.warning("Checkpoint(s) %s unreadable (%s): moved to %s; resuming from step %d.",
+                      [s for s, _ in errors], errors[0][1], self.quarantine_dir, step)
         return step, arrays, meta
       except Exception as e:  # noqa: BLE001 - any failure to read means "corrupt"
         errors.append((step, repr(e)[:300]))
@@ -69,6 +70,21 @@ class RoundCheckpointer:
           f"{errors[0][1]}). Delete that directory (and metrics/outputs in the workdir) to "
           "restart the run from scratch, or point --workdir elsewhere.")
     return None
+
+  @property
+  def quarantine_dir(self) -> Path:
+    return self.directory.parent / (self.directory.name + ".corrupt")
+
+  def _quarantine(self, steps: list[int]) -> None:
+    """Moves unreadable step dirs aside (kept for inspection) so that step can be redone."""
+    import time
+
+    self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+    for step in steps:
+      src = self.directory / str(step)
+      if src.exists():
+        src.rename(self.quarantine_dir / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+    self._mngr.reload()
 
   def close(self) -> None:
     self._mngr.close()

@@ -120,11 +120,14 @@ class Setup:
 
     self.emb_NxE = None
     self.index = None
-    if c.al.filter in ("seals", "anchoral") or (
-        c.al.filter == "anchoral" and c.anchoral.anchor_strategy != "entropy"):
+    if c.al.filter in ("seals", "anchoral"):
       self.emb_NxE = pool_embeddings(task, cache / "embeddings", c.index.embed_model,
                                      c.index.embed_max_length, c.index.embed_batch_size)
       self.index = _cached_index(cache, c, task, self.emb_NxE)
+
+  def emb_lookup(self, rows: np.ndarray) -> np.ndarray:
+    """Retrieval embeddings of pool rows (the index's keys are pool row numbers)."""
+    return self.emb_NxE[np.asarray(rows, np.int64)]
 
 
 def _cached_tokens(cache: Path, model_dir: Path, fingerprint: str, split: str, texts,
@@ -151,12 +154,14 @@ def _cached_index(cache: Path, c, task: TextTask, emb_NxE: np.ndarray) -> PoolIn
   if path.exists():
     idx = PoolIndex.load(path, view=c.index.view)
   else:
+    # Keys are pool row numbers; built once per (task, retrieval model) and cached, so every
+    # run and every resume of that task searches the very same graph.
     idx = PoolIndex.build(emb_NxE, np.arange(len(emb_NxE), dtype=np.int64),
                           connectivity=c.index.connectivity, expansion_add=c.index.expansion_add,
-                          expansion_search=c.index.ef_search)
+                          expansion_search=c.index.ef_search, progress=len(emb_NxE) > 50_000)
     path.parent.mkdir(parents=True, exist_ok=True)
     idx.save(path)
-  idx.set_ef_search(c.index.ef_search)
+  idx.ef_search = c.index.ef_search  # query-time beam width (not part of the cache key)
   return idx
 
 
@@ -250,14 +255,12 @@ def build_subpool(c, setup: Setup, state: ALState, params, unlabelled: np.ndarra
     return unlabelled
   if f == "randomsubset":
     return filters.random_subset(unlabelled, c.al.subpool_size, state.subset_rng)
-  exclude = state.labelled_rows
+  exclude = np.concatenate([state.labelled_rows, setup.val_rows])  # val rows are never queried
   if f == "seals":
-    queries = (state.labelled_rows if state.round == 0
-               else state.labelled_rows[state.labelling_round == state.round])
     with _timer(timers, "search"):
-      rows = state.seals.update(setup.index, setup.emb_NxE[queries], c.seals.num_neighbours,
-                                exclude)
-    info["num_queries"] = len(queries)
+      rows, stats = filters.seals_subpool(setup.index, state.seals, exclude, setup.emb_lookup,
+                                          c.seals.num_neighbours)
+    info.update(stats)
     return np.asarray(rows, np.int64)
   # anchoral
   labels = task.train.labels
@@ -270,7 +273,7 @@ def build_subpool(c, setup: Setup, state: ALState, params, unlabelled: np.ndarra
       scores = strategies.entropy(logits)
   with _timer(timers, "anchors"):
     anchor_rows, anchor_cls = filters.anchors_per_class(
-        state.labelled_rows, labels[state.labelled_rows], setup.emb_NxE,
+        state.labelled_rows, labels[state.labelled_rows], setup.emb_lookup,
         c.anchoral.num_anchors, strategy_for, state.anchor_rng, scores=scores)
   with _timer(timers, "search"):
     rows, sub_scores, stats = filters.anchoral_subpool(
@@ -448,6 +451,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
       _print_round(record, num_rounds)
 
       # Commit: labelled set for the next round, then the checkpoint (the commit point).
+      if c.al.filter == "seals":
+        state.seals.mark_labelled(new_rows)
       state.labelled_rows = np.concatenate([state.labelled_rows, new_rows])
       state.labelling_round = np.concatenate(
           [state.labelling_round, np.full(len(new_rows), r + 1, np.int64)])
