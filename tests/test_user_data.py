@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -203,3 +204,28 @@ def test_bad_declarations(tmp_path):
   with pytest.raises(DataFormatError, match="Cannot tell the format"):
     _build(tmp_path / "m.txt")
   assert len(_build(tmp_path / "m.txt", file_format="csv").train) == 240
+
+
+def test_user_config_runs_through_the_registry(tmp_path):
+  """configs/user.py's flat values (comma strings, "" = unset) reach build_user_task."""
+  import sys
+
+  sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+  from anchoral_jax.data import load_task
+  from configs import user as user_config
+
+  rows = [{"review": f"text number {i}", "stars": "pos" if i % 10 == 0 else "neg"}
+          for i in range(200)]
+  pd.DataFrame(rows).to_csv(tmp_path / "r.csv", index=False)
+  c = user_config.get_config()
+  c.data.kwargs.path = str(tmp_path / "r.csv")
+  c.data.kwargs.text_column = "review"
+  c.data.kwargs.label_column = "stars"
+  c.data.kwargs.class_names = "neg,pos"
+  c.data.kwargs.minority_classes = "pos"
+  task = load_task(c.data.name, **c.data.kwargs.to_dict())
+  assert task.class_names == ("neg", "pos") and task.minority_classes == (1,)
+  assert len(task.train) + len(task.test) == 200
+  c.data.kwargs.path = ""
+  with pytest.raises(ValueError, match="data.kwargs.path is required"):
+    load_task(c.data.name, **c.data.kwargs.to_dict())

@@ -26,8 +26,19 @@ def _paper(task: str) -> Callable[..., TextTask]:
 
 
 def _user(**kw) -> TextTask:
+  """Config values are flat strings/numbers: "a,b" lists, "" and 0 prevalence mean unset."""
   from anchoral_jax.data import user
 
+  for key in ("class_names", "minority_classes"):
+    if isinstance(kw.get(key), str):
+      kw[key] = [x.strip() for x in kw[key].split(",") if x.strip()]
+  for key in ("test_path", "uid_column"):
+    if kw.get(key) == "":
+      kw[key] = None
+  if not kw.get("prevalence"):
+    kw["prevalence"] = None
+  if not kw.get("path"):
+    raise ValueError("data.kwargs.path is required for data.name='user' (configs/user.py).")
   return user.build_user_task(**kw)
 
 
