@@ -3,8 +3,10 @@
   anchoral run    --config configs/default.py[:arg] --workdir DIR [--config.al.budget=100 ...]
   anchoral embed  --config ... (sentence embeddings of the pool, cached; resumable)
   anchoral index  --config ... (usearch index over those embeddings, cached)
-  anchoral sweep  --config configs/ablations.py:arg --runs_dir DIR [--parallel N | --slurm]
-  anchoral report RUNS_DIR [--out DIR]
+  anchoral sweep  --config configs/ablations.py[:arg] --runs_dir DIR [--parallel N]
+                  [--backend local|slurm|multihost|dry] [--sbatch=--gres=gpu:1 ...]
+                  [--config.key=value ...  (applied to every run)]
+  anchoral report RUNS_DIR [--out DIR]   (tables as Markdown/CSV and PNG plots)
 
 Configs are Python files with `get_config(arg)`; the config is locked, so a typo in an
 override (`--config.al.budgte=...`) fails with the list of valid keys.
@@ -28,10 +30,15 @@ def _config_main(command: str):
                                   lock_config=True)
   flags.DEFINE_string("workdir", None, "Run directory (the unit of resume).")
   flags.DEFINE_string("runs_dir", None, "sweep: parent directory of the runs.")
-  flags.DEFINE_integer("parallel", 1, "sweep: local processes at once.")
+  flags.DEFINE_integer("parallel", 1, "sweep: local processes at once; with --backend slurm, "
+                       "the most array tasks running at once (1 = no limit).")
   flags.DEFINE_enum("backend", "local", ["local", "slurm", "multihost", "dry"],
                     "sweep: run locally, write a Slurm array script, write a multi-host "
                     "launch script, or only list the runs.")
+  flags.DEFINE_multi_string("sbatch", [], "sweep --backend slurm: extra #SBATCH options, "
+                            "e.g. --sbatch=--gres=gpu:1 --sbatch=--time=24:00:00.")
+  flags.DEFINE_list("devices", [], "sweep --backend local: accelerators to spread the "
+                    "--parallel processes over (CUDA_VISIBLE_DEVICES), e.g. --devices=0,1,2,3.")
   flags.mark_flag_as_required("config")
   FLAGS = flags.FLAGS
 
@@ -60,7 +67,8 @@ def _config_main(command: str):
       from anchoral_jax import sweep
 
       sweep.main(FLAGS["config"].config_filename, FLAGS.runs_dir, parallel=FLAGS.parallel,
-                 backend=FLAGS.backend)
+                 backend=FLAGS.backend, overrides=FLAGS["config"].override_values,
+                 sbatch=FLAGS.sbatch, devices=FLAGS.devices)
 
   return main
 

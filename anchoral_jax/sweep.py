@@ -1,0 +1,520 @@
+"""Sweeps: a config file's `sweep(add, arg)` expanded into named run directories (STYLE.md 4).
+
+`sweep(add, arg)` calls `add(**point)` once per run. Keys without a dot are `get_config`
+arguments (merged into the config string after ':'); dotted keys are config overrides
+(`--config.<key>=<value>`, e.g. seeds). The run directory name comes from the point, so the same
+sweep always names the same runs: one level per argument in the order given, then one leaf
+joining the overrides, e.g.
+  dataset=agnews_business/strategy=entropy/filter=anchoral/dseed=654321,mseed=654321,iseed=123456
+The name minus the leaf is the run's *cell* (the seeds of one table cell); it becomes the W&B
+group, the full name the W&B run name. A config module may list `SWEEP_ARGS`: arguments that only
+shape the sweep (subsets, seed counts) and are dropped from each run's config string.
+
+Re-running a sweep skips runs whose `DONE` exists and resumes the others: `anchoral run` on the
+same workdir continues from its last checkpoint. Backends:
+  local      sequential or `parallel` subprocesses, a progress bar, `<run>/run.log` per run.
+  slurm      `<runs_dir>/_sweep/<experiment>.sbatch`: an array job, one task per unfinished run,
+             requeued when preempted or near its time limit (launch/slurm_array.sbatch.tmpl).
+  multihost  `<runs_dir>/_sweep/<experiment>-multihost.sh`: run it on every host; the runs go one
+             after the other, each across all hosts via jax.distributed (launch/multihost.sh.tmpl).
+  dry        lists the runs and their commands; writes nothing.
+Each backend but dry writes `<run>/overrides.json` (the point, the command) and a manifest
+`<runs_dir>/_sweep/<experiment>.jsonl`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import importlib.util
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import ml_collections
+
+LAUNCH_DIR = Path(__file__).resolve().parents[1] / "launch"
+SWEEP_DIR = "_sweep"  # under runs_dir: manifests, generated scripts, Slurm logs
+BACKENDS = ("local", "slurm", "multihost", "dry")
+# Short names of common seed overrides in run names (anything else keeps its dotted key).
+SHORT_NAMES = {"data.seed": "dseed", "model.seed": "mseed", "al.initial_seed": "iseed"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Expansion.
+# ---------------------------------------------------------------------------------------------
+
+@functools.cache
+def load_module(path: str | os.PathLike) -> ModuleType:
+  """A config file as a module (configs/ is not a package; config_flags also loads by path)."""
+  path = Path(path).resolve()
+  if not path.is_file():
+    raise FileNotFoundError(f"Config file {path} does not exist.")
+  name = "anchoral_configs_" + "_".join(path.with_suffix("").parts[-2:]).replace("-", "_")
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module  # dataclasses and pickling look modules up by name
+  try:
+    spec.loader.exec_module(module)
+  except BaseException:
+    del sys.modules[name]
+    raise
+  return module
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One run of a sweep: where it lives and the `anchoral run` arguments that make it."""
+
+  name: str  # relative run directory
+  cell: str  # `name` without the override leaf: the seeds of one table cell
+  experiment: str  # the config file's stem (main, ablations, ...)
+  config_file: str  # absolute path
+  arg: str  # get_config argument of this run
+  overrides: Mapping[str, Any]  # dotted config key -> value
+  point: Mapping[str, Any]  # what sweep() passed to add()
+
+  @property
+  def config_spec(self) -> str:
+    return f"{self.config_file}:{self.arg}" if self.arg else self.config_file
+
+  def workdir(self, runs_dir: str | os.PathLike) -> Path:
+    return Path(runs_dir).resolve() / self.name
+
+  def argv(self, runs_dir: str | os.PathLike) -> list[str]:
+    """`anchoral` arguments (after the program name) for this run."""
+    return (["run", "--config", self.config_spec, "--workdir", str(self.workdir(runs_dir))]
+            + [f"--config.{k}={format_value(v)}" for k, v in self.overrides.items()])
+
+  def done(self, runs_dir: str | os.PathLike) -> bool:
+    return (self.workdir(runs_dir) / "DONE").exists()
+
+
+def format_value(value: Any) -> str:
+  """A config value as config_flags parses it back from `--config.key=value`."""
+  if isinstance(value, bool):
+    return "true" if value else "false"
+  if isinstance(value, str | int | float):
+    return str(value) if not isinstance(value, float) else repr(value)
+  if isinstance(value, list | tuple):
+    return repr(tuple(value))
+  raise TypeError(f"Cannot pass a {type(value).__name__} ({value!r}) as a config override.")
+
+
+def parse_arg_string(arg: str | None) -> dict[str, str | None]:
+  """'a=1,flag' -> {'a': '1', 'flag': None} (None: a bare word), order kept."""
+  out: dict[str, str | None] = {}
+  for part in (arg or "").split(","):
+    if part:
+      k, eq, v = part.partition("=")
+      out[k] = v if eq else None
+  return out
+
+
+def format_arg_string(args: Mapping[str, str | None]) -> str:
+  return ",".join(k if v is None else f"{k}={v}" for k, v in args.items())
+
+
+def _arg_value(value: Any) -> str | None:
+  if value is True:
+    return None  # a bare word
+  if value is False:
+    return "false"
+  text = str(value)
+  if "," in text or ":" in text:
+    raise ValueError(f"Config argument value {text!r} may not contain ',' or ':'.")
+  return text
+
+
+def _name_value(value: Any) -> str:
+  """A value as a path component: readable, no separators."""
+  text = str(value).lower() if isinstance(value, bool) else str(value)
+  return text.replace(os.sep, "_").replace(" ", "_") or "_"
+
+
+def run_name(point: Mapping[str, Any]) -> tuple[str, str]:
+  """(name, cell) of a sweep point: one level per argument, then a leaf with the overrides."""
+  levels = [f"{k}={_name_value(v)}" for k, v in point.items() if "." not in k]
+  leaf = ",".join(f"{SHORT_NAMES.get(k, k)}={_name_value(v)}" for k, v in point.items()
+                  if "." in k)
+  cell = "/".join(levels)
+  name = "/".join(levels + ([leaf] if leaf else [])) or "run"
+  for part in name.split("/"):
+    if part in (".", "..") or len(part) > 200:
+      raise ValueError(f"Bad run directory component {part!r} from sweep point {dict(point)}.")
+  return name, cell
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]) -> None:
+  """Sets dotted keys on a locked config: unknown keys and wrong types fail here, early."""
+  for key, value in overrides.items():
+    node = config
+    *path, last = key.split(".")
+    try:
+      for part in path:
+        node = node[part]
+      if last not in node:
+        raise KeyError(last)
+      node[last] = value
+    except (KeyError, AttributeError) as e:
+      raise KeyError(f"Unknown config key {key!r} in a sweep override (valid keys under "
+                     f"{'.'.join(path) or 'the root'}: {sorted(node.keys())}).") from e
+
+
+def build_config(run: Run) -> ml_collections.ConfigDict:
+  """The config `anchoral run` builds for this run (get_config + overrides, locked)."""
+  module = load_module(run.config_file)
+  config = module.get_config(run.arg or None)
+  config.lock()
+  apply_overrides(config, run.overrides)
+  return config
+
+
+def expand(config: str, overrides: Mapping[str, Any] | None = None) -> list[Run]:
+  """The runs of `path/to/config.py[:arg]`'s sweep; `overrides` apply to every run.
+
+  Every run's config is built here, so a bad argument or key fails before anything starts.
+  """
+  path_str, _, base_arg = config.partition(":")
+  path = Path(path_str).resolve()
+  module = load_module(path)
+  if not hasattr(module, "sweep"):
+    raise ValueError(f"{path} has no `sweep(add, arg)` function; run it with `anchoral run`.")
+  points: list[dict[str, Any]] = []
+  module.sweep(lambda **point: points.append(point), base_arg or None)
+  if not points:
+    raise ValueError(f"{config}: the sweep has no runs.")
+  base = parse_arg_string(base_arg)
+  for key in getattr(module, "SWEEP_ARGS", ()):
+    base.pop(key, None)
+  experiment = path.stem
+  runs: list[Run] = []
+  seen: dict[str, dict[str, Any]] = {}
+  for point in points:
+    name, cell = run_name(point)
+    if name in seen:
+      raise ValueError(f"Sweep points {seen[name]} and {point} both map to the run {name!r}.")
+    seen[name] = point
+    args = dict(base)
+    args.update({k: _arg_value(v) for k, v in point.items() if "." not in k})
+    run_overrides = {k: v for k, v in point.items() if "." in k}
+    for k, v in (overrides or {}).items():
+      if k in run_overrides and run_overrides[k] != v:
+        raise ValueError(f"--config.{k}={v} conflicts with the sweep, which sets it to "
+                         f"{run_overrides[k]} for {name}.")
+      run_overrides[k] = v
+    arg = format_arg_string(args)
+    wandb = module.get_config(arg or None).get("wandb")
+    if wandb is not None:  # one W&B group per cell, the run named like its directory
+      if "name" in wandb:
+        run_overrides.setdefault("wandb.name", name)
+      if "group" in wandb:
+        run_overrides.setdefault("wandb.group", f"{experiment}/{cell}" if cell else experiment)
+    run = Run(name, cell, experiment, str(path), arg, run_overrides, point)
+    build_config(run)  # validates the overrides
+    runs.append(run)
+  return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# Files every backend writes.
+# ---------------------------------------------------------------------------------------------
+
+def anchoral_command(python: str = sys.executable) -> str:
+  """How generated scripts start `anchoral` by default (override with $ANCHORAL).
+
+  The scripts split $ANCHORAL on spaces, so the interpreter path must not contain any.
+  """
+  if any(ch.isspace() for ch in python):
+    raise ValueError(f"Interpreter path {python!r} has whitespace; set $ANCHORAL in the script.")
+  return f"{python} -m anchoral_jax.cli"
+
+
+def write_run_files(runs: Sequence[Run], runs_dir: str | os.PathLike) -> Path:
+  """`<run>/overrides.json` for each run and the manifest `_sweep/<experiment>.jsonl`."""
+  runs_dir = Path(runs_dir).resolve()
+  sweep_dir = runs_dir / SWEEP_DIR
+  sweep_dir.mkdir(parents=True, exist_ok=True)
+  lines = []
+  for run in runs:
+    workdir = run.workdir(runs_dir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    record = {"name": run.name, "cell": run.cell, "experiment": run.experiment,
+              "config": run.config_spec, "arg": run.arg, "point": dict(run.point),
+              "overrides": dict(run.overrides),
+              "command": "anchoral " + shlex.join(run.argv(runs_dir))}
+    _write_json(workdir / "overrides.json", record)
+    lines.append(json.dumps({**record, "workdir": str(workdir), "done": run.done(runs_dir)}))
+  manifest = sweep_dir / f"{runs[0].experiment}.jsonl"
+  _write_text(manifest, "".join(line + "\n" for line in lines))
+  return manifest
+
+
+def write_commands(runs: Sequence[Run], runs_dir: str | os.PathLike) -> Path:
+  """`_sweep/<experiment>.commands`: one `workdir<TAB>anchoral arguments` line per run."""
+  runs_dir = Path(runs_dir).resolve()
+  path = runs_dir / SWEEP_DIR / f"{runs[0].experiment}.commands"
+  _write_text(path, "".join(f"{r.workdir(runs_dir)}\t{shlex.join(r.argv(runs_dir))}\n"
+                            for r in runs))
+  return path
+
+
+def _write_text(path: Path, text: str) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(text)
+  os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+  _write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def render(template: str, **values: Any) -> str:
+  """launch/<template> with each {{KEY}} replaced (shell `$` stays untouched)."""
+  path = LAUNCH_DIR / template
+  if not path.exists():
+    raise FileNotFoundError(f"Launch template {path} is missing: run from a source checkout "
+                            "(pip install -e .), which has the launch/ folder.")
+  text = path.read_text()
+  for key, value in values.items():
+    text = text.replace("{{" + key + "}}", str(value))
+  if "{{" in text:
+    raise ValueError(f"{path}: unfilled placeholder near {text[text.index('{{'):][:40]!r}.")
+  return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Backends.
+# ---------------------------------------------------------------------------------------------
+
+def _rounds_logged(workdir: Path) -> int:
+  try:
+    with open(workdir / "metrics.jsonl", "rb") as f:
+      return sum(1 for line in f if line.startswith(b'{"step"'))
+  except FileNotFoundError:
+    return 0
+
+
+def _past_setup(workdir: Path) -> bool:
+  """The run built its caches: `loop.run` opens `checkpoints/` right after its set-up."""
+  return (workdir / "checkpoints").exists() or _rounds_logged(workdir) > 0
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+  try:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+  except FileNotFoundError:
+    return ""
+
+
+def child_env(parallel: int) -> dict[str, str]:
+  env = dict(os.environ)
+  env.setdefault("WANDB_SILENT", "true")
+  if parallel > 1:  # several runs on one accelerator: allocate on demand, not 75% each
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+  return env
+
+
+def cache_keys(config: ml_collections.ConfigDict) -> set[str]:
+  """The shared per-dataset caches a run reads or builds: tokens, and for the retrieval
+  filters the pool embeddings + index (`loop.Setup`)."""
+  c = config
+  data = [c.data.cache_dir, c.data.name, c.data.kwargs.to_dict()]
+  keys = {json.dumps(["tokens", *data, c.data.max_length, c.model.tokenizer or c.model.name],
+                     default=str)}
+  if c.al.filter in ("seals", "anchoral"):
+    keys.add(json.dumps(["index", *data, c.index.embed_model, c.index.path,
+                         c.index.connectivity], default=str))
+  return keys
+
+
+def run_local(runs: Sequence[Run], runs_dir: str | os.PathLike, parallel: int = 1,
+              python: str = sys.executable, poll_s: float = 0.5,
+              print_fn: Callable[[str], None] | None = None,
+              devices: Sequence[str] = ()) -> dict[str, str]:
+  """Runs the unfinished runs, `parallel` at a time; returns name -> done|skipped|failed.
+
+  `devices` (e.g. ("0", "1")): process slot i sees only devices[i % len(devices)]
+  (CUDA_VISIBLE_DEVICES), so N runs share N GPUs one each.
+  """
+  from tqdm.auto import tqdm
+
+  if parallel < 1:
+    raise ValueError(f"parallel must be >= 1 (got {parallel}).")
+  runs_dir = Path(runs_dir).resolve()
+  status = {r.name: "skipped" for r in runs if r.done(runs_dir)}
+  todo = [r for r in runs if r.name not in status]
+  rounds, cache_of = {}, {}
+  for r in todo:
+    c = build_config(r)
+    rounds[r.name] = c.al.budget // c.al.query_size + 1
+    cache_of[r.name] = cache_keys(c)
+  warm: set[str] = set()  # cache keys whose first run is past its set-up (or ended)
+  claims: dict[str, set[str]] = {}  # running run -> the caches it is building
+  env = child_env(parallel)
+  say = print_fn or tqdm.write
+  say(f"{len(runs)} runs in {runs_dir}: {len(status)} DONE (skipped), {len(todo)} to run, "
+      f"{parallel} at a time. Logs: <run>/run.log")
+  running: dict[str, tuple[subprocess.Popen, Any, float, Run, int]] = {}
+  queue = list(todo)
+  number = {r.name: f"[{i + 1}/{len(todo)}]" for i, r in enumerate(todo)}
+  bar = tqdm(total=len(todo), unit="run", dynamic_ncols=True, disable=None)
+  try:
+    while queue or running:
+      for name, (_, _, _, r, _) in running.items():
+        if claims.get(name) and _past_setup(r.workdir(runs_dir)):
+          warm |= claims.pop(name)
+      while len(running) < parallel:
+        # Shared caches (tokens; embeddings + index) are built by one run alone: runs that
+        # need a cache another run is building wait until that run is past its set-up.
+        building = set().union(*claims.values())
+        ready = [r for r in queue if not cache_of[r.name] & building]
+        if not ready:
+          break
+        run = ready[0]
+        queue.remove(run)
+        claims[run.name] = cache_of[run.name] - warm
+        workdir = run.workdir(runs_dir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        log = open(workdir / "run.log", "a")  # closed when the run ends
+        cmd = [python, "-m", "anchoral_jax.cli", *run.argv(runs_dir)]
+        log.write(f"=== {datetime.datetime.now().isoformat(timespec='seconds')} "
+                  f"anchoral {shlex.join(run.argv(runs_dir))}\n")
+        log.flush()
+        slot = min(set(range(parallel)) - {v[4] for v in running.values()})
+        run_env = env
+        if devices:
+          run_env = {**env, "CUDA_VISIBLE_DEVICES": str(devices[slot % len(devices)])}
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=run_env,
+                                start_new_session=True)
+        running[run.name] = (proc, log, time.time(), run, slot)
+      for name, (proc, log, t0, run, _) in list(running.items()):
+        rc = proc.poll()
+        if rc is None:
+          continue
+        log.close()
+        del running[name]
+        bar.update(1)
+        warm |= claims.pop(name, set())
+        took = time.time() - t0
+        if rc == 0 and run.done(runs_dir):
+          status[name] = "done"
+          say(f"done    {number[name]} {name} ({took:.0f} s)")
+        else:
+          status[name] = "failed"
+          say(f"FAILED  {number[name]} {name} (exit {rc}, {took:.0f} s); log "
+              f"{run.workdir(runs_dir)}/run.log:\n"
+              + _tail(run.workdir(runs_dir) / "run.log"))
+      failed = sum(s == "failed" for s in status.values())
+      bar.set_postfix_str(
+          ("; ".join(f"{number[n]} round {_rounds_logged(r.workdir(runs_dir))}/{rounds[n]}"
+                     for n, (_, _, _, r, _) in running.items()))
+          + (f" | {failed} failed" if failed else ""), refresh=False)
+      if running:
+        time.sleep(poll_s)
+  except BaseException:
+    for proc, *_ in running.values():  # our children only, by their process group
+      if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    for proc, log, *_ in running.values():
+      proc.wait()
+      log.close()
+    raise
+  finally:
+    bar.close()
+  return status
+
+
+def write_slurm(runs: Sequence[Run], runs_dir: str | os.PathLike, config: str,
+                parallel: int = 0, sbatch: Sequence[str] = (),
+                python: str = sys.executable) -> Path | None:
+  """An sbatch array script over the unfinished runs (None when all are DONE)."""
+  runs_dir = Path(runs_dir).resolve()
+  todo = [r for r in runs if not r.done(runs_dir)]
+  if not todo:
+    return None
+  experiment = todo[0].experiment
+  commands = write_commands(todo, runs_dir)
+  sweep_dir = runs_dir / SWEEP_DIR
+  script = sweep_dir / f"{experiment}.sbatch"
+  extra = "".join(f"#SBATCH {s}\n" for s in sbatch)
+  text = render("slurm_array.sbatch.tmpl", EXPERIMENT=experiment, CONFIG=config,
+                DATE=datetime.datetime.now().isoformat(timespec="seconds"),
+                NUM_RUNS=len(todo), NUM_DONE=len(runs) - len(todo),
+                LAST=len(todo) - 1, THROTTLE=f"%{parallel}" if parallel > 1 else "",
+                LOG_DIR=sweep_dir / "slurm", SBATCH_EXTRA=extra.rstrip("\n") or "#",
+                COMMANDS=commands, SCRIPT=script, CWD=Path.cwd(), ANCHORAL=anchoral_command(python))
+  (sweep_dir / "slurm").mkdir(parents=True, exist_ok=True)
+  _write_text(script, text)
+  script.chmod(0o755)
+  return script
+
+
+def write_multihost(runs: Sequence[Run], runs_dir: str | os.PathLike, config: str,
+                    python: str = sys.executable) -> Path | None:
+  """A script to start on every host; it runs the unfinished runs one after the other."""
+  runs_dir = Path(runs_dir).resolve()
+  todo = [r for r in runs if not r.done(runs_dir)]
+  if not todo:
+    return None
+  experiment = todo[0].experiment
+  commands = write_commands(todo, runs_dir)
+  script = runs_dir / SWEEP_DIR / f"{experiment}-multihost.sh"
+  text = render("multihost.sh.tmpl", EXPERIMENT=experiment, CONFIG=config,
+                DATE=datetime.datetime.now().isoformat(timespec="seconds"),
+                NUM_RUNS=len(todo), COMMANDS=commands, SCRIPT=script, CWD=Path.cwd(),
+                ANCHORAL=anchoral_command(python))
+  _write_text(script, text)
+  script.chmod(0o755)
+  return script
+
+
+def main(config: str, runs_dir: str | os.PathLike, parallel: int = 1, backend: str = "local",
+         overrides: Mapping[str, Any] | None = None, sbatch: Sequence[str] = (),
+         devices: Sequence[str] = ()) -> list[Run]:
+  """`anchoral sweep`: expand `config` ("path.py[:arg]") and run or script it on `backend`."""
+  if backend not in BACKENDS:
+    raise ValueError(f"Unknown backend {backend!r}; choose from {BACKENDS}.")
+  runs = expand(config, overrides)
+  runs_dir = Path(runs_dir).resolve()
+  n_done = sum(r.done(runs_dir) for r in runs)
+  if backend == "dry":
+    for r in runs:
+      print(f"{'DONE ' if r.done(runs_dir) else 'todo '} {r.name}\n"
+            f"      anchoral {shlex.join(r.argv(runs_dir))}")
+    cells = len({r.cell for r in runs})
+    print(f"{len(runs)} runs in {cells} cells ({n_done} DONE) under {runs_dir}.")
+    return runs
+  manifest = write_run_files(runs, runs_dir)
+  if backend == "local":
+    status = run_local(runs, runs_dir, parallel, devices=devices)
+    failed = [n for n, s in status.items() if s == "failed"]
+    print(f"{len(runs)} runs: {sum(s == 'done' for s in status.values())} finished now, "
+          f"{sum(s == 'skipped' for s in status.values())} were DONE, {len(failed)} failed. "
+          f"Manifest {manifest}. Next: anchoral report {runs_dir}")
+    if failed:
+      raise SystemExit(f"{len(failed)} runs failed (re-run the same command to resume them): "
+                       + ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else ""))
+    return runs
+  if backend == "slurm":
+    script = write_slurm(runs, runs_dir, config, parallel, sbatch)
+    how = f"sbatch {script}"
+  else:
+    script = write_multihost(runs, runs_dir, config)
+    how = f"COORDINATOR=<host0>:<port> bash {script}   (on every host; see the script's header)"
+  if script is None:
+    print(f"All {len(runs)} runs are DONE; nothing to launch. Next: anchoral report {runs_dir}")
+  else:
+    print(f"{len(runs) - n_done} of {len(runs)} runs to go ({n_done} DONE). Wrote {script} and "
+          f"{manifest}.\nLaunch: {how}")
+  return runs

@@ -1,0 +1,254 @@
+"""Sweep expansion and naming, the generated Slurm/multi-host scripts (content, and run with
+stub programs), and a real 4-run local sweep of the tiny config with --parallel 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_tracking import _read_offline_run  # parses W&B's offline .wandb log
+
+from anchoral_jax import sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+MAIN = ROOT / "configs" / "main.py"
+# 4 runs: full-pool random and entropy+randomsubset (no retrieval index needed), 2 seeds each.
+TINY_SWEEP = f"{MAIN}:runlocal,strategies=random+entropy,filters=none+randomsubset,seeds=2"
+
+
+def test_run_names_are_stable_and_readable():
+  point = {"dataset": "agnews_business", "strategy": "entropy", "filter": "anchoral",
+           "data.seed": 654321, "model.seed": 123456, "al.initial_seed": 654321}
+  name, cell = sweep.run_name(point)
+  assert name == ("dataset=agnews_business/strategy=entropy/filter=anchoral/"
+                  "dseed=654321,mseed=123456,iseed=654321")
+  assert cell == "dataset=agnews_business/strategy=entropy/filter=anchoral"
+  assert sweep.run_name({"model": "google/bert", "flag": True})[0] == "model=google_bert/flag=true"
+  assert sweep.run_name({"train.learning_rate": 1e-4}) == ("train.learning_rate=0.0001", "")
+
+
+def test_arg_strings_round_trip():
+  args = sweep.parse_arg_string("runlocal,dataset=x,seeds=2")
+  assert args == {"runlocal": None, "dataset": "x", "seeds": "2"}
+  assert sweep.format_arg_string(args) == "runlocal,dataset=x,seeds=2"
+  assert sweep.format_value(True) == "true" and sweep.format_value(4e-5) == "4e-05"
+  assert sweep.format_value(("a", "b")) == "('a', 'b')"
+
+
+def test_expand_merges_args_and_applies_global_overrides(tmp_path):
+  runs = sweep.expand(TINY_SWEEP, {"data.cache_dir": str(tmp_path)})
+  assert [r.name for r in runs] == [
+      f"dataset=tweets_iphone/strategy={s}/filter={f}/dseed=654321,mseed=654321,iseed={i}"
+      for s, f in (("random", "none"), ("entropy", "randomsubset")) for i in (654321, 123456)]
+  r = runs[1]
+  assert r.arg == "runlocal,dataset=tweets_iphone,strategy=random,filter=none"  # sweep args gone
+  argv = r.argv(tmp_path / "runs")
+  assert argv[:3] == ["run", "--config", f"{MAIN}:{r.arg}"]
+  assert argv[4] == str((tmp_path / "runs" / r.name).resolve())
+  assert f"--config.data.cache_dir={tmp_path}" in argv
+  assert "--config.al.initial_seed=123456" in argv
+  assert f"--config.wandb.name={r.name}" in argv
+  assert "--config.wandb.group=main/dataset=tweets_iphone/strategy=random/filter=none" in argv
+  c = sweep.build_config(r)
+  assert (c.al.initial_seed, c.data.cache_dir, c.wandb.name) == (123456, str(tmp_path), r.name)
+  with pytest.raises(ValueError, match="conflicts with the sweep"):
+    sweep.expand(TINY_SWEEP, {"data.seed": 1})
+  with pytest.raises(KeyError, match="Unknown config key 'al.budgte'"):
+    sweep.expand(TINY_SWEEP, {"al.budgte": 1})
+
+
+def test_dry_backend_lists_and_writes_nothing(tmp_path, capsys):
+  sweep.main(TINY_SWEEP, tmp_path / "runs", backend="dry")
+  out = capsys.readouterr().out
+  assert "4 runs in 2 cells (0 DONE)" in out and out.count("anchoral run --config") == 4
+  assert not (tmp_path / "runs").exists()
+
+
+def _stub(path: Path, body: str) -> Path:
+  path.write_text("#!/bin/bash\n" + body)
+  path.chmod(path.stat().st_mode | stat.S_IEXEC)
+  return path
+
+
+def test_slurm_script_content(tmp_path):
+  runs_dir = tmp_path / "runs"
+  runs = sweep.expand(f"{MAIN}:runlocal,seeds=2")
+  (runs_dir / runs[0].name).mkdir(parents=True)
+  (runs_dir / runs[0].name / "DONE").write_text("x\n")  # finished: left out of the array
+  sweep.main(f"{MAIN}:runlocal,seeds=2", runs_dir, parallel=4, backend="slurm",
+             sbatch=["--gres=gpu:1", "--time=24:00:00"])
+  script = runs_dir / "_sweep" / "main.sbatch"
+  text = script.read_text()
+  for line in ("#SBATCH --array=0-18%4", "#SBATCH --requeue", "#SBATCH --signal=B:USR1@120",
+               "#SBATCH --gres=gpu:1", "#SBATCH --time=24:00:00", "#SBATCH --ntasks=1",
+               f"#SBATCH --output={runs_dir.resolve()}/_sweep/slurm/%A_%a.out",
+               "trap requeue USR1", 'scontrol requeue "${SLURM_ARRAY_JOB_ID}_${TASK}"',
+               f"ANCHORAL=${{ANCHORAL:-{sys.executable} -m anchoral_jax.cli}}"):
+    assert line in text, line
+  assert "{{" not in text
+  subprocess.run(["bash", "-n", str(script)], check=True)
+  commands = (runs_dir / "_sweep" / "main.commands").read_text().splitlines()
+  assert len(commands) == 19
+  assert all(c.split("\t")[0] == str(r.workdir(runs_dir)) for c, r in zip(commands, runs[1:], strict=True))
+  manifest = [json.loads(x) for x in (runs_dir / "_sweep" / "main.jsonl").read_text().splitlines()]
+  assert len(manifest) == 20 and manifest[0]["done"] and not manifest[1]["done"]
+  saved = json.loads((runs_dir / runs[1].name / "overrides.json").read_text())
+  assert saved["overrides"]["al.initial_seed"] == 123456 and saved["cell"] == runs[1].cell
+
+
+def test_slurm_task_runs_its_line_and_requeues_on_usr1(tmp_path):
+  runs_dir = tmp_path / "runs"
+  sweep.main(TINY_SWEEP, runs_dir, backend="slurm")
+  script = runs_dir / "_sweep" / "main.sbatch"
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  _stub(bin_dir / "scontrol", f'echo "$@" > {tmp_path}/scontrol\n')
+  fake = _stub(tmp_path / "fake_anchoral", f'echo "$@" > {tmp_path}/args\nexec sleep 60\n')
+  env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ANCHORAL": str(fake),
+         "SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_JOB_ID": "77"}
+  proc = subprocess.Popen(["bash", str(script)], env=env, stdout=subprocess.PIPE, text=True)
+  deadline = time.time() + 20
+  while not (tmp_path / "args").exists() and time.time() < deadline:
+    time.sleep(0.05)
+  runs = sweep.expand(TINY_SWEEP)
+  args = (tmp_path / "args").read_text().split()
+  assert args[:2] == ["run", "--config"] and args[4] == str(runs[2].workdir(runs_dir))
+  proc.send_signal(signal.SIGUSR1)  # Slurm's warning before the time limit
+  out, _ = proc.communicate(timeout=20)
+  assert proc.returncode == 0
+  assert (tmp_path / "scontrol").read_text().split() == ["requeue", "77_2"]
+  assert "USR1: requeueing 77_2" in (runs[2].workdir(runs_dir) / "run.log").read_text()
+  # A task whose run is DONE exits at once without starting anything.
+  (runs[3].workdir(runs_dir) / "DONE").write_text("x\n")
+  done = subprocess.run(["bash", str(script)], env={**env, "SLURM_ARRAY_TASK_ID": "3"},
+                        capture_output=True, text=True, timeout=20)
+  assert done.returncode == 0 and "is DONE" in done.stdout
+
+
+def test_multihost_script_runs_each_run_once_with_the_coordinator_env(tmp_path):
+  runs_dir = tmp_path / "runs"
+  sweep.main(TINY_SWEEP, runs_dir, backend="multihost")
+  script = runs_dir / "_sweep" / "main-multihost.sh"
+  text = script.read_text()
+  assert "export JAX_COORDINATOR_ADDRESS=$COORDINATOR" in text and "--worker=all" in text
+  subprocess.run(["bash", "-n", str(script)], check=True)
+  # The stub records the distributed env and finishes the run (writes DONE in --workdir).
+  fake = _stub(tmp_path / "fake_anchoral",
+               'echo "$JAX_COORDINATOR_ADDRESS $JAX_NUM_PROCESSES $JAX_PROCESS_ID" > "$5/env"\n'
+               'touch "$5/DONE"\n')
+  env = {**os.environ, "ANCHORAL": str(fake), "COORDINATOR": "host0:8476",
+         "NUM_PROCESSES": "2", "PROCESS_ID": "1"}
+  env.pop("SLURM_NTASKS", None)
+  first = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                         timeout=30)
+  assert first.returncode == 0, first.stderr
+  runs = sweep.expand(TINY_SWEEP)
+  for r in runs:
+    assert (r.workdir(runs_dir) / "env").read_text().split() == ["host0:8476", "2", "1"]
+    assert (r.workdir(runs_dir) / "run.log.1").exists()
+  again = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                         timeout=30)
+  assert again.stdout.count("DONE") == 4
+  no_coord = {k: v for k, v in env.items() if k != "COORDINATOR"}
+  missing = subprocess.run(["bash", str(script)], env=no_coord, capture_output=True, text=True)
+  assert missing.returncode == 2 and "COORDINATOR" in missing.stderr
+  # Everything DONE: no script to write.
+  assert sweep.write_multihost(runs, runs_dir, TINY_SWEEP) is None
+
+
+def test_local_backend_schedules_logs_and_reports_failures(tmp_path, capsys):
+  """With a stub interpreter: the first run of a dataset sets up alone, then 2 at a time, one
+  device each; failures are reported with their log tail; a re-run skips DONE runs."""
+  runs_dir = tmp_path / "runs"
+  runs = sweep.expand(TINY_SWEEP)
+  # argv: -m anchoral_jax.cli run --config SPEC --workdir DIR ...: $7 is the workdir.
+  fake = _stub(tmp_path / "python",
+               'date +%s.%N > "$7/start"; echo "$CUDA_VISIBLE_DEVICES" > "$7/device"\n'
+               'sleep 0.4; mkdir -p "$7/checkpoints"; sleep 0.4\n'
+               'case "$7" in *strategy=entropy*iseed=123456) echo "boom: bad run"; exit 3;; esac\n'
+               'touch "$7/DONE"\n')
+  status = sweep.run_local(runs, runs_dir, parallel=2, python=str(fake), poll_s=0.05,
+                          devices=("7", "8"))
+  assert status == {r.name: s for r, s in zip(runs, ["done", "done", "done", "failed"],
+                                              strict=True)}
+  out = capsys.readouterr().out
+  assert f"FAILED  [4/4] {runs[3].name}" in out and "boom: bad run" in out
+  starts = [float((r.workdir(runs_dir) / "start").read_text()) for r in runs]
+  assert starts[1] - starts[0] >= 0.35  # waited for the first run's set-up (shared caches)
+  assert starts[2] < starts[1] + 0.8  # then two at a time
+  devices = [(r.workdir(runs_dir) / "device").read_text().strip() for r in runs]
+  assert devices[:2] == ["7", "8"] and set(devices) == {"7", "8"}  # one device per slot
+  log = (runs[0].workdir(runs_dir) / "run.log").read_text()
+  assert log.startswith("=== ") and "anchoral run --config" in log
+  again = sweep.run_local(runs, runs_dir, parallel=2, python=str(fake), poll_s=0.05)
+  assert again == {r.name: s for r, s in zip(runs, ["skipped", "skipped", "skipped", "failed"],
+                                             strict=True)}
+  with pytest.raises(ValueError, match="parallel"):
+    sweep.run_local(runs, runs_dir, parallel=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: the real CLI, 4 tiny runs, 2 at a time.
+
+_TINY_RUNS: dict[str, Path] = {}
+
+
+def tiny_sweep_dir(tmp_path_factory, cache_dir) -> Path:
+  """Runs the 4-run tiny sweep once per session (shared with test_report.py)."""
+  if "dir" not in _TINY_RUNS:
+    runs_dir = tmp_path_factory.mktemp("tiny_sweep")
+    result = _cli_sweep(runs_dir, cache_dir, tmp_path_factory.mktemp("wandb"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    _TINY_RUNS["dir"] = runs_dir
+    _TINY_RUNS["stdout"] = result.stdout + result.stderr
+  return _TINY_RUNS["dir"]
+
+
+def _cli_sweep(runs_dir: Path, cache_dir: Path, wandb_dir: Path) -> subprocess.CompletedProcess:
+  env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(wandb_dir),
+         "JAX_PLATFORMS": "cpu"}
+  cmd = [sys.executable, "-m", "anchoral_jax.cli", "sweep", "--config", TINY_SWEEP,
+         "--runs_dir", str(runs_dir), "--parallel", "2", f"--config.data.cache_dir={cache_dir}"]
+  return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_local_sweep_end_to_end_then_skips_and_resumes(tmp_path_factory, cache_dir):
+  runs_dir = tiny_sweep_dir(tmp_path_factory, cache_dir)
+  assert "4 to run, 2 at a time" in _TINY_RUNS["stdout"]
+  runs = sweep.expand(TINY_SWEEP, {"data.cache_dir": str(cache_dir)})
+  for r in runs:
+    workdir = r.workdir(runs_dir)
+    assert (workdir / "DONE").exists(), (workdir / "run.log").read_text()[-2000:]
+    hparams = json.loads((workdir / "hparams.json").read_text())
+    assert hparams["al"]["initial_seed"] == r.overrides["al.initial_seed"]
+    assert hparams["wandb"]["group"] == f"main/{r.cell}" and hparams["wandb"]["name"] == r.name
+    assert json.loads((workdir / "overrides.json").read_text())["name"] == r.name
+    assert "=== " in (workdir / "run.log").read_text()
+    offline = sorted((workdir / "wandb").glob("offline-run-*"))
+    assert offline, "no offline W&B run"
+    wb = _read_offline_run(offline[0])["run"]  # W&B's own record of the run
+    strategy, filter = r.point["strategy"], r.point["filter"]
+    assert (wb.run_group, wb.job_type, wb.display_name) == (
+        f"main/{r.cell}", f"{strategy}+{filter}", r.name)
+    assert {f"strategy:{strategy}", f"filter:{filter}", "main"} <= set(wb.tags)
+    assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 3 + 1  # rounds + summary
+  # Same command again: everything is DONE and skipped. Then a run without DONE resumes from
+  # its checkpoints (all rounds committed, so it only writes its summary and DONE again).
+  again = _cli_sweep(runs_dir, cache_dir, tmp_path_factory.mktemp("wandb2"))
+  assert again.returncode == 0 and "4 DONE (skipped), 0 to run" in again.stdout + again.stderr
+  target = runs[3].workdir(runs_dir)
+  (target / "DONE").unlink()
+  metrics = (target / "metrics.jsonl").read_text()
+  resumed = _cli_sweep(runs_dir, cache_dir, tmp_path_factory.mktemp("wandb3"))
+  assert resumed.returncode == 0, (target / "run.log").read_text()[-2000:]
+  assert "3 DONE (skipped), 1 to run" in resumed.stdout + resumed.stderr
+  assert (target / "DONE").exists()
+  assert (target / "metrics.jsonl").read_text().count('"step"') == metrics.count('"step"')
