@@ -13,12 +13,15 @@ import os
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 
 @functools.cache
 def mesh() -> Mesh:
-  return jax.make_mesh((jax.device_count(),), ("data",))
+  # Auto axes: since jax 0.9 `make_mesh` defaults to Explicit sharding, under which the
+  # embedding gather of a batch-sharded ids array fails to type-check; the compiler's
+  # propagation (Auto) is what plain data parallelism wants.
+  return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
 
 
 def num_devices() -> int:
@@ -47,6 +50,18 @@ def replicate(tree):
 
 
 def initialize_distributed() -> None:
-  """jax.distributed for multi-host runs; a no-op unless the launcher set the coordinator."""
-  if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("SLURM_NTASKS", "1") != "1":
+  """jax.distributed for multi-host runs; a no-op unless a launcher set the coordinator.
+
+  TPU pods and Slurm are auto-detected by jax; plain GPU hosts get JAX_COORDINATOR_ADDRESS,
+  JAX_NUM_PROCESSES and JAX_PROCESS_ID from `launch/multihost.sh.tmpl`.
+  """
+  env = os.environ
+  if env.get("JAX_COORDINATOR_ADDRESS"):
+    kw = {"coordinator_address": env["JAX_COORDINATOR_ADDRESS"]}
+    if env.get("JAX_NUM_PROCESSES"):
+      kw["num_processes"] = int(env["JAX_NUM_PROCESSES"])
+    if env.get("JAX_PROCESS_ID"):
+      kw["process_id"] = int(env["JAX_PROCESS_ID"])
+    jax.distributed.initialize(**kw)
+  elif env.get("SLURM_NTASKS", "1") != "1":
     jax.distributed.initialize()

@@ -169,8 +169,11 @@ class BertClassifier(nn.Module):
 
 
 def init_params(cfg: BertConfig, key: jax.Array, length: int = 8) -> Params:
+  """Random parameters (jitted: un-jitted init costs seconds per model on a CPU)."""
   ids = jnp.zeros((1, length), jnp.int32)
-  return BertClassifier(cfg).init(key, ids, jnp.ones_like(ids), deterministic=True)["params"]
+  init = jax.jit(lambda k: BertClassifier(cfg).init(k, ids, jnp.ones_like(ids),
+                                                    deterministic=True)["params"])
+  return init(key)
 
 
 # ---------------------------------------------------------------------------------------------
