@@ -95,6 +95,10 @@ def base() -> ml_collections.ConfigDict:
   c.index.embed_max_length = 256
   c.index.embed_batch_size = 128
   c.index.path = ""  # prebuilt index (`anchoral index`); "" = build and cache automatically
+  # Precomputed pool embeddings to import instead of embedding (`anchoral embed`): a parquet with
+  # columns `uid` and `embedding_<embed_model>` (Hugging Face pietrolesci/* embedding configs,
+  # e.g. all-mpnet-base-v2 as in the paper); "" = embed with our encoder.
+  c.index.import_path = ""
   c.index.view = False  # memory-map the index instead of loading it (big pools)
   c.index.connectivity = 64  # HNSW M (official hnswlib setting)
   c.index.expansion_add = 200  # ef_construction

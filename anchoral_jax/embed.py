@@ -1,9 +1,11 @@
 """Sentence embeddings for retrieval: mean pooling + L2 norm (sentence-transformers' recipe).
 
 The encoder is our Flax BERT with pretrained weights (default all-MiniLM-L6-v2). Results are
-cached on disk keyed by model name + task fingerprint + max length, as `<key>.npz` holding
-`emb_NxE` (float32, unit-norm) and `uid_N` (the pool uids, same order as the task's train split).
-Big pools are embedded in chunks written to `<key>.parts/` so a killed run resumes where it was.
+cached on disk keyed by model name + task fingerprint + max length, as `<key>.npy` (`emb_NxE`,
+float32, unit-norm, opened with mmap so million-row pools are never copied into memory) and a
+`<key>.npz` manifest holding `uid_N` (the pool uids, same order as the task's train split) and
+`source`; the manifest is written last, so its presence means the matrix is complete. Big pools
+are embedded in chunks written to `<key>.parts/` so a killed run resumes where it was.
 """
 
 from __future__ import annotations
@@ -61,40 +63,114 @@ def cache_key(model: str, fingerprint: str, max_length: int) -> str:
   return f"{slug}-L{max_length}-{fingerprint}"
 
 
+def cache_paths(cache_dir: str | os.PathLike, key: str) -> tuple[Path, Path]:
+  """(`<key>.npy` the matrix, `<key>.npz` the manifest): the manifest is written last."""
+  cache_dir = Path(cache_dir).expanduser()
+  return cache_dir / f"{key}.npy", cache_dir / f"{key}.npz"
+
+
+def load_cached(cache_dir: str | os.PathLike, key: str, uid_N: np.ndarray) -> np.ndarray | None:
+  """The cached matrix memory-mapped read-only, or None when absent or incomplete.
+
+  Raises when the cache holds another pool (uids differ), so a stale file never goes unnoticed.
+  """
+  emb_path, manifest = cache_paths(cache_dir, key)
+  if not manifest.exists():
+    return None
+  with np.load(manifest) as z:
+    uid = z["uid_N"]
+    if "emb_NxE" in z.files and not emb_path.exists():
+      _write_matrix(emb_path, z["emb_NxE"])  # pre-mmap cache (one .npz): convert once
+  if not np.array_equal(uid, uid_N):
+    raise ValueError(f"Cached embeddings {manifest} do not match the pool's uids; delete "
+                     f"{manifest} and {emb_path} and embed again (`anchoral embed`).")
+  if not emb_path.exists():
+    return None
+  emb = np.load(emb_path, mmap_mode="r")
+  if emb.ndim != 2 or emb.shape[0] != len(uid) or emb.dtype != np.float32:
+    raise ValueError(f"{emb_path} holds a {emb.dtype} {emb.shape} array, expected float32 "
+                     f"[{len(uid)}, E]; delete it and {manifest} and embed again.")
+  return emb
+
+
+def manifest_source(cache_dir: str | os.PathLike, key: str) -> str:
+  """Where a cached matrix came from ('encoder', 'import:<path>', or '' when unrecorded)."""
+  _, manifest = cache_paths(cache_dir, key)
+  with np.load(manifest) as z:
+    return str(z["source"]) if "source" in z.files else ""
+
+
+def _write_matrix(path: Path, emb_NxE: np.ndarray) -> None:
+  tmp = path.with_name(path.stem + ".tmp.npy")
+  np.save(tmp, np.asarray(emb_NxE, np.float32))
+  os.replace(tmp, path)
+
+
+def open_matrix(cache_dir: str | os.PathLike, key: str, n: int, e: int) -> np.memmap:
+  """A writable float32 [n, e] memmap at a temporary name; finish with `commit_matrix`.
+
+  Filling the cache through a memmap keeps at most the caller's chunk in memory, whatever n.
+  """
+  emb_path, _ = cache_paths(cache_dir, key)
+  emb_path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = emb_path.with_name(emb_path.stem + ".tmp.npy")
+  return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, e))
+
+
+def commit_matrix(cache_dir: str | os.PathLike, key: str, emb_NxE: np.memmap,
+                  uid_N: np.ndarray, source: str) -> np.ndarray:
+  """Atomically publish a matrix filled via `open_matrix`, then its manifest; returns the mmap."""
+  emb_path, manifest = cache_paths(cache_dir, key)
+  tmp = Path(emb_NxE.filename)
+  emb_NxE.flush()
+  del emb_NxE
+  os.replace(tmp, emb_path)
+  tmp_manifest = manifest.with_name(manifest.stem + ".tmp.npz")
+  np.savez(tmp_manifest, uid_N=np.asarray(uid_N, np.int64), source=np.asarray(source))
+  os.replace(tmp_manifest, manifest)
+  return np.load(emb_path, mmap_mode="r")
+
+
 def pool_embeddings(task, cache_dir: str | os.PathLike, model: str = "all-MiniLM-L6-v2",
                     max_length: int = 256, batch_size: int = 128, chunk_rows: int = 65536,
                     progress: bool = True) -> np.ndarray:
   """Cached unit-norm embeddings of the task's pool, rows aligned with `task.train`.
 
-  Embeds in chunks of `chunk_rows`, each saved atomically, so a killed run picks up at the
-  first missing chunk; the chunks are merged into one file at the end.
+  Returns a read-only memmap of `<key>.npy` (a 1.2M x 768 pool is 3.7 GB: opened, not copied).
+  Embeds in chunks of `chunk_rows`, each saved atomically under `<key>.parts/` and named by its
+  row range, so a killed run picks up at the first missing chunk (even with another
+  chunk_rows); the chunks are then copied one at a time into the final file.
   """
+  from tqdm.auto import tqdm
+
   cache_dir = Path(cache_dir).expanduser()
   key = cache_key(model, task.fingerprint(), max_length)
-  final = cache_dir / f"{key}.npz"
-  if final.exists():
-    with np.load(final) as z:
-      emb, uid = z["emb_NxE"], z["uid_N"]
-    if not np.array_equal(uid, task.train.uid):
-      raise ValueError(f"Cached embeddings {final} do not match the pool's uids; delete the file.")
+  uid_N = task.train.uid
+  emb = load_cached(cache_dir, key, uid_N)
+  if emb is not None:
     return emb
-  enc = SentenceEncoder(model, max_length)
   parts = cache_dir / f"{key}.parts"
   parts.mkdir(parents=True, exist_ok=True)
   n = len(task.train)
-  chunks = []
-  for c, s in enumerate(range(0, n, chunk_rows)):
-    part = parts / f"{c:05d}.npy"
-    if not part.exists():
-      texts = task.train.text[s:s + chunk_rows]
-      emb = enc.encode(texts, batch_size=batch_size, progress=progress)
-      tmp = parts / f"{c:05d}.tmp.npy"
-      np.save(tmp, emb)
-      os.replace(tmp, part)
-    chunks.append(np.load(part))
-  emb = np.concatenate(chunks) if chunks else np.zeros((0, enc.cfg.hidden_size), np.float32)
-  tmp = cache_dir / f"{key}.tmp.npz"
-  np.savez(tmp, emb_NxE=emb, uid_N=task.train.uid)
-  os.replace(tmp, final)
+  ranges = [(s, min(n, s + chunk_rows)) for s in range(0, n, chunk_rows)]
+  enc = None
+  with tqdm(total=n, desc="embed pool", unit="row", disable=not progress) as bar:
+    for s, e in ranges:
+      part = parts / f"{s:010d}-{e:010d}.npy"
+      if not part.exists():
+        enc = enc or SentenceEncoder(model, max_length)
+        out = enc.encode(task.train.text[s:e], batch_size=batch_size, progress=progress)
+        tmp = part.with_name(part.stem + ".tmp.npy")
+        np.save(tmp, out)
+        os.replace(tmp, part)
+      bar.update(e - s)
+  if ranges:
+    dim = np.load(parts / f"{ranges[0][0]:010d}-{ranges[0][1]:010d}.npy", mmap_mode="r").shape[1]
+  else:
+    dim = (enc or SentenceEncoder(model, max_length)).cfg.hidden_size
+  out_NxE = open_matrix(cache_dir, key, n, dim)
+  for s, e in ranges:
+    out_NxE[s:e] = np.load(parts / f"{s:010d}-{e:010d}.npy")
+  emb = commit_matrix(cache_dir, key, out_NxE, uid_N, source="encoder")
   shutil.rmtree(parts, ignore_errors=True)
   return emb

@@ -201,9 +201,12 @@ class PoolIndex:
       pending = np.arange(num_q)
       while pending.size:
         matches = self._index.search(q_QxE[pending], fetch, exact=exact)
+        if hasattr(matches, "counts"):  # BatchMatches: padded [Q, fetch] arrays
+          counts = np.asarray(matches.counts).reshape(-1)
+        else:  # a single query gives Matches, holding only the valid results
+          counts = np.array([len(matches.keys)])
         keys = np.asarray(matches.keys).reshape(pending.size, -1).astype(np.int64)
         dists = np.asarray(matches.distances).reshape(pending.size, -1)
-        counts = np.asarray(matches.counts).reshape(-1)
         valid = np.arange(keys.shape[1])[None, :] < counts[:, None]
         if num_excl:
           valid &= ~np.isin(keys, excl)

@@ -29,8 +29,6 @@ import pandas as pd
 from anchoral_jax import checkpoint, filters, metrics, strategies, tracking
 from anchoral_jax.data import TextTask, load_task
 from anchoral_jax.data.task import stratified_rows
-from anchoral_jax.embed import pool_embeddings
-from anchoral_jax.index import PoolIndex
 from anchoral_jax.models import bert
 from anchoral_jax.scoring import forward_rows
 from anchoral_jax.tokenize import TokenizedTexts, load_tokenizer, tokenize
@@ -121,9 +119,10 @@ class Setup:
     self.emb_NxE = None
     self.index = None
     if c.al.filter in ("seals", "anchoral"):
-      self.emb_NxE = pool_embeddings(task, cache / "embeddings", c.index.embed_model,
-                                     c.index.embed_max_length, c.index.embed_batch_size)
-      self.index = _cached_index(cache, c, task, self.emb_NxE)
+      from anchoral_jax import prepare  # imported or computed, one cache with `anchoral embed`
+
+      self.emb_NxE = prepare.embeddings(c, task)
+      self.index = prepare.cached_index(c, task, self.emb_NxE)
 
   def emb_lookup(self, rows: np.ndarray) -> np.ndarray:
     """Retrieval embeddings of pool rows (the index's keys are pool row numbers)."""
@@ -138,31 +137,6 @@ def _cached_tokens(cache: Path, model_dir: Path, fingerprint: str, split: str, t
   tok = tokenize(tokenizer, texts, max_length, progress=len(texts) > 50_000)
   tok.save(path)
   return tok
-
-
-def _cached_index(cache: Path, c, task: TextTask, emb_NxE: np.ndarray) -> PoolIndex:
-  from anchoral_jax.embed import cache_key
-
-  if c.index.path:
-    path = Path(os.path.expanduser(c.index.path))
-    if not path.exists():
-      raise FileNotFoundError(f"index.path {path} does not exist. Build it with `anchoral index` "
-                              "or leave index.path empty to build and cache it automatically.")
-    return PoolIndex.load(path, view=c.index.view)
-  key = cache_key(c.index.embed_model, task.fingerprint(), c.index.embed_max_length)
-  path = cache / "index" / f"{key}-M{c.index.connectivity}.usearch"
-  if path.exists():
-    idx = PoolIndex.load(path, view=c.index.view)
-  else:
-    # Keys are pool row numbers; built once per (task, retrieval model) and cached, so every
-    # run and every resume of that task searches the very same graph.
-    idx = PoolIndex.build(emb_NxE, np.arange(len(emb_NxE), dtype=np.int64),
-                          connectivity=c.index.connectivity, expansion_add=c.index.expansion_add,
-                          expansion_search=c.index.ef_search, progress=len(emb_NxE) > 50_000)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    idx.save(path)
-  idx.ef_search = c.index.ef_search  # query-time beam width (not part of the cache key)
-  return idx
 
 
 # ---------------------------------------------------------------------------------------------

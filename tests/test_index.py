@@ -156,3 +156,14 @@ def test_single_threaded_build_is_reproducible():
   a = PoolIndex.build(emb, np.arange(1500), connectivity=16, threads=1, progress=False)
   b = PoolIndex.build(emb, np.arange(1500), connectivity=16, threads=1, progress=False)
   np.testing.assert_array_equal(a.search(emb[:50], 10)[0], b.search(emb[:50], 10)[0])
+
+
+def test_single_query_search_matches_batch():
+  """usearch returns `Matches` (not `BatchMatches`) for one query: same results either way."""
+  rng = np.random.default_rng(3)
+  emb = rng.normal(size=(500, 16)).astype(np.float32)
+  idx = PoolIndex.build(emb, np.arange(500), progress=False)
+  one_u, one_d = idx.search(emb[:1], 10, exclude_uids=np.array([0, 5]))
+  two_u, two_d = idx.search(emb[:2], 10, exclude_uids=np.array([0, 5]))
+  np.testing.assert_array_equal(one_u[0], two_u[0])
+  assert 0 not in one_u and one_u.shape == (1, 10)
