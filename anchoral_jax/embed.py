@@ -101,7 +101,7 @@ def manifest_source(cache_dir: str | os.PathLike, key: str) -> str:
 
 
 def _write_matrix(path: Path, emb_NxE: np.ndarray) -> None:
-  tmp = path.with_name(path.stem + ".tmp.npy")
+  tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")  # per process: no races
   np.save(tmp, np.asarray(emb_NxE, np.float32))
   os.replace(tmp, path)
 
@@ -113,7 +113,7 @@ def open_matrix(cache_dir: str | os.PathLike, key: str, n: int, e: int) -> np.me
   """
   emb_path, _ = cache_paths(cache_dir, key)
   emb_path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = emb_path.with_name(emb_path.stem + ".tmp.npy")
+  tmp = emb_path.with_name(f"{emb_path.stem}.{os.getpid()}.tmp.npy")
   return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, e))
 
 
@@ -125,7 +125,7 @@ def commit_matrix(cache_dir: str | os.PathLike, key: str, emb_NxE: np.memmap,
   emb_NxE.flush()
   del emb_NxE
   os.replace(tmp, emb_path)
-  tmp_manifest = manifest.with_name(manifest.stem + ".tmp.npz")
+  tmp_manifest = manifest.with_name(f"{manifest.stem}.{os.getpid()}.tmp.npz")
   np.savez(tmp_manifest, uid_N=np.asarray(uid_N, np.int64), source=np.asarray(source))
   os.replace(tmp_manifest, manifest)
   return np.load(emb_path, mmap_mode="r")

@@ -13,6 +13,7 @@ speaks in uids.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -100,9 +101,9 @@ class Setup:
     model_dir = (bert.resolve_model_dir(c.model.tokenizer) if c.model.tokenizer
                  else bert.resolve_model_dir(c.model.name))
     tokenizer = load_tokenizer(model_dir)
-    self.pool_tok = _cached_tokens(cache, model_dir, task.fingerprint(), "train",
+    self.pool_tok = _cached_tokens(cache, model_dir, task.fingerprint("train"), "train",
                                    task.train.text, tokenizer, c.data.max_length)
-    self.test_tok = _cached_tokens(cache, model_dir, task.fingerprint(), "test",
+    self.test_tok = _cached_tokens(cache, model_dir, task.fingerprint("test"), "test",
                                    task.test.text, tokenizer, c.data.max_length)
 
     key = jax.random.key(c.model.seed)
@@ -131,7 +132,9 @@ class Setup:
 
 def _cached_tokens(cache: Path, model_dir: Path, fingerprint: str, split: str, texts,
                    tokenizer, max_length: int) -> TokenizedTexts:
-  path = cache / "tokens" / f"{Path(model_dir).name}-{fingerprint}-{split}-L{max_length}.npz"
+  # The tokenizer is identified by its directory (packaged models all live in ".../model").
+  tok_id = hashlib.sha256(str(Path(model_dir).resolve()).encode()).hexdigest()[:8]
+  path = cache / "tokens" / f"{tok_id}-{fingerprint}-{split}-L{max_length}.npz"
   if path.exists():
     return TokenizedTexts.load(path)
   tok = tokenize(tokenizer, texts, max_length, progress=len(texts) > 50_000)
@@ -398,7 +401,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
       new_rows = np.zeros(0, np.int64)
       if r < num_rounds:
         t_query = time.perf_counter()
-        unlabelled = np.setdiff1d(setup.pool_rows, state.labelled_rows)
+        is_unlabelled = np.zeros(len(labels), bool)  # a mask: setdiff1d costs ~1 s at 1M rows
+        is_unlabelled[setup.pool_rows] = True
+        is_unlabelled[state.labelled_rows] = False
+        unlabelled = np.flatnonzero(is_unlabelled)
         subpool = build_subpool(c, setup, state, fitted.params, unlabelled, timers, info)
         new_rows = acquire(c, setup, state, fitted.params, subpool, unlabelled, timers, info)
         timers["query"] = time.perf_counter() - t_query

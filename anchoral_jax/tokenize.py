@@ -63,7 +63,7 @@ class TokenizedTexts:
   def save(self, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # per process: no races
     np.savez(tmp, flat_ids_T=self.flat_ids_T, offsets=self.offsets, pad_id=self.pad_id)
     os.replace(tmp, path)
 

@@ -52,12 +52,14 @@ class TextTask:
   def num_classes(self) -> int:
     return len(self.class_names)
 
-  def fingerprint(self) -> str:
-    """Content hash of the pool texts and uids: keys the embeddings/index caches."""
+  def fingerprint(self, split: str = "train") -> str:
+    """Content hash of one split's texts and uids (default the pool): keys the token,
+    embedding and index caches, so two tasks share a cache only when that split is equal."""
+    part = getattr(self, split)
     h = hashlib.sha256()
     h.update(self.name.encode())
-    h.update(self.train.uid.tobytes())
-    for t in self.train.text:
+    h.update(part.uid.tobytes())
+    for t in part.text:
       h.update(t.encode("utf-8", "replace"))
       h.update(b"\0")
     return h.hexdigest()[:16]
