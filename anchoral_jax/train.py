@@ -52,7 +52,11 @@ class TrainConfig:
                        "'train_minority_f1' (paper), 'val_minority_f1' or 'last'.")
 
 
+@functools.cache
 def make_optimizer(tc: TrainConfig) -> optax.GradientTransformation:
+  """Cached per config: `train_step` takes the optimiser as a static argument, hashed by
+  identity (its init/update closures), so a fresh optimiser every round would retrace and
+  recompile `train_step` every round."""
   # torch.optim.AdamW applies weight decay to every parameter here (the official code's default).
   return optax.adamw(tc.learning_rate, b1=tc.b1, b2=tc.b2, eps=tc.eps,
                      weight_decay=tc.weight_decay)
@@ -112,8 +116,10 @@ def fit(init_params: Params, cfg: BertConfig, tc: TrainConfig, tok: TokenizedTex
   labels = np.asarray(labels, np.int32)
   opt = make_optimizer(tc)
   # Copy: train_step donates its state, and `init_params` must survive for the next round.
-  params = parallel.replicate(jax.tree.map(jnp.array, init_params))
-  state = TrainState(params, opt.init(params), jnp.zeros((), jnp.int32))
+  params = jax.tree.map(jnp.array, init_params)
+  # Replicate the whole state, not just params: optax's scalar counters are created on one
+  # device, and a state whose sharding changes after the first step costs a second compile.
+  state = parallel.replicate(TrainState(params, opt.init(params), jnp.zeros((), jnp.int32)))
   order_rng = np.random.default_rng(data_seed)
   bs = parallel.round_batch(tc.batch_size)
   epochs = num_epochs(len(rows), tc)
