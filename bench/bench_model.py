@@ -1,0 +1,338 @@
+"""Model speed: our jitted Flax BERT vs Hugging Face PyTorch, on the same weights and batches.
+
+  .venv/bin/python bench/bench_model.py                       # CPU, MiniLM + bert-base, ~9 min
+  .venv/bin/python bench/bench_model.py --device gpu --peak-tflops 989 --dtype bfloat16
+
+(a) Pool scoring throughput (texts/s): `scoring.forward_rows` (what the AL loop calls) vs
+    `BertForSequenceClassification` under `torch.no_grad`, fed the very same length-sorted,
+    bucket-padded batches of real tweets (tweets_iphone pool, MiniLM tokenizer, max length 128).
+(b) Train step time: `train.train_step` (AdamW, dropout on) vs a PyTorch AdamW step with the
+    same hyper-parameters, batch 32 padded to one fixed length.
+
+The PyTorch model is built from OUR parameters (same numbers on both sides), and the logits of
+the two scoring passes are compared. MiniLM uses the real all-MiniLM-L6-v2 weights; bert-base
+is randomly initialised (no bert-base weights offline), which changes nothing for speed.
+
+Warm-up is excluded from the timings and reported on its own: for ours, XLA compilation of
+every batch shape done ahead of time with `.lower().compile()` (the jit cache reuses it), for
+PyTorch one call (scoring) or step (training) on a 2-row batch. The two sides are timed in
+turn (ours, PyTorch, ours, ...; median) so drifting load from other jobs hits both alike. MFU / GFLOP/s count model
+FLOPs on the padded tokens actually computed: 2 x encoder matmul params per token forward,
+plus attention 4 x layers x L x H per token; training is 3 x forward. `--peak-tflops` (e.g.
+989 for H200 dense bf16) turns that into MFU; on CPU only GFLOP/s are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import harness  # bench/harness.py: bench/ is sys.path[0] when run as a script
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from anchoral_jax import scoring, train
+from anchoral_jax.data import load_task
+from anchoral_jax.models import bert
+from anchoral_jax.tokenize import (
+  DEFAULT_BUCKETS,
+  TokenizedTexts,
+  bucket_length,
+  load_tokenizer,
+  tokenize,
+)
+
+MODELS = {"minilm": "all-MiniLM-L6-v2", "bert-base": "bert-base"}
+COLUMNS = ("date", "load 1/5/15", "device", "model", "weights", "bench", "batch",
+           "tokens real/padded", "framework", "throughput", "warm-up s (excl.)", "GFLOP/s", "MFU",
+           "max abs dlogits")
+
+
+# ------------------------------------------------------------------------------- FLOPs
+def flops_per_token(cfg: bert.BertConfig, length: int) -> float:
+  """Forward model FLOPs per token at sequence length `length` (embeddings are lookups)."""
+  h, f, n = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+  matmul_params = n * (4 * h * h + 2 * h * f)  # q, k, v, attention output; two FFN matrices
+  return 2.0 * matmul_params + 4.0 * n * length * h  # + QK^T and PV
+
+
+def batches(tok: TokenizedTexts, rows: np.ndarray, batch: int) -> list[np.ndarray]:
+  """`forward_rows`' own batching: positions sorted by length, chunks of `batch`."""
+  order = np.argsort(tok.lengths_N[rows], kind="stable")
+  return [order[s:s + batch] for s in range(0, len(order), batch)]
+
+
+def scoring_work(cfg: bert.BertConfig, tok: TokenizedTexts, rows: np.ndarray, batch: int
+                 ) -> tuple[float, int, int, list[int]]:
+  """(forward FLOPs, real tokens, padded tokens, distinct bucket lengths) of one pass."""
+  flops, real, padded, lengths = 0.0, 0, 0, set()
+  for chunk in batches(tok, rows, batch):
+    lens = tok.lengths_N[rows[chunk]]
+    length = bucket_length(int(lens.max()), DEFAULT_BUCKETS)
+    lengths.add(length)
+    flops += batch * length * flops_per_token(cfg, length)
+    real += int(lens.sum())
+    padded += batch * length
+  return flops, real, padded, sorted(lengths)
+
+
+# ------------------------------------------------------------------------------- PyTorch side
+def torch_model(cfg: bert.BertConfig, params: bert.Params, device: str):
+  """`BertForSequenceClassification` holding exactly our parameters."""
+  import torch
+  import transformers
+
+  hf_cfg = transformers.BertConfig(
+      vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+      num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
+      intermediate_size=cfg.intermediate_size, max_position_embeddings=cfg.max_position_embeddings,
+      type_vocab_size=cfg.type_vocab_size, layer_norm_eps=cfg.layer_norm_eps,
+      hidden_dropout_prob=cfg.hidden_dropout_prob,
+      attention_probs_dropout_prob=cfg.attention_probs_dropout_prob, num_labels=cfg.num_labels,
+      hidden_act="gelu")
+  model = transformers.BertForSequenceClassification(hf_cfg)
+  flat = bert._flatten(params)
+  state = {}
+  for path, (name, transpose) in bert._hf_name_map(cfg).items():
+    w = np.asarray(flat[path], np.float32)
+    state["bert." + name] = torch.tensor(w.T if transpose else w)
+  state["classifier.weight"] = torch.tensor(np.asarray(params["classifier"]["kernel"]).T)
+  state["classifier.bias"] = torch.tensor(np.asarray(params["classifier"]["bias"]))
+  missing, unexpected = model.load_state_dict(state, strict=False)
+  if unexpected or [k for k in missing if "position_ids" not in k]:
+    raise RuntimeError(f"Weight transfer incomplete: missing {missing}, unexpected {unexpected}")
+  return model.to(device)
+
+
+def _autocast(device: str, dtype: str):
+  import torch
+
+  if dtype == "bfloat16":
+    return torch.autocast(device_type=device, dtype=torch.bfloat16)
+  return contextlib.nullcontext()
+
+
+def _sync(device: str) -> None:
+  import torch
+
+  if device == "cuda":
+    torch.cuda.synchronize()
+
+
+def torch_forward_rows(model, tok: TokenizedTexts, rows: np.ndarray, batch: int, device: str,
+                       dtype: str) -> np.ndarray:
+  """`forward_rows`' twin: same batches, logits back on the host in `rows` order."""
+  import torch
+
+  out = np.empty((len(rows), model.config.num_labels), np.float32)
+  with torch.no_grad(), _autocast(device, dtype):
+    for chunk in batches(tok, rows, batch):
+      ids, mask = tok.batch(rows[chunk], DEFAULT_BUCKETS, batch)
+      logits = model(input_ids=torch.from_numpy(ids.astype(np.int64)).to(device),
+                     attention_mask=torch.from_numpy(mask.astype(np.int64)).to(device)).logits
+      out[chunk] = logits[:len(chunk)].float().cpu().numpy()
+  return out
+
+
+# ------------------------------------------------------------------------------- benchmarks
+def bench_scoring(cfg, params, tmodel, tok, rows, batch, reps, device, dtype, peak):
+  """Both frameworks on the same rows; returns two result rows."""
+  flops, real, padded, lengths = scoring_work(cfg, tok, rows, batch)
+  keys = ("logits",)
+  t0 = time.perf_counter()
+  for length in lengths:  # ahead-of-time compile of every shape this pass will meet
+    z = np.zeros((batch, length), np.int32)
+    scoring.predict.lower(params, z, z, cfg=cfg, keys=keys).compile()
+  ours_warm = time.perf_counter() - t0
+
+  ours_out = {}
+
+  def ours():
+    ours_out.update(scoring.forward_rows(params, cfg, tok, rows, keys, batch_size=batch))
+
+  t0 = time.perf_counter()
+  torch_forward_rows(tmodel, tok, rows[:2], 2, device, dtype)  # warm-up on a 2-row batch
+  _sync(device)
+  torch_warm = time.perf_counter() - t0
+  torch_out = {}
+
+  def theirs():
+    torch_out["logits"] = torch_forward_rows(tmodel, tok, rows, batch, device, dtype)
+    _sync(device)
+
+  ld = harness.load()
+  secs = harness.interleaved({"ours": ours, "torch": theirs}, reps)
+  ours_s, torch_s = secs["ours"], secs["torch"]
+  diff = float(np.abs(ours_out["logits"] - torch_out["logits"]).max())
+  out = []
+  for name, secs, warm in (("ours (Flax/XLA)", ours_s, ours_warm),
+                           ("HF PyTorch", torch_s, torch_warm)):
+    out.append({"bench": "scoring", "batch": str(batch),
+                "tokens real/padded": f"{real}/{padded}", "framework": name,
+                "throughput": f"{len(rows) / secs:.1f} texts/s", "warm-up s (excl.)": f"{warm:.1f}",
+                "seconds": secs, "flops": flops, "peak": peak, "max abs dlogits": f"{diff:.1e}",
+                "load 1/5/15": ld})
+  return out
+
+
+def bench_train(cfg, params, tmodel, ids, mask, labels, steps, device, dtype, peak):
+  import torch
+
+  batch, length = ids.shape
+  flops = 3.0 * batch * length * flops_per_token(cfg, length)
+  tokens = f"{int(mask.sum())}/{mask.size}"
+  tc = train.TrainConfig()
+  opt = train.make_optimizer(tc)
+  weight = np.ones(batch, np.float32)
+  key = jax.random.key(0)
+  p = jax.tree.map(jnp.array, params)
+  state = train.TrainState(p, opt.init(p), jnp.zeros((), jnp.int32))
+  t0 = time.perf_counter()
+  train.train_step.lower(state, ids, mask, labels, weight, key, cfg=cfg, opt=opt).compile()
+  ours_warm = time.perf_counter() - t0
+
+  def ours():
+    nonlocal state
+    state, loss, _ = train.train_step(state, ids, mask, labels, weight, key, cfg=cfg, opt=opt)
+    float(loss)  # fit() reads the loss every step: the same sync
+
+  tmodel.train()
+  topt = torch.optim.AdamW(tmodel.parameters(), lr=tc.learning_rate, betas=(tc.b1, tc.b2),
+                           eps=tc.eps, weight_decay=tc.weight_decay)
+  t_ids = torch.from_numpy(ids.astype(np.int64)).to(device)
+  t_mask = torch.from_numpy(mask.astype(np.int64)).to(device)
+  t_y = torch.from_numpy(labels.astype(np.int64)).to(device)
+
+  def step(n: int) -> None:
+    topt.zero_grad(set_to_none=True)
+    with _autocast(device, dtype):
+      loss = tmodel(input_ids=t_ids[:n], attention_mask=t_mask[:n], labels=t_y[:n]).loss
+    loss.backward()
+    topt.step()
+    loss.item()
+
+  t0 = time.perf_counter()
+  step(2)  # warm-up: allocates AdamW state, same code paths
+  torch_warm = time.perf_counter() - t0
+  ld = harness.load()
+  secs = harness.interleaved({"ours": ours, "torch": lambda: step(batch)}, steps)
+  ours_s, torch_s = secs["ours"], secs["torch"]
+  tmodel.eval()
+  out = []
+  for name, secs, warm in (("ours (Flax/XLA)", ours_s, ours_warm),
+                           ("HF PyTorch", torch_s, torch_warm)):
+    out.append({"bench": f"train step (L={length})", "batch": str(batch),
+                "tokens real/padded": tokens, "framework": name,
+                "throughput": f"{1000 * secs:.0f} ms/step", "warm-up s (excl.)": f"{warm:.1f}",
+                "seconds": secs, "flops": flops, "peak": peak, "max abs dlogits": "",
+                "load 1/5/15": ld})
+  return out
+
+
+def finish_rows(rows: list[dict], **common: str) -> list[dict[str, str]]:
+  for r in rows:
+    achieved = r.pop("flops") / r.pop("seconds")
+    peak = r.pop("peak")
+    r["GFLOP/s"] = f"{achieved / 1e9:.1f}"
+    r["MFU"] = f"{100 * achieved / (peak * 1e12):.1f}%" if peak else "n/a (no peak given)"
+    r.update(common)
+  return rows
+
+
+def load_model(name: str, dtype: str) -> tuple[bert.BertConfig, bert.Params, str]:
+  key = jax.random.key(0)
+  if name == "minilm":
+    cfg, params = bert.load_pretrained(MODELS[name], 2, key, dtype=dtype)
+    return cfg, params, "real (all-MiniLM-L6-v2)"
+  cfg = bert.BertConfig(num_labels=2, dtype=dtype)
+  return cfg, bert.init_params(cfg, key), "random init (both sides)"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                 help="gpu: jax picks the GPU, PyTorch uses cuda")
+  p.add_argument("--models", default="minilm,bert-base", help=f"comma list of {list(MODELS)}")
+  p.add_argument("--batches", default="32,256", help="scoring batch sizes")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                 help="compute dtype (ours: BertConfig.dtype; PyTorch: autocast)")
+  p.add_argument("--texts", type=int, default=0,
+                 help="tweets scored per pass (0: 256 for minilm, 64 for bert-base at batch 32), "
+                      "never fewer than one batch")
+  p.add_argument("--reps", type=int, default=0, help="timed passes (0: 2 minilm, 1 bert-base)")
+  p.add_argument("--train-steps", type=int, default=0, help="timed steps (0: 5 / 3)")
+  p.add_argument("--train-length", type=int, default=64, help="train batch padded length")
+  p.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch intra-op threads "
+                 "(XLA:CPU uses every core)")
+  p.add_argument("--peak-tflops", type=float, default=0.0,
+                 help="accelerator peak for MFU (H200: 989 dense bf16, ~67 fp32)")
+  p.add_argument("--no-record", action="store_true", help="print only, do not touch RESULTS.md")
+  args = p.parse_args(argv)
+
+  import torch
+
+  if args.device == "cpu":
+    jax.config.update("jax_platforms", "cpu")
+  tdevice = "cuda" if args.device == "gpu" else "cpu"
+  torch.set_num_threads(args.threads)
+  jdev = jax.devices()[0]
+  info = (f"jax backend {jdev.platform} ({jdev.device_kind}); torch device {tdevice}, "
+          f"{torch.get_num_threads()} threads")
+  print(info, flush=True)
+
+  task = load_task("tweets_iphone")
+  tok = tokenize(load_tokenizer(bert.resolve_model_dir(MODELS["minilm"])), task.train.text, 128)
+  rng = np.random.default_rng(0)
+  sample = rng.permutation(len(tok))
+  train_rows = rng.choice(len(tok), 32, replace=False)
+  ids, mask = tok.batch(train_rows, (args.train_length,), 32)  # longer tweets truncated
+  labels = task.train.labels[train_rows].astype(np.int32)
+
+  results = []
+  for name in args.models.split(","):
+    big = name == "bert-base"
+    t0 = time.perf_counter()
+    cfg, params, weights = load_model(name, args.dtype)
+    tmodel = torch_model(cfg, params, tdevice).eval()
+    print(f"{name}: loaded in {time.perf_counter() - t0:.1f}s", flush=True)
+    reps = args.reps or (1 if big else 2)
+    rows_out = []
+    for b in (int(x) for x in args.batches.split(",")):
+      n = max(b, args.texts or (64 if big else 256))
+      rows_out += bench_scoring(cfg, params, tmodel, tok, sample[:n], b, reps, tdevice,
+                                args.dtype, args.peak_tflops)
+      print(f"  scoring batch {b} done", flush=True)
+    rows_out += bench_train(cfg, params, tmodel, ids, mask, labels,
+                            args.train_steps or (3 if big else 5), tdevice, args.dtype,
+                            args.peak_tflops)
+    print("  train done", flush=True)
+    results += finish_rows(rows_out, date=harness.now(), device=f"{args.device} ({jdev.device_kind})",
+                           model=f"{name} ({args.dtype})", weights=weights)
+    del tmodel, params
+
+  print(harness.markdown_table(COLUMNS, results))
+  if not args.no_record:
+    preamble = (
+        f"`bench/bench_model.py {' '.join(argv or sys.argv[1:])}`. Machine: {harness.machine()}; "
+        f"{harness.versions(['jax', 'jaxlib', 'flax', 'optax', 'torch', 'transformers'])}; "
+        f"{info}. Same parameters on both sides (PyTorch model built from ours; `max abs dlogits` "
+        "compares the two scoring outputs). Inputs: tweets_iphone pool, MiniLM tokenizer, max "
+        "length 128, length-sorted and bucket-padded exactly as `forward_rows`; the train batch "
+        f"is 32 tweets padded/truncated to {args.train_length}. bert-base is randomly "
+        "initialised (no weights offline). Warm-up (ours: XLA compile of every shape; PyTorch: "
+        "a 2-row call/step) is excluded from throughput; the two sides are timed alternately "
+        "(median). GFLOP/s and MFU count model FLOPs on "
+        "padded tokens (2N + attention per token forward, x3 for training)."
+        + (" CPU run: no GPU was lent to this session." if args.device == "cpu" else ""))
+    harness.append_section("Model: Flax vs PyTorch (scoring throughput, train step)", preamble,
+                           COLUMNS, results)
+    print(f"appended to {harness.RESULTS}")
+
+
+if __name__ == "__main__":
+  main()
