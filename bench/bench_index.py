@@ -21,14 +21,14 @@ import os
 import platform
 import subprocess
 import time
-from pathlib import Path
 
+import harness  # bench/harness.py: bench/ is sys.path[0] when run as a script
 import numpy as np
 import usearch
 
 from anchoral_jax.index import PoolIndex, brute_force_knn
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+RESULTS = harness.RESULTS
 HEADING = "## Index: usearch vs hnswlib"
 COLUMNS = ("date", "machine", "versions", "n", "dim", "k", "data", "library", "build_s",
            "queries_per_s", "recall_at_k")
@@ -44,11 +44,6 @@ def make_data(n: int, dim: int, kind: str, rng: np.random.Generator) -> np.ndarr
     x += 0.6 * rng.standard_normal((n, dim), dtype=np.float32)
   x /= np.linalg.norm(x, axis=1, keepdims=True)
   return x
-
-
-def recall(found_QxK: np.ndarray, truth_QxK: np.ndarray) -> float:
-  return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / t.size
-                        for f, t in zip(found_QxK, truth_QxK, strict=True)]))
 
 
 def bench_usearch(emb, uids, queries, k):
@@ -71,20 +66,6 @@ def bench_hnswlib(hnswlib, emb, uids, queries, k):
   t0 = time.perf_counter()
   found, _ = index.knn_query(queries, k=k)
   return build_s, len(queries) / (time.perf_counter() - t0), found.astype(np.int64)
-
-
-def append_rows(rows: list[dict[str, str]]) -> None:
-  """Append-only: add the heading (and table header) again if another section came last."""
-  text = RESULTS.read_text() if RESULTS.exists() else ""
-  headings = [line for line in text.splitlines() if line.startswith("## ")]
-  out = "" if text else "# Benchmark results\n"
-  if not headings or headings[-1].strip() != HEADING:
-    out += f"\n{HEADING}\n\n| {' | '.join(COLUMNS)} |\n|{'---|' * len(COLUMNS)}\n"
-  elif not text.endswith("\n"):
-    out += "\n"
-  out += "".join(f"| {' | '.join(r[c] for c in COLUMNS)} |\n" for r in rows)
-  with RESULTS.open("a") as f:
-    f.write(out)
 
 
 def main() -> None:
@@ -110,7 +91,7 @@ def main() -> None:
 
   results = {}
   build_s, qps, found = bench_usearch(emb, uids, queries, args.k)
-  results["usearch"] = (build_s, qps, recall(found[:len(scored)], truth))
+  results["usearch"] = (build_s, qps, harness.recall(found[:len(scored)], truth))
   versions = f"usearch {usearch.__version__}, numpy {np.__version__}"
   try:
     import hnswlib
@@ -118,7 +99,7 @@ def main() -> None:
     print("hnswlib not installed: usearch only")
   else:
     build_s, qps, found = bench_hnswlib(hnswlib, emb, uids, queries, args.k)
-    results["hnswlib"] = (build_s, qps, recall(found[:len(scored)], truth))
+    results["hnswlib"] = (build_s, qps, harness.recall(found[:len(scored)], truth))
     versions += f", hnswlib {importlib.metadata.version('hnswlib')}"
 
   date = subprocess.run(["date", "+%Y-%m-%d %H:%M"], capture_output=True, text=True).stdout.strip()
@@ -132,7 +113,7 @@ def main() -> None:
                  "build_s": f"{build_s:.1f}", "queries_per_s": f"{qps:.0f}",
                  "recall_at_k": f"{rec:.4f}"})
   if not args.no_record:
-    append_rows(rows)
+    harness.append_rows(HEADING.removeprefix("## "), COLUMNS, rows)
     print(f"appended to {RESULTS}")
 
 

@@ -28,6 +28,7 @@ import threading
 import time
 from pathlib import Path
 
+import harness  # bench/harness.py: bench/ is sys.path[0] when run as a script
 import numpy as np
 import usearch
 
@@ -35,7 +36,7 @@ from anchoral_jax import config as config_lib
 from anchoral_jax import embed, prepare
 from anchoral_jax.index import PoolIndex
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+RESULTS = harness.RESULTS
 HEADING = "## Preparation pipeline at scale"
 COLUMNS = ("date", "machine", "load_avg", "versions", "n", "dim", "M", "data", "write_s",
            "build_s", "build_vec_per_s", "index_gib", "peak_rss_gib", "peak_anon_gib", "load_s",
@@ -97,29 +98,10 @@ def exact_knn(emb_NxE: np.ndarray, q_QxE: np.ndarray, k: int, exclude: np.ndarra
   return best_i
 
 
-def recall(found_QxK: np.ndarray, truth_QxK: np.ndarray) -> float:
-  return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / t.size
-                        for f, t in zip(found_QxK, truth_QxK, strict=True)]))
-
-
 def machine_info() -> tuple[str, str]:
   mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
   machine = f"{platform.machine()}, {os.cpu_count()} cpus, {mem_gib:.0f} GiB"
   return machine, "/".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def append_rows(rows: list[dict[str, str]]) -> None:
-  """Append-only: add the heading (and table header) again if another section came last."""
-  text = RESULTS.read_text() if RESULTS.exists() else ""
-  headings = [line for line in text.splitlines() if line.startswith("## ")]
-  out = "" if text else "# Benchmark results\n"
-  if not headings or headings[-1].strip() != HEADING:
-    out += f"\n{HEADING}\n\n| {' | '.join(COLUMNS)} |\n|{'---|' * len(COLUMNS)}\n"
-  elif not text.endswith("\n"):
-    out += "\n"
-  out += "".join(f"| {' | '.join(r[c] for c in COLUMNS)} |\n" for r in rows)
-  with RESULTS.open("a") as f:
-    f.write(out)
 
 
 def main() -> None:
@@ -193,7 +175,7 @@ def main() -> None:
     found, _ = idx.search(q_QxE, args.k, excl, ef_search=ef)
     qps = len(q_QxE) / (time.perf_counter() - t0)
     assert not np.isin(found, excl).any()
-    rec = recall(found[scored], truth)
+    rec = harness.recall(found[scored], truth)
     print(f"ef={ef}: {qps:.0f} queries/s (Q={len(q_QxE)}, k={args.k}, {len(excl)} excluded), "
           f"recall@{args.k} {rec:.4f}", flush=True)
     rows.append({"ef": str(ef), "queries_per_s": f"{qps:.0f}", "recall_at_k": f"{rec:.4f}"})
@@ -210,7 +192,7 @@ def main() -> None:
             "peak_anon_gib": f"{anon_gib:.2f}", "load_s": f"{load_s:.1f}"}
   rows = [{**common, **r} for r in rows]
   if not args.no_record:
-    append_rows(rows)
+    harness.append_rows(HEADING.removeprefix("## "), COLUMNS, rows)
     print(f"appended to {RESULTS}")
   if not args.keep:
     del idx, emb_NxE

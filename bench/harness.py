@@ -1,5 +1,5 @@
 """What every benchmark row records (date, machine, load, versions) and the append-only
-RESULTS.md writer, shared by bench_model.py and bench_query.py.
+RESULTS.md writers and shared helpers for the bench/ scripts.
 
 The machine is shared with other jobs, so each row carries the 1-minute load average taken
 when that row was measured: compare rows only at similar load.
@@ -76,3 +76,24 @@ def append_section(heading: str, preamble: str, columns: Sequence[str],
   out += f"\n## {heading}\n\n{preamble.strip()}\n\n{markdown_table(columns, rows)}"
   with RESULTS.open("a") as f:
     f.write(out)
+
+
+def append_rows(heading: str, columns: Sequence[str], rows: Sequence[dict[str, str]]) -> None:
+  """Append-only rows under `## heading`: continue its table when that section came last,
+  else start the section (and its table header) again."""
+  text = RESULTS.read_text() if RESULTS.exists() else ""
+  headings = [line for line in text.splitlines() if line.startswith("## ")]
+  out = "" if text else "# Benchmark results\n"
+  if not headings or headings[-1].strip() != f"## {heading}":
+    out += f"\n## {heading}\n\n| {' | '.join(columns)} |\n|{'---|' * len(columns)}\n"
+  elif not text.endswith("\n"):
+    out += "\n"
+  out += "".join(f"| {' | '.join(r[c] for c in columns)} |\n" for r in rows)
+  with RESULTS.open("a") as f:
+    f.write(out)
+
+
+def recall(found_QxK, truth_QxK) -> float:
+  """Mean fraction of each query's true neighbours that were found (recall@k)."""
+  return float(sum(len(set(f.tolist()) & set(t.tolist())) / t.size
+                   for f, t in zip(found_QxK, truth_QxK, strict=True)) / len(truth_QxK))
