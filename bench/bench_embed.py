@@ -1,0 +1,79 @@
+"""Issue-2 figures for the embedded default: pool embedding throughput (texts/s) and one
+MiniLM train step, on this machine, appended to bench/RESULTS.md.
+
+  python bench/bench_embed.py [--n 4096] [--steps 10] [--no-record]
+
+Embeds `n` pool tweets with the Flax all-MiniLM-L6-v2 encoder exactly as `anchoral embed` does
+(length-sorted, bucketed, batch 128, mean pooling, L2 norm; tokenisation included) once to
+compile every bucket, then again timed. The train step is `train.train_step` on 32 tweets at
+the demo's 64-token bucket, compile excluded, median of `steps`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import harness  # bench/harness.py: bench/ is sys.path[0] when run as a script
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from anchoral_jax import train
+from anchoral_jax.data import load_task
+from anchoral_jax.embed import SentenceEncoder
+
+HEADING = "Embedded default: embedding throughput and train step (issue 2)"
+COLUMNS = ("date", "machine", "load 1/5/15", "versions", "what", "value")
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--n", type=int, default=4096, help="pool tweets to embed")
+  p.add_argument("--steps", type=int, default=10, help="timed train steps")
+  p.add_argument("--no-record", action="store_true", help="print only")
+  a = p.parse_args()
+  task = load_task("tweets_iphone")
+  texts = task.train.text[:a.n]
+  enc = SentenceEncoder("all-MiniLM-L6-v2", max_length=256)
+  enc.encode(texts, batch_size=128)  # compile every bucket
+  t0 = time.perf_counter()
+  emb = enc.encode(texts, batch_size=128)
+  embed_s = time.perf_counter() - t0
+  assert emb.shape == (len(texts), 384)
+
+  cfg, params = enc.cfg, enc.params
+  tc = train.TrainConfig()
+  opt = train.make_optimizer(tc)
+  tok = enc.tokenize(texts[:32])
+  ids, mask = tok.batch(np.arange(32), buckets=(64,), batch_size=32)
+  y = np.asarray(task.train.labels[:32], np.int32)
+  w = np.ones(32, np.float32)
+  state = train.TrainState(params, opt.init(params), jnp.zeros((), jnp.int32))
+  key = jax.random.key(0)
+  times = []
+  for i in range(a.steps + 1):
+    t0 = time.perf_counter()
+    state, loss, _ = train.train_step(state, ids, mask, y, w, key, cfg=cfg, opt=opt)
+    jax.block_until_ready(loss)
+    if i:  # step 0 compiles
+      times.append(time.perf_counter() - t0)
+  step_ms = 1000 * statistics.median(times)
+  rows = [
+      {"what": f"embed {len(texts)} pool tweets (MiniLM, batch 128, max 256 tokens)",
+       "value": f"{len(texts) / embed_s:.1f} texts/s ({embed_s:.1f} s)"},
+      {"what": "MiniLM train step (batch 32 x 64 tokens, AdamW), median",
+       "value": f"{step_ms:.0f} ms/step"},
+  ]
+  common = {"date": harness.now(), "machine": harness.machine(), "load 1/5/15": harness.load(),
+            "versions": harness.versions(["jax", "flax", "optax"])}
+  rows = [{**common, **r} for r in rows]
+  for r in rows:
+    print(f"{r['what']}: {r['value']}  (load {r['load 1/5/15']})")
+  if not a.no_record:
+    harness.append_rows(HEADING, COLUMNS, rows)
+
+
+if __name__ == "__main__":
+  main()
