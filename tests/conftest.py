@@ -23,3 +23,27 @@ def minilm_dir():
   from anchoral_jax.models.bert import resolve_model_dir
 
   return resolve_model_dir("all-MiniLM-L6-v2")
+
+
+def tiny_config(cache_dir, pool_size: int, test_size: int, **overrides):
+  """configs/default.py:tiny on a stratified slice of the embedded default, W&B off.
+
+  `overrides` use dotted keys ("al.budget"); tests import this (`from conftest import ...`)."""
+  import sys
+  from pathlib import Path
+
+  sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+  from configs import default
+
+  c = default.get_config("tiny")
+  c.data.cache_dir = str(cache_dir)
+  c.data.kwargs.pool_size = pool_size
+  c.data.kwargs.test_size = test_size
+  c.wandb.mode = "disabled"
+  for key, value in overrides.items():
+    node = c
+    *path, last = key.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = value
+  return c

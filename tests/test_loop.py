@@ -16,28 +16,14 @@ from anchoral_jax.checkpoint import CorruptCheckpointError
 from anchoral_jax.tracking import load_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from configs import default  # noqa: E402
+import conftest  # noqa: E402
 
 POOL, TEST = 1500, 200
 
 
 def tiny_config(cache_dir, **overrides):
-  c = default.get_config("tiny")
-  c.data.cache_dir = str(cache_dir)
-  c.data.kwargs.pool_size = POOL
-  c.data.kwargs.test_size = TEST
-  c.data.test_size = 0
-  c.al.budget = 50
-  c.al.subpool_size = 400
-  c.wandb.mode = "disabled"
-  for k, v in overrides.items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = v
-  return c
+  return conftest.tiny_config(cache_dir, POOL, TEST, **{
+      "data.test_size": 0, "al.budget": 50, "al.subpool_size": 400, **overrides})
 
 
 def _records(workdir):

@@ -18,20 +18,14 @@ from anchoral_jax.index import PoolIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from configs import default  # noqa: E402
+import conftest  # noqa: E402
 
 POOL, TEST = 300, 50
 
 
 def tiny_config(cache_dir, **index_overrides):
-  c = default.get_config("tiny")
-  c.data.cache_dir = str(cache_dir)
-  c.data.kwargs.pool_size = POOL
-  c.data.kwargs.test_size = TEST
-  c.wandb.mode = "disabled"
-  for k, v in index_overrides.items():
-    c.index[k] = v
-  return c
+  return conftest.tiny_config(cache_dir, POOL, TEST,
+                              **{f"index.{k}": v for k, v in index_overrides.items()})
 
 
 @pytest.fixture(scope="module")
