@@ -435,16 +435,23 @@ def run_local(runs: Sequence[Run], runs_dir: str | os.PathLike, parallel: int = 
   return status
 
 
-def write_slurm(runs: Sequence[Run], runs_dir: str | os.PathLike, config: str,
-                parallel: int = 0, sbatch: Sequence[str] = (),
-                python: str = sys.executable) -> Path | None:
-  """An sbatch array script over the unfinished runs (None when all are DONE)."""
+def _pending(runs: Sequence[Run], runs_dir: str | os.PathLike):
+  """(runs_dir, unfinished runs, experiment, their commands file) or None when all are DONE."""
   runs_dir = Path(runs_dir).resolve()
   todo = [r for r in runs if not r.done(runs_dir)]
   if not todo:
     return None
-  experiment = todo[0].experiment
-  commands = write_commands(todo, runs_dir)
+  return runs_dir, todo, todo[0].experiment, write_commands(todo, runs_dir)
+
+
+def write_slurm(runs: Sequence[Run], runs_dir: str | os.PathLike, config: str,
+                parallel: int = 0, sbatch: Sequence[str] = (),
+                python: str = sys.executable) -> Path | None:
+  """An sbatch array script over the unfinished runs (None when all are DONE)."""
+  pending = _pending(runs, runs_dir)
+  if pending is None:
+    return None
+  runs_dir, todo, experiment, commands = pending
   sweep_dir = runs_dir / SWEEP_DIR
   script = sweep_dir / f"{experiment}.sbatch"
   extra = "".join(f"#SBATCH {s}\n" for s in sbatch)
@@ -463,12 +470,10 @@ def write_slurm(runs: Sequence[Run], runs_dir: str | os.PathLike, config: str,
 def write_multihost(runs: Sequence[Run], runs_dir: str | os.PathLike, config: str,
                     python: str = sys.executable) -> Path | None:
   """A script to start on every host; it runs the unfinished runs one after the other."""
-  runs_dir = Path(runs_dir).resolve()
-  todo = [r for r in runs if not r.done(runs_dir)]
-  if not todo:
+  pending = _pending(runs, runs_dir)
+  if pending is None:
     return None
-  experiment = todo[0].experiment
-  commands = write_commands(todo, runs_dir)
+  runs_dir, todo, experiment, commands = pending
   script = runs_dir / SWEEP_DIR / f"{experiment}-multihost.sh"
   text = render("multihost.sh.tmpl", EXPERIMENT=experiment, CONFIG=config,
                 DATE=datetime.datetime.now().isoformat(timespec="seconds"),
