@@ -38,10 +38,11 @@ from anchoral_jax.train import TrainConfig, fit
 log = logging.getLogger(__name__)
 
 FILTERS = ("none", "randomsubset", "seals", "anchoral")
-ANCHOR_STRATEGIES = ("kmeans_pp", "random", "kmeans", "entropy")
-# Outputs each base strategy needs from the one forward pass over the subpool.
-STRATEGY_OUTPUTS = {"random": (), "entropy": ("logits",), "least_confidence": ("logits",),
-                    "margin": ("logits",), "badge": ("logits", "pooled"), "ftbertkm": ("cls",)}
+# Outputs each base strategy needs from the one forward pass over the subpool, by the kind
+# `strategies.STRATEGIES` declares for it.
+_KIND_OUTPUTS = {"none": (), "logits": ("logits",), "gradient": ("logits", "pooled"),
+                 "cls": ("cls",)}
+STRATEGY_OUTPUTS = {name: _KIND_OUTPUTS[kind] for name, kind in strategies.STRATEGIES.items()}
 
 
 class ConfigError(ValueError):
@@ -57,8 +58,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"Unknown al.filter {al.filter!r}; choose from {list(FILTERS)}.")
   for key in ("anchor_strategy", "minority_anchor_strategy", "majority_anchor_strategy"):
     val = config.anchoral.get(key)
-    if val and val not in ANCHOR_STRATEGIES:
-      raise ConfigError(f"Unknown anchoral.{key} {val!r}; choose from {list(ANCHOR_STRATEGIES)}.")
+    if val and val not in filters.ANCHOR_STRATEGIES:
+      raise ConfigError(
+          f"Unknown anchoral.{key} {val!r}; choose from {list(filters.ANCHOR_STRATEGIES)}.")
   for key in ("budget", "query_size", "initial_size"):
     if al[key] <= 0:
       raise ConfigError(f"al.{key} must be positive (got {al[key]}).")
@@ -278,8 +280,8 @@ def acquire(c, setup: Setup, state: ALState, params, subpool: np.ndarray, unlabe
     rng = state.strategy_rng
     if name == "random":
       pick = strategies.random_select(len(subpool), k, rng)
-    elif name in ("entropy", "least_confidence", "margin"):
-      pick = strategies.topk(getattr(strategies, name)(out["logits"]), k)
+    elif name in strategies.UNCERTAINTY_SCORES:
+      pick = strategies.topk(strategies.UNCERTAINTY_SCORES[name](out["logits"]), k)
     elif name == "badge":
       probs = np.asarray(jax.nn.softmax(out["logits"], axis=-1))
       pick = strategies.badge_select(probs, out["pooled"], k, rng)
