@@ -97,9 +97,3 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int, chunk: int = 4096
   flat = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
   return TokenizedTexts(flat, offsets, int(tokenizer.pad_token_id or 0))
 
-
-def length_sorted_batches(lengths_N: np.ndarray, idx: np.ndarray, batch_size: int) -> list[np.ndarray]:
-  """Splits `idx` into batches of rows of similar length (fewer pad tokens, fewer shapes)."""
-  idx = np.asarray(idx)
-  order = idx[np.argsort(lengths_N[idx], kind="stable")]
-  return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
