@@ -45,32 +45,50 @@ def _config_main(command: str):
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax/jax chatter off
-    logging.getLogger("anchoral_jax").setLevel(logging.INFO)
-    config = FLAGS.config
-    if command == "run":
-      if not FLAGS.workdir:
-        raise app.UsageError("--workdir is required for `anchoral run`.")
-      from anchoral_jax import loop, parallel
-
-      parallel.initialize_distributed()
-      loop.run(config, FLAGS.workdir)
-    elif command in ("embed", "index"):
-      from anchoral_jax import prepare
-
-      prepare.embed(config) if command == "embed" else prepare.index(config)
-    elif command == "sweep":
-      if not FLAGS.runs_dir:
-        raise app.UsageError("--runs_dir is required for `anchoral sweep`.")
-      from anchoral_jax import sweep
-
-      sweep.main(FLAGS["config"].config_filename, FLAGS.runs_dir, parallel=FLAGS.parallel,
-                 backend=FLAGS.backend, overrides=FLAGS["config"].override_values,
-                 sbatch=FLAGS.sbatch, devices=FLAGS.devices)
+    try:
+      _dispatch(command, FLAGS)
+    except _user_errors() as e:  # the message says what to fix; a traceback would bury it
+      print(f"anchoral {command}: {type(e).__name__}: {e}", file=sys.stderr)
+      sys.exit(2)
 
   return main
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+  """Errors caused by input (config, data files, checkpoints), not by a bug in the code."""
+  from anchoral_jax.checkpoint import CorruptCheckpointError
+  from anchoral_jax.data.user import DataFileNotFound, DataFormatError
+  from anchoral_jax.loop import ConfigError
+
+  return ConfigError, CorruptCheckpointError, DataFileNotFound, DataFormatError
+
+
+def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
+  from absl import app
+  from absl import logging as absl_logging
+
+  absl_logging.set_verbosity(absl_logging.WARNING)  # orbax/jax chatter off
+  logging.getLogger("anchoral_jax").setLevel(logging.INFO)
+  config = FLAGS.config
+  if command == "run":
+    if not FLAGS.workdir:
+      raise app.UsageError("--workdir is required for `anchoral run`.")
+    from anchoral_jax import loop, parallel
+
+    parallel.initialize_distributed()
+    loop.run(config, FLAGS.workdir)
+  elif command in ("embed", "index"):
+    from anchoral_jax import prepare
+
+    prepare.embed(config) if command == "embed" else prepare.index(config)
+  elif command == "sweep":
+    if not FLAGS.runs_dir:
+      raise app.UsageError("--runs_dir is required for `anchoral sweep`.")
+    from anchoral_jax import sweep
+
+    sweep.main(FLAGS["config"].config_filename, FLAGS.runs_dir, parallel=FLAGS.parallel,
+               backend=FLAGS.backend, overrides=FLAGS["config"].override_values,
+               sbatch=FLAGS.sbatch, devices=FLAGS.devices)
 
 
 def main(argv: list[str] | None = None) -> None:
