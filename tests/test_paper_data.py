@@ -9,7 +9,12 @@ prepare_data.py with pandas + sklearn.
 from __future__ import annotations
 
 import csv
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -300,6 +305,57 @@ def test_amazon_label_column_configurable(tmp_path):
   assert auto.train.labels.sum() == named.train.labels.sum() > 0
 
 
+def _write_amazon_raw(root, frames, gz: bool) -> None:
+  """The raw release's JSON lines: uid (the ASIN), title, content, target_ind, target_rel."""
+  import gzip
+  import json
+
+  folder = root / "AmazonCat-13K.raw"
+  folder.mkdir(parents=True)
+  for split, stem in (("train", "trn"), ("test", "tst")):
+    df = frames[split]
+    lines = "".join(json.dumps({"uid": r.uid_original, "title": r.title, "content": r.content,
+                                "target_ind": list(r.target_ind), "target_rel": list(r.target_rel)})
+                    + "\n" for r in df.itertuples(index=False))
+    if gz:
+      with gzip.open(folder / f"{stem}.json.gz", "wt", encoding="utf-8") as f:
+        f.write(lines)
+    else:
+      (folder / f"{stem}.json").write_text(lines, encoding="utf-8")
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_amazoncat_raw_json_matches_processed_copy(amazon_dir, gz):
+  """trn/tst JSON of AmazonCat-13K.raw give the processed copy's tasks, uids included."""
+  root, frames = amazon_dir
+  _write_amazon_raw(root, frames, gz)
+  for name in ("amazoncat_agri", "amazoncat_multi"):
+    processed = registry.load(name, manual_dir=root, test_majority_size=50)
+    raw = registry.load(f"{name}_raw", manual_dir=root, test_majority_size=50)
+    assert raw.name == processed.name and raw.class_names == processed.class_names
+    for a, b in ((raw.train, processed.train), (raw.test, processed.test)):
+      np.testing.assert_array_equal(a.uid, b.uid)
+      np.testing.assert_array_equal(a.labels, b.labels)
+      assert a.text == b.text
+    assert raw.train.uid[0] == 0 and min(raw.test.uid) >= len(frames["train"])
+    assert 0 < len(raw.test) < len(frames["test"])  # the test sample did down-sample
+  assert paper.required_files("amazoncat_agri_raw", root)[0].name.startswith("trn.json")
+
+
+def test_amazoncat_raw_errors(tmp_path):
+  with pytest.raises(paper.MissingDataFile,
+                     match=r"(?s)AmazonCat-13K.raw/trn.json.gz.*17rVRDarPwlMpb3l5zof9h34FlwbpTu4l"):
+    paper.build_amazoncat_agri_raw(manual_dir=tmp_path)
+  folder = tmp_path / "AmazonCat-13K.raw"
+  folder.mkdir()
+  (folder / "trn.json").write_text('{"uid": "a", "title": "t", "content": "c", '
+                                   '"target_ind": [246]}\n{"uid": "b", "title": "t2"}\n')
+  (folder / "tst.json").write_text('{"uid": "c", "title": "t", "content": "c", '
+                                   '"target_ind": [1]}\n')
+  with pytest.raises(DataFormatError, match=r"trn.json, line 2: expected a JSON object"):
+    paper.build_amazoncat_multi_raw(manual_dir=tmp_path)
+
+
 # --- errors, manual dir, registry ------------------------------------------------------------
 
 
@@ -339,10 +395,54 @@ def test_missing_column_lists_columns(agnews_dir):
 def test_registry_names(agnews_dir):
   root, _ = agnews_dir
   for name in ("agnews_business", "wikitoxic", "amazoncat_agri", "amazoncat_multi",
-               "agnews_business_raw", "user"):
+               "agnews_business_raw", "amazoncat_agri_raw", "amazoncat_multi_raw", "user"):
     assert name in registry.BUILDERS
   task = registry.load("agnews_business", manual_dir=root)
   assert isinstance(task, TextTask) and task.train.labels.sum() == 4
+
+
+def _cli_run(workdir, *overrides: str) -> subprocess.CompletedProcess:
+  root = Path(__file__).resolve().parents[1]
+  cmd = [sys.executable, "-m", "anchoral_jax.cli", "run", "--workdir", str(workdir),
+         "--config", "configs/main.py:dataset=agnews_business,strategy=entropy,filter=anchoral",
+         *overrides]
+  return subprocess.run(cmd, cwd=root, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                        capture_output=True, text=True, timeout=900)
+
+
+def test_cli_run_main_config_on_paper_files(agnews_dir, tmp_path_factory, cache_dir):
+  """`anchoral run --config configs/main.py:dataset=agnews_business` on files in the manual dir.
+
+  The paper config unchanged but for size (tiny random model, a few rounds): the task is built
+  from the parquet shards, the AL loop runs to DONE, labels come from the files' rows.
+  """
+  root, frames = agnews_dir
+  work = tmp_path_factory.mktemp("run")
+  small = [f"--config.data.kwargs.manual_dir={root}", f"--config.data.cache_dir={cache_dir}",
+           "--config.model.name=tiny", "--config.model.pretrained=False",
+           "--config.model.tokenizer=all-MiniLM-L6-v2", "--config.data.max_length=32",
+           "--config.train.epochs=1", "--config.train.min_steps=2", "--config.train.batch_size=16",
+           "--config.al.budget=10", "--config.al.query_size=5", "--config.al.initial_size=20",
+           "--config.al.initial_per_minority=2", "--config.al.subpool_size=60",
+           "--config.anchoral.num_anchors=2", "--config.anchoral.num_neighbours=10",
+           "--config.wandb.mode=disabled"]
+  done = _cli_run(work, *small)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert (work / "DONE").exists()
+  rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+  assert [r["round"] for r in rows if "round" in r] == [0, 1, 2]  # initial + 2 queries of 5
+  assert "auc/minority_f1" in rows[-1]["summary"]
+  labelled = pd.read_parquet(work / "labelled.parquet")
+  assert len(labelled) == 30
+  src = _by_uid(frames["train"])
+  for u, y in zip(labelled["uid"], labelled["label"], strict=True):
+    assert int(src[int(u)].labels == 2) == int(y)  # the oracle's labels are the files' labels
+  # Without the files: exit 2 and the message says what to fetch, no traceback.
+  missing = _cli_run(tmp_path_factory.mktemp("run"), *small[1:],
+                     f"--config.data.kwargs.manual_dir={root / 'nowhere'}")
+  assert missing.returncode == 2
+  assert "huggingface-cli download pietrolesci/agnews" in missing.stderr
+  assert "Traceback" not in missing.stderr
 
 
 # --- tfds ------------------------------------------------------------------------------------
@@ -376,3 +476,22 @@ def test_tfds_missing_manual_files(tmp_path):
 
   with pytest.raises(paper.MissingDataFile, match="pietrolesci/agnews"):
     tfds_builders.load_task("agnews_business", manual_dir=tmp_path / "m", data_dir=tmp_path / "t")
+
+
+def test_tfds_raw_amazoncat_builder(amazon_dir, tmp_path_factory):
+  """The raw-release builders go through tfds too, into their own dataset name."""
+  pytest.importorskip("array_record")
+  from anchoral_jax.data import tfds_builders
+
+  root, frames = amazon_dir
+  _write_amazon_raw(root, frames, gz=True)
+  data_dir = tmp_path_factory.mktemp("tfds")
+  plain = paper.build_amazoncat_multi_raw(manual_dir=root)
+  via_tfds = tfds_builders.load_task("amazoncat_multi_raw", manual_dir=root, data_dir=data_dir)
+  order = np.argsort(plain.train.uid)
+  np.testing.assert_array_equal(plain.train.labels[order], via_tfds.train.labels)
+  np.testing.assert_array_equal(plain.test.uid, np.sort(via_tfds.test.uid))
+  assert via_tfds.class_names == paper.AMAZON_MULTI_CLASSES
+  assert (data_dir / "anchoral_amazoncat_multi_raw").is_dir()
+  assert "<manual_dir>/AmazonCat-13K.raw/" in (
+      tfds_builders.AnchoralAmazoncatMultiRaw.MANUAL_DOWNLOAD_INSTRUCTIONS)

@@ -303,27 +303,50 @@ def build_wikitoxic(manual_dir: str | os.PathLike | None = None, prevalence: flo
   )
 
 
+def _agri_labels(lists) -> np.ndarray:
+  labels = np.zeros(len(lists), np.int32)
+  labels[rows_with_any(lists, AMAZON_AGRICULTURE)] = 1
+  return labels
+
+
+def _amazon_task(multi: bool, read: Callable[[str, Callable], Split], test_majority_size: int,
+                 seed: int, provenance: str) -> TextTask:
+  """amazoncat-agri or -multi from a split reader: natural prevalence, test down-sampled."""
+  if multi:
+    others = AMAZON_MULTI_CLASSES.index("others")
+    name, class_names, minority, to_labels = ("amazoncat-multi", AMAZON_MULTI_CLASSES,
+                                              tuple(range(others)), amazon_multi_labels)
+  else:
+    others = 0
+    name, class_names, minority, to_labels = ("amazoncat-agri", ("other", "agriculture"), (1,),
+                                              _agri_labels)
+  return TextTask(
+      name=name,
+      class_names=class_names,
+      minority_classes=minority,
+      train=read("train", to_labels),
+      test=paper_test(read("test", to_labels), others, test_majority_size, seed),
+      provenance=provenance,
+  )
+
+
+def _hub_amazon(multi: bool, manual_dir, test_majority_size: int, seed: int,
+                text_column: str | None, label_column: str | None, uid_column: str) -> TextTask:
+  def read(split: str, to_labels: Callable) -> Split:
+    return _read_amazon(split, manual_dir, text_column, label_column, uid_column, to_labels)
+
+  return _amazon_task(multi, read, test_majority_size, seed,
+                      f"{HUB_SOURCES['amazoncat-13k']} (default config) in "
+                      f"{resolve_manual_dir(manual_dir)}")
+
+
 def build_amazoncat_agri(manual_dir: str | os.PathLike | None = None,
                          test_majority_size: int = TEST_MAJORITY_SIZE, seed: int = PAPER_SEED,
                          text_column: str | None = None, label_column: str | None = None,
                          uid_column: str = "uid") -> TextTask:
   """amazoncat-agri: category 246 vs rest at natural prevalence; test: 5,000 negatives + all pos."""
-  def binary(lists) -> np.ndarray:
-    labels = np.zeros(len(lists), np.int32)
-    labels[rows_with_any(lists, AMAZON_AGRICULTURE)] = 1
-    return labels
-
-  train = _read_amazon("train", manual_dir, text_column, label_column, uid_column, binary)
-  test = _read_amazon("test", manual_dir, text_column, label_column, uid_column, binary)
-  return TextTask(
-      name="amazoncat-agri",
-      class_names=("other", "agriculture"),
-      minority_classes=(1,),
-      train=train,
-      test=paper_test(test, 0, test_majority_size, seed),
-      provenance=f"{HUB_SOURCES['amazoncat-13k']} (default config) in "
-      f"{resolve_manual_dir(manual_dir)}",
-  )
+  return _hub_amazon(False, manual_dir, test_majority_size, seed, text_column, label_column,
+                     uid_column)
 
 
 def build_amazoncat_multi(manual_dir: str | os.PathLike | None = None,
@@ -331,20 +354,94 @@ def build_amazoncat_multi(manual_dir: str | os.PathLike | None = None,
                           text_column: str | None = None, label_column: str | None = None,
                           uid_column: str = "uid") -> TextTask:
   """amazoncat-multi: agriculture/archaeology/audio/philosophy (0-3) vs others (4)."""
-  others = AMAZON_MULTI_CLASSES.index("others")
-  train = _read_amazon("train", manual_dir, text_column, label_column, uid_column,
-                       amazon_multi_labels)
-  test = _read_amazon("test", manual_dir, text_column, label_column, uid_column,
-                      amazon_multi_labels)
-  return TextTask(
-      name="amazoncat-multi",
-      class_names=AMAZON_MULTI_CLASSES,
-      minority_classes=tuple(range(others)),
-      train=train,
-      test=paper_test(test, others, test_majority_size, seed),
-      provenance=f"{HUB_SOURCES['amazoncat-13k']} (default config) in "
-      f"{resolve_manual_dir(manual_dir)}",
-  )
+  return _hub_amazon(True, manual_dir, test_majority_size, seed, text_column, label_column,
+                     uid_column)
+
+
+# ---------------------------------------------------------------------------------------------
+# AmazonCat-13K from the original release (Extreme Classification Repository).
+
+AMAZONCAT_RAW_FOLDER = "AmazonCat-13K.raw"
+AMAZONCAT_RAW_HELP = (
+    "The raw AmazonCat-13K release (McAuley & Leskovec 2013, as distributed by the Extreme "
+    "Classification Repository, http://manikvarma.org/downloads/XC/XMLRepository.html: "
+    "AmazonCat-13K.raw.zip, Google Drive id 17rVRDarPwlMpb3l5zof9h34FlwbpTu4l, the file the "
+    "official bin/download_data.sh fetches) unzips to AmazonCat-13K.raw/ with trn.json.gz, "
+    "tst.json.gz and Yf.txt. Fetch it on a networked machine (e.g. `gdown 17rVRDarPwlMpb3l5zof9h34"
+    "FlwbpTu4l && unzip AmazonCat-13K.raw.zip`) and put the folder where named above; trn.json / "
+    "tst.json (gunzipped, as the official script leaves them) work too.")
+
+
+def _raw_amazon_file(root: Path, split: str) -> Path:
+  stem = {"train": "trn", "test": "tst"}[split]
+  for name in (f"{stem}.json", f"{stem}.json.gz"):
+    if (root / name).is_file():
+      return root / name
+  raise MissingDataFile(f"Missing AmazonCat-13K file {root / stem}.json.gz (or {stem}.json).\n"
+                        f"{AMAZONCAT_RAW_HELP}")
+
+
+def read_amazoncat_json(path: Path) -> tuple[tuple[str, ...], list[list[int]]]:
+  """(texts, category-id lists) of one JSON-lines file, as the official load_amazoncat read it.
+
+  Each line is {"uid", "title", "content", "target_ind", "target_rel"}; text = title + "\\n" +
+  content.
+  """
+  import gzip
+  import json
+
+  opener = gzip.open if path.suffix == ".gz" else open
+  texts, lists = [], []
+  with opener(path, "rt", encoding="utf-8") as f:
+    for i, line in enumerate(f):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+        texts.append(row["title"] + "\n" + row["content"])
+        lists.append([int(c) for c in row["target_ind"]])
+      except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise DataFormatError(
+            f"{path}, line {i + 1}: expected a JSON object with string title and content and a "
+            f"list of category ids target_ind ({type(e).__name__}: {e}).") from None
+  return tuple(texts), lists
+
+
+def _raw_amazon(multi: bool, manual_dir, test_majority_size: int, seed: int,
+                folder: str) -> TextTask:
+  import pyarrow as pa
+
+  root = resolve_manual_dir(manual_dir) / folder
+  paths = {split: _raw_amazon_file(root, split) for split in ("train", "test")}  # fail early
+  rows, start = {}, 0
+  for split, path in paths.items():
+    texts, lists = read_amazoncat_json(path)
+    check_texts(_series(texts), str(path))
+    # uids: one counter over train then test rows, as the official process_data.py numbered
+    # them (sequential_numbers over the DatasetDict), so they match pietrolesci/amazoncat-13k.
+    rows[split] = texts, lists, np.arange(start, start + len(texts), dtype=np.int64)
+    start += len(texts)
+
+  def read(split: str, to_labels: Callable) -> Split:
+    texts, lists, uid = rows.pop(split)
+    return Split(texts, to_labels(pa.array(lists, type=pa.list_(pa.int64()))), uid)
+
+  return _amazon_task(multi, read, test_majority_size, seed, f"AmazonCat-13K raw JSON in {root}")
+
+
+def build_amazoncat_agri_raw(manual_dir: str | os.PathLike | None = None,
+                             test_majority_size: int = TEST_MAJORITY_SIZE,
+                             seed: int = PAPER_SEED, folder: str = AMAZONCAT_RAW_FOLDER) -> TextTask:
+  """amazoncat-agri from the raw trn/tst JSON: same task and uids as the processed copy."""
+  return _raw_amazon(False, manual_dir, test_majority_size, seed, folder)
+
+
+def build_amazoncat_multi_raw(manual_dir: str | os.PathLike | None = None,
+                              test_majority_size: int = TEST_MAJORITY_SIZE,
+                              seed: int = PAPER_SEED,
+                              folder: str = AMAZONCAT_RAW_FOLDER) -> TextTask:
+  """amazoncat-multi from the raw trn/tst JSON: same task and uids as the processed copy."""
+  return _raw_amazon(True, manual_dir, test_majority_size, seed, folder)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,6 +526,8 @@ TASKS: dict[str, Callable[..., TextTask]] = {
     "amazoncat_agri": build_amazoncat_agri,
     "amazoncat_multi": build_amazoncat_multi,
     "agnews_business_raw": build_agnews_business_raw,
+    "amazoncat_agri_raw": build_amazoncat_agri_raw,
+    "amazoncat_multi_raw": build_amazoncat_multi_raw,
 }
 
 
@@ -441,6 +540,9 @@ def required_files(task: str, manual_dir: str | os.PathLike | None = None) -> li
       if not f.is_file():
         raise MissingDataFile(f"Missing AG News file {f}.\n{AG_NEWS_CSV_HELP}")
     return files
+  if task in ("amazoncat_agri_raw", "amazoncat_multi_raw"):
+    root = resolve_manual_dir(manual_dir) / AMAZONCAT_RAW_FOLDER
+    return [_raw_amazon_file(root, split) for split in ("train", "test")]
   local = {"agnews_business": "agnews", "wikitoxic": "wikitoxic",
            "amazoncat_agri": "amazoncat-13k", "amazoncat_multi": "amazoncat-13k"}[task]
   return [f for split in ("train", "test") for f in split_files(local, split, manual_dir)]

@@ -49,6 +49,8 @@ BUILDERS: dict[str, Callable[..., TextTask]] = {
     "amazoncat_agri": _paper("amazoncat_agri"),
     "amazoncat_multi": _paper("amazoncat_multi"),
     "agnews_business_raw": _paper("agnews_business_raw"),
+    "amazoncat_agri_raw": _paper("amazoncat_agri_raw"),
+    "amazoncat_multi_raw": _paper("amazoncat_multi_raw"),
     "user": _user,
 }
 

@@ -1,5 +1,7 @@
 """tensorflow-datasets builders for the paper's four tasks: the constructed pool and test, stored once.
 
+Also from the original releases (AG News CSV, AmazonCat-13K JSON): `*_raw`, same tasks and uids.
+
 Each builder runs the plain builder of `paper.py` on the manual files (same construction, same
 uids) and writes features {text, label, uid} with splits train (= the AL pool) and test. Later
 runs read the prepared copy instead of re-parsing gigabytes of parquet.
@@ -135,9 +137,39 @@ class AnchoralAmazoncatMulti(_PaperTaskBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = _hub_instructions("amazoncat-13k")
 
 
+# From the original releases instead of the processed copies: same tasks, same uids.
+
+
+class AnchoralAgnewsBusinessRaw(AnchoralAgnewsBusiness):
+  """agnews-business-.01 from the original AG News CSVs (`<manual_dir>/ag_news_csv/`)."""
+
+  TASK = "agnews_business_raw"
+  MANUAL_DOWNLOAD_INSTRUCTIONS = paper.AG_NEWS_CSV_HELP.replace("the folder named above",
+                                                                "<manual_dir>/ag_news_csv/")
+
+
+_AMAZON_RAW_INSTRUCTIONS = paper.AMAZONCAT_RAW_HELP.replace(
+    "where named above", f"in <manual_dir>/ (as <manual_dir>/{paper.AMAZONCAT_RAW_FOLDER}/)")
+
+
+class AnchoralAmazoncatAgriRaw(AnchoralAmazoncatAgri):
+  """amazoncat-agri from the raw AmazonCat-13K JSON."""
+
+  TASK = "amazoncat_agri_raw"
+  MANUAL_DOWNLOAD_INSTRUCTIONS = _AMAZON_RAW_INSTRUCTIONS
+
+
+class AnchoralAmazoncatMultiRaw(AnchoralAmazoncatMulti):
+  """amazoncat-multi from the raw AmazonCat-13K JSON."""
+
+  TASK = "amazoncat_multi_raw"
+  MANUAL_DOWNLOAD_INSTRUCTIONS = _AMAZON_RAW_INSTRUCTIONS
+
+
 BUILDERS: dict[str, type[_PaperTaskBuilder]] = {
     b.TASK: b for b in (AnchoralAgnewsBusiness, AnchoralWikitoxic, AnchoralAmazoncatAgri,
-                        AnchoralAmazoncatMulti)
+                        AnchoralAmazoncatMulti, AnchoralAgnewsBusinessRaw,
+                        AnchoralAmazoncatAgriRaw, AnchoralAmazoncatMultiRaw)
 }
 
 
