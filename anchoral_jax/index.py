@@ -11,10 +11,12 @@ Distances are cosine distances, 1 - cos(q, x), in [0, 2]; vectors need not be un
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from usearch.index import Index
 
 # Sidecar with what usearch does not store in its own file (build and query-time settings).
 _META_SUFFIX = ".meta.json"
+log = logging.getLogger(__name__)
 _BUILD_HINT = "build it with `anchoral index` (or PoolIndex.build(...).save(path))"
 
 
@@ -45,6 +48,46 @@ def _as_queries(queries_QxE: np.ndarray, ndim: int) -> np.ndarray:
   return np.ascontiguousarray(q)
 
 
+def _save_partial(index: Index, path: str | os.PathLike, settings: dict, rows: int) -> None:
+  """The first `rows` rows' index, atomically, then the sidecar that vouches for it."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  sidecar = Path(str(path) + ".json")
+  sidecar.unlink(missing_ok=True)  # a file without its sidecar is never trusted
+  tmp = path.with_name(path.name + ".tmp")
+  index.save(str(tmp))
+  os.replace(tmp, path)
+  sidecar.write_text(json.dumps({**settings, "rows": rows}))
+
+
+def _restore_partial(path: str | os.PathLike, settings: dict) -> tuple[Index | None, int]:
+  """(index, rows) of a partial build of the same embeddings and settings, else (None, 0)."""
+  path, sidecar = Path(path), Path(str(path) + ".json")
+  if not (path.is_file() and sidecar.is_file()):
+    return None, 0
+  try:
+    meta = json.loads(sidecar.read_text())
+    rows = int(meta.pop("rows"))
+    if meta != settings:
+      log.warning("Ignoring the partial index at %s: built for other embeddings or settings.",
+                  path)
+      return None, 0
+    index = Index.restore(str(path))
+    if index is None or len(index) != rows:
+      raise ValueError(f"holds {0 if index is None else len(index)} vectors, sidecar says {rows}")
+  except (ValueError, KeyError, RuntimeError, OSError) as e:
+    log.warning("Ignoring the unreadable partial index at %s (%s); building from the start.",
+                path, e)
+    return None, 0
+  log.info("Resuming the index build at row %d of %d from %s.", rows, settings["n"], path)
+  return index, rows
+
+
+def discard_partial(path: str | os.PathLike) -> None:
+  Path(path).unlink(missing_ok=True)
+  Path(str(path) + ".json").unlink(missing_ok=True)
+
+
 class PoolIndex:
   """usearch HNSW over pool uids, cosine metric, float32 storage.
 
@@ -64,7 +107,9 @@ class PoolIndex:
   @classmethod
   def build(cls, emb_NxE: np.ndarray, uids: np.ndarray, *, connectivity: int = 64,
             expansion_add: int = 200, expansion_search: int = 50, batch_size: int = 65536,
-            threads: int = 0, progress: bool = True) -> PoolIndex:
+            threads: int = 0, progress: bool = True, partial_path: str | os.PathLike | None = None,
+            save_every_s: float = 600.0,
+            on_chunk: Callable[[int, int], None] | None = None) -> PoolIndex:
     """Index `emb_NxE` under `uids`, streaming `batch_size` rows at a time.
 
     Defaults follow the official hnswlib index: M=64, ef_construction=200. Streaming keeps
@@ -73,6 +118,12 @@ class PoolIndex:
     There is no `seed`: usearch draws HNSW levels from an internal fixed-seed generator, so
     `threads=1` gives a bit-reproducible index; `threads=0` (all cores) is much faster but the
     insertion order, hence the graph, varies a little from build to build.
+
+    Resumable: with `partial_path`, the index built so far is saved there (atomically, with a
+    `.json` sidecar) every `save_every_s` seconds, and a later call with the same embeddings,
+    uids and settings restores it and adds only the rows after it (a killed 1.2M-row build
+    loses at most `save_every_s` of work). The caller deletes it (`discard_partial`) once the
+    finished index is saved. `on_chunk(start, stop)` is called after each added chunk.
     """
     if emb_NxE.ndim != 2 or emb_NxE.shape[0] == 0:
       raise ValueError(f"Expected a non-empty [N, E] embedding matrix, got shape {emb_NxE.shape}.")
@@ -82,18 +133,29 @@ class PoolIndex:
       raise ValueError(f"{n} embeddings but {uids.shape[0]} uids: they must match one to one.")
     if len(np.unique(uids)) != n:
       raise ValueError("Pool uids must be unique to be used as index keys.")
-    index = Index(ndim=e, metric="cos", dtype="f32", connectivity=int(connectivity),
-                  expansion_add=int(expansion_add), expansion_search=int(expansion_search))
+    settings = {"n": n, "ndim": e, "connectivity": int(connectivity),
+                "expansion_add": int(expansion_add),
+                "uids_sha1": hashlib.sha1(uids.tobytes()).hexdigest()}
+    index, done = _restore_partial(partial_path, settings) if partial_path else (None, 0)
+    if index is None:
+      index = Index(ndim=e, metric="cos", dtype="f32", connectivity=int(connectivity),
+                    expansion_add=int(expansion_add), expansion_search=int(expansion_search))
     bar = None
     if progress:
       from tqdm.auto import tqdm
-      bar = tqdm(total=n, desc="index", unit="vec")
-    for start in range(0, n, batch_size):
+      bar = tqdm(total=n, initial=done, desc="index", unit="vec")
+    last_save = time.monotonic()
+    for start in range(done, n, batch_size):
       stop = min(n, start + batch_size)
       chunk = np.ascontiguousarray(emb_NxE[start:stop], dtype=np.float32)
       index.add(uids[start:stop].astype(np.uint64), chunk, threads=threads)
       if bar is not None:
         bar.update(stop - start)
+      if partial_path and stop < n and time.monotonic() - last_save >= save_every_s:
+        _save_partial(index, partial_path, settings, stop)
+        last_save = time.monotonic()
+      if on_chunk is not None:
+        on_chunk(start, stop)
     if bar is not None:
       bar.close()
     return cls(index, connectivity=int(connectivity), expansion_add=int(expansion_add),

@@ -28,7 +28,7 @@ import numpy as np
 
 from anchoral_jax import embed as embedding
 from anchoral_jax.data import TextTask, load_task
-from anchoral_jax.index import PoolIndex
+from anchoral_jax.index import PoolIndex, discard_partial
 
 log = logging.getLogger(__name__)
 
@@ -249,17 +249,21 @@ def model_dim(model: str) -> int | None:
 # ---------------------------------------------------------------------------------------------
 
 def build_index(config: ml_collections.ConfigDict, emb_NxE: np.ndarray, path: str | os.PathLike,
-                *, progress: bool = True, batch_size: int = 65536) -> PoolIndex:
+                *, progress: bool = True, batch_size: int = 65536,
+                save_every_s: float = 600.0) -> PoolIndex:
   """Build over pool row numbers, streaming `batch_size` rows of the memmap, and save atomically.
 
   Keys are pool row numbers (the loop's bookkeeping unit); one graph per (task, retrieval
   model, M), so every run and every resume of a task searches the very same graph.
   """
   c = config.index
+  partial = Path(str(path) + ".partial")  # resumable: a killed build restarts from here
   idx = PoolIndex.build(emb_NxE, np.arange(len(emb_NxE), dtype=np.int64),
                         connectivity=c.connectivity, expansion_add=c.expansion_add,
-                        expansion_search=c.ef_search, batch_size=batch_size, progress=progress)
+                        expansion_search=c.ef_search, batch_size=batch_size, progress=progress,
+                        partial_path=partial, save_every_s=save_every_s)
   idx.save(path)  # usearch file via tmp + os.replace, then the .meta.json sidecar
+  discard_partial(partial)
   return idx
 
 

@@ -167,3 +167,56 @@ def test_single_query_search_matches_batch():
   two_u, two_d = idx.search(emb[:2], 10, exclude_uids=np.array([0, 5]))
   np.testing.assert_array_equal(one_u[0], two_u[0])
   assert 0 not in one_u and one_u.shape == (1, 10)
+
+
+class _Killed(Exception):
+  pass
+
+
+def _kill_after(n_chunks: int, starts: list[int]):
+  def on_chunk(start: int, stop: int) -> None:
+    starts.append(start)
+    if len(starts) == n_chunks:
+      raise _Killed
+
+  return on_chunk
+
+
+def test_killed_build_resumes_from_partial(tmp_path, caplog):
+  """A build killed after 3 chunks restarts at the saved row, not at 0, and is complete."""
+  from anchoral_jax.index import discard_partial
+
+  rng = np.random.default_rng(6)
+  emb = _unit(rng.standard_normal((2_000, 32)))
+  uids = np.arange(2_000, dtype=np.int64) + 7
+  partial = tmp_path / "pool.usearch.partial"
+  kw = dict(connectivity=16, batch_size=300, progress=False, partial_path=partial,
+            save_every_s=0.0)
+  first: list[int] = []
+  with pytest.raises(_Killed):
+    PoolIndex.build(emb, uids, on_chunk=_kill_after(3, first), **kw)
+  assert first == [0, 300, 600] and partial.is_file()  # saved after chunks 1 and 2, 3, ...
+  resumed: list[int] = []
+  with caplog.at_level("INFO", logger="anchoral_jax.index"):
+    idx = PoolIndex.build(emb, uids, on_chunk=lambda a, b: resumed.append(a), **kw)
+  assert resumed[0] == 900 and resumed[-1] == 1800  # only the rows after the partial
+  assert "Resuming the index build at row 900" in caplog.text
+  assert len(idx) == 2_000 and set(idx.search(emb, 1)[0][:, 0].tolist()) <= set(uids.tolist())
+  found, _ = idx.search(emb[:50], 20)
+  truth, _ = brute_force_knn(emb, uids, emb[:50], 20)
+  assert _recall(found, truth) >= 0.95
+  # Other settings (or other embeddings): the partial is not used.
+  other: list[int] = []
+  PoolIndex.build(emb, uids, on_chunk=lambda a, b: other.append(a),
+                  **{**kw, "connectivity": 8})
+  assert other[0] == 0
+  # An unreadable partial (sidecar intact): warned about and rebuilt from the start.
+  with pytest.raises(_Killed):
+    PoolIndex.build(emb, uids, on_chunk=_kill_after(2, []), **kw)
+  partial.write_bytes(b"not an index")
+  again: list[int] = []
+  with caplog.at_level("WARNING", logger="anchoral_jax.index"):
+    PoolIndex.build(emb, uids, on_chunk=lambda a, b: again.append(a), **kw)
+  assert again[0] == 0 and "unreadable partial index" in caplog.text
+  discard_partial(partial)
+  assert not partial.exists() and not (tmp_path / "pool.usearch.partial.json").exists()

@@ -194,6 +194,23 @@ def test_index_is_built_once_and_setup_loads_the_same_files(tmp_path, task, monk
   assert built.stat().st_mtime_ns == stamp
 
 
+def test_build_index_checkpoints_partials_and_removes_them(tmp_path, monkeypatch):
+  """`anchoral index` saves resumable partials while building and leaves none behind."""
+  from anchoral_jax import index as index_lib
+
+  saved = []
+  real = index_lib._save_partial
+  monkeypatch.setattr(index_lib, "_save_partial",
+                      lambda idx, path, settings, rows: (saved.append(rows),
+                                                         real(idx, path, settings, rows)))
+  emb = np.random.default_rng(0).standard_normal((400, 8)).astype(np.float32)
+  c = tiny_config(tmp_path / "cache", connectivity=8)
+  out = tmp_path / "index" / "x.usearch"
+  idx = prepare.build_index(c, emb, out, progress=False, batch_size=100, save_every_s=0.0)
+  assert saved == [100, 200, 300] and len(idx) == 400 and out.is_file()
+  assert sorted(p.name for p in out.parent.iterdir()) == ["x.usearch", "x.usearch.meta.json"]
+
+
 def test_mismatched_index_fails_with_the_fix(tmp_path, task):
   path, _ = synthetic_file(tmp_path, task, dim=16)
   c = tiny_config(tmp_path / "cache", import_path=str(path), embed_model="synthetic")
