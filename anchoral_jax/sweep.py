@@ -333,8 +333,9 @@ def cache_keys(config: ml_collections.ConfigDict) -> set[str]:
   keys = {json.dumps(["tokens", *data, c.data.max_length, c.model.tokenizer or c.model.name],
                      default=str)}
   if c.al.filter in ("seals", "anchoral"):
-    keys.add(json.dumps(["index", *data, c.index.embed_model, c.index.path,
-                         c.index.connectivity], default=str))
+    keys.add(json.dumps(["index", *data, c.index.embed_model, c.index.embed_max_length,
+                         c.index.import_path, c.index.path, c.index.connectivity],
+                        default=str))
   return keys
 
 

@@ -252,3 +252,22 @@ def test_local_sweep_end_to_end_then_skips_and_resumes(tmp_path_factory, cache_d
   assert "3 DONE (skipped), 1 to run" in resumed.stdout + resumed.stderr
   assert (target / "DONE").exists()
   assert (target / "metrics.jsonl").read_text().count('"step"') == metrics.count('"step"')
+
+
+def test_cache_keys_separate_runs_that_build_different_indexes():
+  """Runs wait for each other only when they would build the same cache."""
+  from anchoral_jax import config as config_lib
+
+  def keys(**index):
+    c = config_lib.base()
+    c.al.filter = "anchoral"
+    for k, v in index.items():
+      c.index[k] = v
+    return sweep.cache_keys(c)
+
+  base = keys()
+  assert len(base) == 2  # tokens + embeddings/index
+  assert keys(connectivity=16) & base == {k for k in base if k.startswith('["tokens"')}
+  assert keys(import_path="/data/mpnet.parquet") != base
+  assert keys(embed_max_length=128) != base
+  assert keys(ef_search=200) == base  # query-time only: same index
