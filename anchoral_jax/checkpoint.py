@@ -79,11 +79,15 @@ class RoundCheckpointer:
     """Moves unreadable step dirs aside (kept for inspection) so that step can be redone."""
     import time
 
-    self.quarantine_dir.mkdir(parents=True, exist_ok=True)
-    for step in steps:
-      src = self.directory / str(step)
-      if src.exists():
-        src.rename(self.quarantine_dir / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+    from anchoral_jax import parallel
+
+    if parallel.is_primary():  # multi-host: one process moves the shared directories
+      self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+      for step in steps:
+        src = self.directory / str(step)
+        if src.exists():
+          src.rename(self.quarantine_dir / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+    parallel.sync("anchoral_quarantine")
     self._mngr.reload()
 
   def close(self) -> None:

@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from anchoral_jax import checkpoint, filters, metrics, strategies, tracking
+from anchoral_jax import checkpoint, filters, metrics, parallel, strategies, tracking
 from anchoral_jax.data import TextTask, load_task
 from anchoral_jax.data.task import stratified_rows
 from anchoral_jax.models import bert
@@ -321,6 +321,12 @@ def _truncate_jsonl(path: Path, keep_round_below: int) -> None:
     os.replace(tmp, path)
 
 
+def _write_atomic(path: Path, text: str) -> None:
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(text)
+  os.replace(tmp, path)
+
+
 def _write_labelled(path: Path, task: TextTask, state: ALState) -> None:
   df = pd.DataFrame({"uid": task.train.uid[state.labelled_rows],
                      "label": task.train.labels[state.labelled_rows],
@@ -335,17 +341,25 @@ def _write_labelled(path: Path, task: TextTask, state: ALState) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[dict]:
-  """Runs (or resumes) one AL simulation in `workdir`; returns the per-round records."""
+  """Runs (or resumes) one AL simulation in `workdir`; returns the per-round records.
+
+  Multi-host (jax.distributed): every process runs this with the same config and computes the
+  same decisions (same seeds, gathered scores); process 0 alone writes the files and W&B, and
+  all take part in the orbax checkpoint. The workdir must be on a shared filesystem.
+  Non-primary processes return only the records of the rounds they ran.
+  """
   validate(config)
   c = config
   workdir = Path(workdir)
+  primary = parallel.is_primary()
   workdir.mkdir(parents=True, exist_ok=True)
   hparams = workdir / "hparams.json"
   resolved = json.loads(c.to_json_best_effort())
   if hparams.exists() and json.loads(hparams.read_text()) != resolved:
     raise ConfigError(f"{workdir} holds a run with a different config ({hparams}); use a new "
                       "--workdir or the same config to resume.")
-  hparams.write_text(json.dumps(resolved, indent=2, sort_keys=True))
+  if primary:
+    _write_atomic(hparams, json.dumps(resolved, indent=2, sort_keys=True))
   if (workdir / "DONE").exists():
     log.info("%s is DONE; nothing to do.", workdir)
     return tracking.load_metrics(workdir / "metrics.jsonl")[0]
@@ -362,12 +376,15 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
     log.info("Resuming %s at round %d (%d labelled).", workdir, state.round,
              len(state.labelled_rows))
   for name in ("metrics.jsonl", "subpools.jsonl", "anchors.jsonl"):
-    _truncate_jsonl(workdir / name, state.round)
+    if primary:
+      _truncate_jsonl(workdir / name, state.round)
 
   wandb_cfg = {k: v for k, v in c.wandb.to_dict().items() if v not in ("", None)}
   wandb_cfg.setdefault("dir", str(workdir))
   wandb_cfg.setdefault("name", workdir.name)
-  tracker = tracking.make_tracker(workdir, wandb_cfg, resolved)
+  tracker = (tracking.make_tracker(workdir, wandb_cfg, resolved) if primary
+             else tracking.NoOpTracker())
+  ran: list[dict] = []  # this process's records (what a non-primary process returns)
   num_rounds = c.al.budget // c.al.query_size
   tc = TrainConfig(**c.train.to_dict())
   labels = task.train.labels
@@ -420,9 +437,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
                if k in ("num_anchors", "num_retrieved", "num_unique", "num_queries",
                         "topped_up")},
         })
-        _append_jsonl(workdir / "subpools.jsonl",
-                      {"round": r, "uids": task.train.uid[subpool].tolist()})
-        if "anchor_rows" in info:
+        if primary:
+          _append_jsonl(workdir / "subpools.jsonl",
+                        {"round": r, "uids": task.train.uid[subpool].tolist()})
+        if primary and "anchor_rows" in info:
           _append_jsonl(workdir / "anchors.jsonl",
                         {"round": r, "uids": task.train.uid[info["anchor_rows"]].tolist(),
                          "classes": np.asarray(info["anchor_classes"]).tolist()})
@@ -430,7 +448,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
       record.update({f"time/{k}": v for k, v in timers.items()})
       record["time/cumulative_query"] = state.cumulative_query_s
       tracker.log(record, step=r)
-      _print_round(record, num_rounds)
+      ran.append(record)
+      if primary:
+        _print_round(record, num_rounds)
 
       # Commit: labelled set for the next round, then the checkpoint (the commit point).
       if c.al.filter == "seals":
@@ -439,10 +459,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
       state.labelling_round = np.concatenate(
           [state.labelling_round, np.full(len(new_rows), r + 1, np.int64)])
       state.round = r + 1
-      _write_labelled(workdir / "labelled.parquet", task, state)
-      ckpt.save(state.round, state.arrays(), state.meta())
+      if primary:
+        _write_labelled(workdir / "labelled.parquet", task, state)
+      ckpt.save(state.round, state.arrays(), state.meta())  # all processes (orbax syncs them)
       if os.environ.get("ANCHORAL_KILL_AFTER_ROUND") == str(r):  # test hook: simulate a kill
         os._exit(17)
+    if not primary:
+      parallel.sync("anchoral_run_done")  # returns once process 0 has written DONE
+      return ran
     records, _ = tracking.load_metrics(workdir / "metrics.jsonl")
     summary = metrics.summarise_curves(records, minority_key="test/minority_f1",
                                        majority_key="test/majority_f1")
@@ -450,6 +474,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     (workdir / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
     _print_summary(summary)
+    parallel.sync("anchoral_run_done")
     return records
   finally:
     tracker.finish()

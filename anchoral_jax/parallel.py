@@ -57,6 +57,9 @@ def initialize_distributed() -> None:
   """
   env = os.environ
   if env.get("JAX_COORDINATOR_ADDRESS"):
+    # CPU processes need a collectives backend to run one program together (tests, CPU
+    # clusters); GPU/TPU use NCCL/ICI and ignore this flag.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     kw = {"coordinator_address": env["JAX_COORDINATOR_ADDRESS"]}
     if env.get("JAX_NUM_PROCESSES"):
       kw["num_processes"] = int(env["JAX_NUM_PROCESSES"])
@@ -65,3 +68,28 @@ def initialize_distributed() -> None:
     jax.distributed.initialize(**kw)
   elif env.get("SLURM_NTASKS", "1") != "1":
     jax.distributed.initialize()
+
+
+def is_primary() -> bool:
+  """True on process 0: the one process that writes a run's files (all of them compute)."""
+  return jax.process_index() == 0
+
+
+def to_host(tree):
+  """Device arrays -> numpy. Arrays spread over several processes are gathered first."""
+  def get(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      from jax.experimental import multihost_utils
+
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+  return jax.tree.map(get, tree)
+
+
+def sync(name: str) -> None:
+  """Barrier across processes (no-op with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)

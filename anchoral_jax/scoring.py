@@ -47,7 +47,7 @@ def forward_rows(params: Params, cfg: BertConfig, tok: TokenizedTexts, rows: np.
   for s in tqdm(range(0, len(order), batch_size), disable=not progress, desc=desc, unit="batch"):
     chunk = order[s:s + batch_size]
     ids, mask = parallel.shard_batch(tok.batch(rows[chunk], buckets, batch_size))
-    out = jax.device_get(predict(params, ids, mask, cfg=cfg, keys=keys))
+    out = parallel.to_host(predict(params, ids, mask, cfg=cfg, keys=keys))
     for k, v in out.items():
       if k not in results:
         results[k] = np.empty((len(rows),) + v.shape[1:], np.float32)

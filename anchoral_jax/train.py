@@ -137,7 +137,7 @@ def fit(init_params: Params, cfg: BertConfig, tc: TrainConfig, tok: TokenizedTex
       w[:len(chunk)] = 1.0
       batch = parallel.shard_batch((ids, mask, y, w))
       state, loss, logits = train_step(state, *batch, dropout_key, cfg=cfg, opt=opt)
-      preds[chunk] = np.asarray(logits).argmax(-1)[:len(chunk)]
+      preds[chunk] = parallel.to_host(logits).argmax(-1)[:len(chunk)]
       losses.append(float(loss))
     # Training-mode predictions of this epoch, as one-hot "probabilities" (F1 only needs argmax).
     train_m = metrics.classification_metrics_from_probs(
