@@ -75,6 +75,7 @@ def _restore_partial(path: str | os.PathLike, settings: dict) -> tuple[Index | N
     index = Index.restore(str(path))
     if index is None or len(index) != rows:
       raise ValueError(f"holds {0 if index is None else len(index)} vectors, sidecar says {rows}")
+    index.expansion_add = settings["expansion_add"]  # not stored in the file (restores as 128)
   except (ValueError, KeyError, RuntimeError, OSError) as e:
     log.warning("Ignoring the unreadable partial index at %s (%s); building from the start.",
                 path, e)
@@ -133,9 +134,12 @@ class PoolIndex:
       raise ValueError(f"{n} embeddings but {uids.shape[0]} uids: they must match one to one.")
     if len(np.unique(uids)) != n:
       raise ValueError("Pool uids must be unique to be used as index keys.")
+    # What a partial must match to be resumed: settings, uids and (cheaply) the embeddings.
+    probe = np.ascontiguousarray(np.concatenate([emb_NxE[:256], emb_NxE[-256:]]), np.float32)
     settings = {"n": n, "ndim": e, "connectivity": int(connectivity),
                 "expansion_add": int(expansion_add),
-                "uids_sha1": hashlib.sha1(uids.tobytes()).hexdigest()}
+                "uids_sha1": hashlib.sha1(uids.tobytes()).hexdigest(),
+                "emb_probe_sha1": hashlib.sha1(probe.tobytes()).hexdigest()}
     index, done = _restore_partial(partial_path, settings) if partial_path else (None, 0)
     if index is None:
       index = Index(ndim=e, metric="cos", dtype="f32", connectivity=int(connectivity),

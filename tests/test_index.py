@@ -201,6 +201,7 @@ def test_killed_build_resumes_from_partial(tmp_path, caplog):
     idx = PoolIndex.build(emb, uids, on_chunk=lambda a, b: resumed.append(a), **kw)
   assert resumed[0] == 900 and resumed[-1] == 1800  # only the rows after the partial
   assert "Resuming the index build at row 900" in caplog.text
+  assert idx._index.expansion_add == 200  # the build setting, not usearch's restore default
   assert len(idx) == 2_000 and set(idx.search(emb, 1)[0][:, 0].tolist()) <= set(uids.tolist())
   found, _ = idx.search(emb[:50], 20)
   truth, _ = brute_force_knn(emb, uids, emb[:50], 20)
@@ -210,6 +211,11 @@ def test_killed_build_resumes_from_partial(tmp_path, caplog):
   PoolIndex.build(emb, uids, on_chunk=lambda a, b: other.append(a),
                   **{**kw, "connectivity": 8})
   assert other[0] == 0
+  with pytest.raises(_Killed):
+    PoolIndex.build(emb, uids, on_chunk=_kill_after(2, []), **kw)
+  moved: list[int] = []  # same uids and settings, other vectors: not resumed either
+  PoolIndex.build(emb[::-1].copy(), uids, on_chunk=lambda a, b: moved.append(a), **kw)
+  assert moved[0] == 0
   # An unreadable partial (sidecar intact): warned about and rebuilt from the start.
   with pytest.raises(_Killed):
     PoolIndex.build(emb, uids, on_chunk=_kill_after(2, []), **kw)
