@@ -316,9 +316,7 @@ def _truncate_jsonl(path: Path, keep_round_below: int) -> None:
   lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
   kept = [ln for ln in lines if json.loads(ln).get("round", -1) < keep_round_below]
   if len(kept) != len(lines):
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(ln + "\n" for ln in kept))
-    os.replace(tmp, path)
+    _write_atomic(path, "".join(ln + "\n" for ln in kept))
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -375,8 +373,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
     state.load(arrays, meta)
     log.info("Resuming %s at round %d (%d labelled).", workdir, state.round,
              len(state.labelled_rows))
-  for name in ("metrics.jsonl", "subpools.jsonl", "anchors.jsonl"):
-    if primary:
+  if primary:
+    for name in ("metrics.jsonl", "subpools.jsonl", "anchors.jsonl"):
       _truncate_jsonl(workdir / name, state.round)
 
   wandb_cfg = {k: v for k, v in c.wandb.to_dict().items() if v not in ("", None)}

@@ -56,18 +56,19 @@ def initialize_distributed() -> None:
   JAX_NUM_PROCESSES and JAX_PROCESS_ID from `launch/multihost.sh.tmpl`.
   """
   env = os.environ
+  if not env.get("JAX_COORDINATOR_ADDRESS") and env.get("SLURM_NTASKS", "1") == "1":
+    return
+  # CPU processes need a collectives backend to run one program together (tests, CPU
+  # clusters); GPU/TPU use NCCL/ICI and ignore this flag.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  kw = {}
   if env.get("JAX_COORDINATOR_ADDRESS"):
-    # CPU processes need a collectives backend to run one program together (tests, CPU
-    # clusters); GPU/TPU use NCCL/ICI and ignore this flag.
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    kw = {"coordinator_address": env["JAX_COORDINATOR_ADDRESS"]}
+    kw["coordinator_address"] = env["JAX_COORDINATOR_ADDRESS"]
     if env.get("JAX_NUM_PROCESSES"):
       kw["num_processes"] = int(env["JAX_NUM_PROCESSES"])
     if env.get("JAX_PROCESS_ID"):
       kw["process_id"] = int(env["JAX_PROCESS_ID"])
-    jax.distributed.initialize(**kw)
-  elif env.get("SLURM_NTASKS", "1") != "1":
-    jax.distributed.initialize()
+  jax.distributed.initialize(**kw)  # without kw: Slurm / TPU pods are auto-detected
 
 
 def is_primary() -> bool:
