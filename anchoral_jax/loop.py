@@ -30,6 +30,7 @@ import pandas as pd
 from anchoral_jax import checkpoint, filters, metrics, parallel, strategies, tracking
 from anchoral_jax.data import TextTask, load_task
 from anchoral_jax.data.task import stratified_rows
+from anchoral_jax.fileio import write_text_atomic
 from anchoral_jax.models import bert
 from anchoral_jax.scoring import forward_rows
 from anchoral_jax.tokenize import TokenizedTexts, load_tokenizer, tokenize
@@ -316,13 +317,7 @@ def _truncate_jsonl(path: Path, keep_round_below: int) -> None:
   lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
   kept = [ln for ln in lines if json.loads(ln).get("round", -1) < keep_round_below]
   if len(kept) != len(lines):
-    _write_atomic(path, "".join(ln + "\n" for ln in kept))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(text)
-  os.replace(tmp, path)
+    write_text_atomic(path, "".join(ln + "\n" for ln in kept))
 
 
 def _write_labelled(path: Path, task: TextTask, state: ALState) -> None:
@@ -357,7 +352,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
     raise ConfigError(f"{workdir} holds a run with a different config ({hparams}); use a new "
                       "--workdir or the same config to resume.")
   if primary:
-    _write_atomic(hparams, json.dumps(resolved, indent=2, sort_keys=True))
+    write_text_atomic(hparams, json.dumps(resolved, indent=2, sort_keys=True))
   if (workdir / "DONE").exists():
     log.info("%s is DONE; nothing to do.", workdir)
     return tracking.load_metrics(workdir / "metrics.jsonl")[0]

@@ -42,6 +42,8 @@ from typing import Any
 
 import ml_collections
 
+from anchoral_jax.fileio import write_text_atomic
+
 LAUNCH_DIR = Path(__file__).resolve().parents[1] / "launch"
 SWEEP_DIR = "_sweep"  # under runs_dir: manifests, generated scripts, Slurm logs
 BACKENDS = ("local", "slurm", "multihost", "dry")
@@ -255,7 +257,7 @@ def write_run_files(runs: Sequence[Run], runs_dir: str | os.PathLike) -> Path:
     _write_json(workdir / "overrides.json", record)
     lines.append(json.dumps({**record, "workdir": str(workdir), "done": run.done(runs_dir)}))
   manifest = sweep_dir / f"{runs[0].experiment}.jsonl"
-  _write_text(manifest, "".join(line + "\n" for line in lines))
+  write_text_atomic(manifest, "".join(line + "\n" for line in lines))
   return manifest
 
 
@@ -263,20 +265,13 @@ def write_commands(runs: Sequence[Run], runs_dir: str | os.PathLike) -> Path:
   """`_sweep/<experiment>.commands`: one `workdir<TAB>anchoral arguments` line per run."""
   runs_dir = Path(runs_dir).resolve()
   path = runs_dir / SWEEP_DIR / f"{runs[0].experiment}.commands"
-  _write_text(path, "".join(f"{r.workdir(runs_dir)}\t{shlex.join(r.argv(runs_dir))}\n"
+  write_text_atomic(path, "".join(f"{r.workdir(runs_dir)}\t{shlex.join(r.argv(runs_dir))}\n"
                             for r in runs))
   return path
 
 
-def _write_text(path: Path, text: str) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(text)
-  os.replace(tmp, path)
-
-
 def _write_json(path: Path, obj: Any) -> None:
-  _write_text(path, json.dumps(obj, indent=2) + "\n")
+  write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def render(template: str, **values: Any) -> str:
@@ -463,7 +458,7 @@ def write_slurm(runs: Sequence[Run], runs_dir: str | os.PathLike, config: str,
                 LOG_DIR=sweep_dir / "slurm", SBATCH_EXTRA=extra.rstrip("\n") or "#",
                 COMMANDS=commands, SCRIPT=script, CWD=Path.cwd(), ANCHORAL=anchoral_command(python))
   (sweep_dir / "slurm").mkdir(parents=True, exist_ok=True)
-  _write_text(script, text)
+  write_text_atomic(script, text)
   script.chmod(0o755)
   return script
 
@@ -480,7 +475,7 @@ def write_multihost(runs: Sequence[Run], runs_dir: str | os.PathLike, config: st
                 DATE=datetime.datetime.now().isoformat(timespec="seconds"),
                 NUM_RUNS=len(todo), COMMANDS=commands, SCRIPT=script, CWD=Path.cwd(),
                 ANCHORAL=anchoral_command(python))
-  _write_text(script, text)
+  write_text_atomic(script, text)
   script.chmod(0o755)
   return script
 
