@@ -13,6 +13,18 @@ def _tweets(**kw) -> TextTask:
   return tweets.build(**kw)
 
 
+def _bbc_tech(**kw) -> TextTask:
+  from anchoral_jax.data import bbc
+
+  return bbc.build_tech(**kw)
+
+
+def _bbc_multi(**kw) -> TextTask:
+  from anchoral_jax.data import bbc
+
+  return bbc.build_multi(**kw)
+
+
 def _paper(task: str) -> Callable[..., TextTask]:
   """The paper's tasks (ALGORITHM.md section 7), from files in the manual dir (`paper.py`)."""
 
@@ -44,6 +56,8 @@ def _user(**kw) -> TextTask:
 
 BUILDERS: dict[str, Callable[..., TextTask]] = {
     "tweets_iphone": _tweets,
+    "bbc_tech": _bbc_tech,
+    "bbc_multi": _bbc_multi,
     "agnews_business": _paper("agnews_business"),
     "wikitoxic": _paper("wikitoxic"),
     "amazoncat_agri": _paper("amazoncat_agri"),
