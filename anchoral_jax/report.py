@@ -6,21 +6,25 @@ group), the strategy and filter, and a *variant* naming any other config field t
 between runs (e.g. `num_anchors=50` in the ablations). Seeds (`data.seed`, `model.seed`,
 `al.initial_seed`), W&B fields and paths never split cells: a cell's runs are its seeds.
 
-Numbers (ALGORITHM.md 6): Minority / Majority = area under the per-round test F1 curve of the
-minority class(es) / the majority class (trapezoid, unit spacing over rounds, F1 in [0, 1]:
-`metrics.learning_curve_auc`); Time = cumulative query time (`time/query`: anchors + search +
-scoring + acquisition, no training or testing) in minutes. Each cell shows the median and the
-IQR (75th - 25th percentile, numpy's linear interpolation) over its runs.
+Numbers (the paper's definitions): Minority / Majority = area under the per-round test F1 curve
+of the minority class(es) / the majority class (trapezoid, unit spacing over rounds, F1 in
+[0, 1]: `metrics.learning_curve_auc`); Time = cumulative query time (`time/query`: anchors +
+search + scoring + acquisition, no training or testing) in minutes. Each cell shows the median
+and the IQR (75th - 25th percentile, numpy's linear interpolation) over its runs.
   Overall: each run's whole curve.
   Budget-Matched: every run of a dataset cut to the smallest number of rounds any run of that
   dataset reached (so runs stopped early, e.g. by a time limit, compare at the same budget).
+  Summary (per filter, what a demo prints): per cell the medians of the minority AUC, the last
+  round's minority F1, the minority labels the queries found, the final labelled / subpool /
+  unlabelled-pool minority shares, query seconds and rows scored per round (`summary_table`).
 
-Writes to --out (default RUNS_DIR/report): report.md (both tables, the plots, the runs),
-overall.{md,csv}, budget_matched.{md,csv}, runs.csv, and per dataset the PNGs
-minority_f1-<dataset>.png (vs budget), query_time-<dataset>.png (per round),
+Writes to --out (default RUNS_DIR/report): report.md (the summary, both tables, the plots, the
+runs), summary.{md,csv}, overall.{md,csv}, budget_matched.{md,csv}, runs.csv, and per dataset
+the PNGs minority_f1-<dataset>.png (vs budget), query_time-<dataset>.png (per round),
 labelled_minority_share-<dataset>.png (vs budget), subpool_minority_share-<dataset>.png
-(per round): one panel per strategy, one line per filter/variant (median, IQR band); full-pool
-Random, when present, is drawn dashed in every panel as the reference.
+(per round, with the unlabelled pool's share dotted when logged): one panel per strategy, one
+line per filter/variant (median, IQR band); full-pool Random, when present, is drawn dashed in
+every panel as the reference.
 """
 
 from __future__ import annotations
@@ -49,13 +53,16 @@ FILTER_ORDER = ("none", "randomsubset", "seals", "anchoral")
 FILTER_NAMES = {"none": "Full pool", "randomsubset": "RandomSubset", "seals": "SEALS",
                 "anchoral": "AnchorAL"}
 MINORITY, MAJORITY, QUERY_TIME = "test/minority_f1", "test/majority_f1", "time/query"
+LABELLED_SHARE, SUBPOOL_SHARE = "labelled/minority_share", "subpool/minority_share"
+POOL_SHARE, ROWS_SCORED = "pool/minority_share", "query/rows_scored"  # optional: newer runs only
+UNIT_KEYS = (MINORITY, LABELLED_SHARE, SUBPOOL_SHARE)  # plotted on a y axis within [0, 1]
 PLOTS = (  # file stem, y key, x axis, y label
     ("minority_f1", MINORITY, "budget", "test minority F1"),
     ("query_time", QUERY_TIME, "round", "query time per round (s)"),
-    ("labelled_minority_share", "labelled/minority_share", "budget",
-     "minority share of the labelled set"),
-    ("subpool_minority_share", "subpool/minority_share", "round", "minority share of the subpool"),
+    ("labelled_minority_share", LABELLED_SHARE, "budget", "minority share of the labelled set"),
+    ("subpool_minority_share", SUBPOOL_SHARE, "round", "minority share of the subpool"),
 )
+PLOT_REFERENCE = {SUBPOOL_SHARE: (POOL_SHARE, "unlabelled pool")}  # dotted, when logged
 
 
 @dataclasses.dataclass
@@ -303,6 +310,108 @@ def markdown(table: pd.DataFrame, title: str, matched: bool = False) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Per-filter summary.
+# ---------------------------------------------------------------------------------------------
+
+SUMMARY_COLUMNS = {  # column -> (markdown header, format)
+    "minority_auc": ("Minority F1 AUC ↑", "auc"),
+    "final_minority_f1": ("Final minority F1 ↑", "share"),
+    "minority_found": ("Minority found ↑", "count"),
+    "labelled_minority_share": ("Labelled minority share", "share"),
+    "subpool_minority_share": ("Subpool minority share", "share"),
+    "pool_minority_share": ("Pool minority share", "share"),
+    "query_time_s": ("Query time (s) ↓", "auc"),
+    "rows_scored": ("Rows scored / round", "count"),
+}
+OPTIONAL_COLUMNS = ("pool_minority_share", "rows_scored")  # left out when no run logs them
+
+
+def _last(history: Sequence[Mapping[str, Any]], key: str) -> Mapping[str, Any] | None:
+  return next((r for r in reversed(history) if r.get(key) is not None), None)
+
+
+def _minority_count(record: Mapping[str, Any]) -> float:
+  """Minority labels in a round's labelled set: the share times the size, rounded (the share is
+  an exact fraction of it). The classes that are minority are a property of the dataset, known
+  to the loop but not logged, so `labelled/count_class_<k>` cannot be summed here."""
+  if record.get("budget") is None or record.get(LABELLED_SHARE) is None:
+    return math.nan
+  return float(round(float(record["budget"]) * float(record[LABELLED_SHARE])))
+
+
+def summary_numbers(history: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+  """One run's summary numbers (NaN where it logged nothing to compute them from).
+
+  minority_found = minority labels in the last logged round's labelled set minus those in round
+  0's (the initial set), i.e. what the queries found; subpool and pool shares come from the last
+  round with a subpool (the last round queries nothing), the pool's from that same round when it
+  was logged there; rows_scored is the median over the rounds that logged it.
+  """
+  h = list(history)
+  f1 = _last(h, MINORITY)
+  sub = _last(h, SUBPOOL_SHARE)
+  pool = sub if sub is not None and sub.get(POOL_SHARE) is not None else _last(h, POOL_SHARE)
+  rows = [float(r[ROWS_SCORED]) for r in h if r.get(ROWS_SCORED) is not None]
+  share = h[-1].get(LABELLED_SHARE)
+  whole = run_numbers(h)
+  return {
+      "rounds": len(h),
+      "minority_auc": whole["minority"],
+      "final_minority_f1": float(f1[MINORITY]) if f1 else math.nan,
+      "minority_found": _minority_count(h[-1]) - _minority_count(h[0]),
+      "labelled_minority_share": float(share) if share is not None else math.nan,
+      "subpool_minority_share": float(sub[SUBPOOL_SHARE]) if sub else math.nan,
+      "pool_minority_share": float(pool[POOL_SHARE]) if pool else math.nan,
+      "query_time_s": 60.0 * whole["time_min"],  # = the last `time/cumulative_query`
+      "rows_scored": float(np.median(rows)) if rows else math.nan,
+  }
+
+
+def summary_table(runs: Sequence[RunData]) -> pd.DataFrame:
+  """One row per cell: n runs and the median over its runs of every `summary_numbers` column."""
+  rows = []
+  for (dataset, strategy, filter, variant), members in cells(runs).items():
+    nums = [summary_numbers(r.history) for r in members]
+    row: dict[str, Any] = {"dataset": dataset, "strategy": strategy, "filter": filter,
+                           "variant": variant, "n_runs": len(members),
+                           "n_done": sum(r.done for r in members),
+                           "rounds": int(max(n["rounds"] for n in nums))}
+    for col in SUMMARY_COLUMNS:
+      row[col] = stats(n[col] for n in nums)["median"]
+    rows.append(row)
+  return pd.DataFrame(rows)
+
+
+def _fmt_summary(x: float, kind: str) -> str:
+  if x is None or math.isnan(x):
+    return "–"
+  if kind == "share":
+    return f"{x:.3f}"
+  if kind == "count":  # whole unless a median fell between two runs
+    return f"{x:.0f}" if x == round(x) else f"{x:.1f}"
+  return _fmt(x, _decimals(x))
+
+
+def summary_markdown(table: pd.DataFrame) -> str:
+  """The summary as a markdown table: medians only (the paper tables carry the IQRs)."""
+  has_variant = (table.variant != "").any()
+  cols = [c for c in SUMMARY_COLUMNS if c not in OPTIONAL_COLUMNS or table[c].notna().any()]
+  head = ["Dataset", "Strategy", "Filter"] + (["Variant"] if has_variant else []) + ["n"]
+  lines = ["### Summary per filter", "",
+           "| " + " | ".join(head + [SUMMARY_COLUMNS[c][0] for c in cols]) + " |",
+           "|" + "---|" * (len(head) + len(cols))]
+  for s in table.itertuples():
+    out = [s.dataset, s.strategy, FILTER_NAMES.get(s.filter, s.filter)]
+    out += ([s.variant or "–"] if has_variant else []) + [str(s.n_runs)]
+    out += [_fmt_summary(getattr(s, c), SUMMARY_COLUMNS[c][1]) for c in cols]
+    lines.append("| " + " | ".join(out) + " |")
+  lines += ["", "Medians over a cell's runs. Minority found = minority labels the queries added "
+            "(last round's labelled set minus the initial set); shares at the last round "
+            "(subpool and pool: the last round that queried); query time summed over rounds."]
+  return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
 # Plots.
 # ---------------------------------------------------------------------------------------------
 
@@ -322,11 +431,34 @@ def curve(members: Sequence[RunData], key: str, x: str) -> tuple[np.ndarray, ...
   return xs, q_Rx3[:, 0], q_Rx3[:, 1], q_Rx3[:, 2]
 
 
-def plot_dataset(dataset: str, groups: Mapping[tuple[str, str, str, str], list[RunData]],
-                 out: Path) -> list[Path]:
-  """The four PNGs of one dataset; returns their paths."""
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def line_style(i: int, n_points: int) -> dict[str, Any]:
+  """Style of a panel's i-th filter line: later lines thinner, with their own hollow markers at
+  shifted points, so curves that coincide exactly (e.g. identical seeds) all stay visible."""
+  every = max(1, n_points // 10)
+  return {"lw": max(0.8, 3.2 - 0.8 * i), "marker": MARKERS[i % len(MARKERS)],
+          "ms": max(3.0, 7.0 - 1.5 * i), "mfc": "none", "mew": 1.0, "markevery": (i % every, every)}
+
+
+def setup_axis(ax: Any, key: str, x: str) -> None:
+  """Budget/round ticks at round numbers (not 102/108/114); F1s and shares kept within [0, 1]
+  (autoscaling pads an all-zero curve to -0.04..0.04), at least 0.1 tall."""
+  from matplotlib.ticker import MaxNLocator
+
+  ax.xaxis.set_major_locator(MaxNLocator(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=True))
+  if key in UNIT_KEYS:
+    lo, hi = ax.get_ylim()
+    lo = min(max(0.0, lo), 0.9)
+    ax.set_ylim(lo, min(1.0, max(hi, lo + 0.1)))
+
+
+def figure(dataset: str, groups: Mapping[tuple[str, str, str, str], list[RunData]], key: str,
+           x: str, ylabel: str) -> Any:
+  """One plot of one dataset (a matplotlib Figure), or None when no run logged `key`."""
   from matplotlib.figure import Figure
-  from matplotlib.ticker import LogFormatter, MaxNLocator
+  from matplotlib.ticker import LogFormatter
 
   mine = {k[1:]: v for k, v in groups.items() if k[0] == dataset}
   strategies = list(dict.fromkeys(s for s, _, _ in mine))
@@ -335,49 +467,65 @@ def plot_dataset(dataset: str, groups: Mapping[tuple[str, str, str, str], list[R
                                           and all(f == "none" for t, f, _ in mine if t == s))]
   labels = list(dict.fromkeys((f, v) for s, f, v in mine if s in panels))
   colors = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}
+  fig = Figure(figsize=(max(6.5, 4.2 * len(panels)), 3.6), layout="constrained")
+  axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+  drawn = False
+  for ax, strategy in zip(axes, panels, strict=True):
+    lines = [(k, v) for k, v in mine.items() if k[0] == strategy]
+    if strategy != "random":
+      lines += [(k, v) for k, v in reference.items()]
+    for (s, f, v), members in lines:
+      xs, med, lo, hi = curve(members, key, x)
+      if not len(xs):
+        continue
+      drawn = True
+      is_ref = s == "random" and strategy != "random"
+      label = "Random (full pool)" if is_ref else (FILTER_NAMES.get(f, f) + (f" {v}" if v else ""))
+      color = "0.35" if is_ref else colors[(f, v)]
+      style = ({"lw": 1.4, "ls": "--", "marker": ".", "ms": 3} if is_ref
+               else line_style(labels.index((f, v)), len(xs)))
+      ax.plot(xs, med, color=color, clip_on=False, label=f"{label} (n={len(members)})", **style)
+      ax.fill_between(xs, lo, hi, color=color, alpha=0.15, lw=0)
+    if key in PLOT_REFERENCE:  # e.g. the unlabelled pool's minority share beside the subpool's
+      ref_key, ref_label = PLOT_REFERENCE[key]
+      xs, med, _, _ = curve([r for k, v in lines if k[0] == strategy for r in v], ref_key, x)
+      if len(xs):
+        ax.plot(xs, med, color="0.2", ls=":", lw=1.4, label=f"{ref_label} (median)")
+    ax.set_title(strategy)
+    ax.set_xlabel("labelled instances (budget)" if x == "budget" else "round")
+    ax.grid(alpha=0.3)
+  if not drawn:
+    return None
+  for ax in axes:
+    setup_axis(ax, key, x)
+  axes[0].set_ylabel(ylabel)
+  if key == QUERY_TIME and all(line.get_ydata().min() > 0 for ax in axes
+                               for line in ax.get_lines() if len(line.get_ydata())):
+    for ax in axes:
+      ax.set_yscale("log")
+      ax.yaxis.set_major_formatter(LogFormatter())  # plain numbers, not 10^k
+      ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+  fig.suptitle(f"{dataset}: {ylabel} (median, IQR band)", fontsize=10)
+  legend: dict[str, Any] = {}  # one legend for all panels, outside them
+  for ax in axes:
+    for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+      legend.setdefault(label, handle)
+  col_in = 0.5 + 0.065 * max(len(label) for label in legend)  # ~width of one entry
+  ncols = max(1, min(4, len(legend), int(fig.get_figwidth() // col_in)))
+  fig.set_figheight(3.6 + 0.2 * -(-len(legend) // ncols))
+  fig.legend(legend.values(), legend.keys(), loc="outside lower center", ncols=ncols,
+             fontsize=7, frameon=False)
+  return fig
+
+
+def plot_dataset(dataset: str, groups: Mapping[tuple[str, str, str, str], list[RunData]],
+                 out: Path) -> list[Path]:
+  """The PNGs of one dataset (a plot no run logged is left out); returns their paths."""
   paths = []
   for stem, key, x, ylabel in PLOTS:
-    fig = Figure(figsize=(max(6.5, 4.2 * len(panels)), 3.6), layout="constrained")
-    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
-    drawn = False
-    for ax, strategy in zip(axes, panels, strict=True):
-      lines = [(k, v) for k, v in mine.items() if k[0] == strategy]
-      if strategy != "random":
-        lines += [(k, v) for k, v in reference.items()]
-      for (s, f, v), members in lines:
-        xs, med, lo, hi = curve(members, key, x)
-        if not len(xs):
-          continue
-        drawn = True
-        is_ref = s == "random" and strategy != "random"
-        label = "Random (full pool)" if is_ref else (FILTER_NAMES.get(f, f) + (f" {v}" if v else ""))
-        color = "0.35" if is_ref else colors[(f, v)]
-        ax.plot(xs, med, color=color, lw=1.6, ls="--" if is_ref else "-", marker=".", ms=3,
-                label=f"{label} (n={len(members)})")
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.18, lw=0)
-      ax.set_title(strategy)
-      ax.set_xlabel("labelled instances (budget)" if x == "budget" else "round")
-      ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-      ax.grid(alpha=0.3)
-    axes[0].set_ylabel(ylabel)
-    if stem == "query_time" and drawn and all(
-        line.get_ydata().min() > 0 for ax in axes for line in ax.get_lines() if len(line.get_ydata())):
-      for ax in axes:
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(LogFormatter())  # plain numbers, not 10^k
-        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
-    fig.suptitle(f"{dataset}: {ylabel} (median, IQR band)", fontsize=10)
-    if not drawn:
+    fig = figure(dataset, groups, key, x, ylabel)
+    if fig is None:
       continue
-    legend: dict[str, Any] = {}  # one legend for all panels, outside them
-    for ax in axes:
-      for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-        legend.setdefault(label, handle)
-    col_in = 0.5 + 0.065 * max(len(label) for label in legend)  # ~width of one entry
-    ncols = max(1, min(4, len(legend), int(fig.get_figwidth() // col_in)))
-    fig.set_figheight(3.6 + 0.2 * -(-len(legend) // ncols))
-    fig.legend(legend.values(), legend.keys(), loc="outside lower center", ncols=ncols,
-               fontsize=7, frameon=False)
     path = out / f"{stem}-{dataset}.png"
     fig.savefig(path, dpi=110)
     paths.append(path)
@@ -398,9 +546,13 @@ def report(runs_dir: str | Path, out: str | Path | None = None, plots: bool = Tr
   out.mkdir(parents=True, exist_ok=True)
   per_run, overall, matched = tables(runs)
   per_run.to_csv(out / "runs.csv", index=False)
+  summary = summary_table(runs)
+  summary.to_csv(out / "summary.csv", index=False)
+  summary_text = summary_markdown(summary)
+  (out / "summary.md").write_text(summary_text)
   sections = [f"# Report: {runs_dir.resolve()}", "",
               f"{len(runs)} runs ({sum(r.done for r in runs)} DONE) in "
-              f"{len({k for k in cells(runs)})} cells.", ""]
+              f"{len({k for k in cells(runs)})} cells.", "", summary_text, ""]
   for name, table, title in (("overall", overall, "Overall"),
                              ("budget_matched", matched, "Budget-Matched")):
     table.drop(columns="table").to_csv(out / f"{name}.csv", index=False)
@@ -427,12 +579,13 @@ def report(runs_dir: str | Path, out: str | Path | None = None, plots: bool = Tr
 def main(argv: Sequence[str] | None = None) -> None:
   parser = argparse.ArgumentParser(
       prog="anchoral report",
-      description="Tables (median and IQR over seeds of minority/majority AUC and query time; "
-      "Overall and Budget-Matched) and plots from a folder of runs.")
+      description="Tables (a per-filter summary; median and IQR over seeds of minority/majority "
+      "AUC and query time, Overall and Budget-Matched) and plots from a folder of runs.")
   parser.add_argument("runs_dir", help="folder holding run folders (e.g. a sweep's --runs_dir)")
   parser.add_argument("--out", default=None, help="output folder (default RUNS_DIR/report)")
   parser.add_argument("--no_plots", action="store_true", help="tables only")
   args = parser.parse_args(argv)
   path = report(args.runs_dir, args.out, plots=not args.no_plots)
+  print((path.parent / "summary.md").read_text())
   print((path.parent / "overall.md").read_text())
   print(f"Wrote {path} (tables, CSV and plots in {path.parent}).")

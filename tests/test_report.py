@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +26,8 @@ ROWS = {("random", "none", 10): 0.0, ("entropy", "randomsubset", 10): 0.1,
 
 def write_run(folder: Path, dataset: str, strategy: str, filter: str, num_anchors: int,
               seeds: tuple[int, int, int], f1: float, seconds: float, rounds: int = 5,
-              done: bool = True) -> None:
+              done: bool = True, records: list[dict] | None = None) -> None:
+  """A run folder; `records` (one dict per round) replaces the default per-round records."""
   folder.mkdir(parents=True)
   hparams = {"data": {"name": dataset, "seed": seeds[0], "cache_dir": f"/tmp/{folder.name}"},
              "model": {"name": "tiny", "seed": seeds[1]},
@@ -33,8 +35,8 @@ def write_run(folder: Path, dataset: str, strategy: str, filter: str, num_anchor
              "anchoral": {"num_anchors": num_anchors},
              "wandb": {"name": str(folder), "group": "g"}}
   (folder / "hparams.json").write_text(json.dumps(hparams))
-  lines = []
-  for r in range(rounds):
+  lines = [json.dumps(rec) for rec in records or []]
+  for r in range(rounds if records is None else 0):
     rec = {"step": r, "round": r, "budget": 100 + 25 * r, "test/minority_f1": f1,
            "test/majority_f1": 0.9, "labelled/minority_share": 0.05 + 0.01 * r}
     if r < 4:  # the last round of a full (5-round) run queries nothing
@@ -125,13 +127,17 @@ def test_report_writes_tables_csv_and_pngs(synthetic, tmp_path):
   assert pngs == sorted(f"{stem}-{d}.png" for stem, *_ in report.PLOTS for d in ("dsA", "dsB"))
   assert all((out / p).stat().st_size > 10_000 for p in pngs)
   body = path.read_text()
+  assert body.index("### Summary per filter") < body.index("### Overall")
+  assert (out / "summary.md").read_text() in body and len(pd.read_csv(out / "summary.csv")) == 8
   assert "### Unfinished runs" in body and "seed3: 3 rounds" in body
   assert "![minority_f1-dsA](minority_f1-dsA.png)" in body
 
 
 def test_report_cli_and_empty_dir(synthetic, tmp_path, capsys):
   report.main([str(synthetic), "--out", str(tmp_path / "cli"), "--no_plots"])
-  assert "### Overall" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "### Overall" in out
+  assert out.index("### Summary per filter") < out.index("### Overall")  # the summary first
   assert not list((tmp_path / "cli").glob("*.png"))
   with pytest.raises(SystemExit, match="No runs"):
     report.main([str(tmp_path / "cli")])
@@ -168,3 +174,109 @@ def test_a_field_only_some_runs_have_does_not_split_cells(tmp_path):
   hp["index"] = {"import_path": ""}  # a field added to the config between the two runs
   (tmp_path / "r1" / "hparams.json").write_text(json.dumps(hp))
   assert list(report.cells(report.find_runs(tmp_path))) == [("dsA", "random", "none", "")]
+
+
+# Per-filter summary. Runs of 4 rounds (budget 20, 30, 40, 50; 10 labels per round), seed i = 0..2:
+#   AnchorAL: minority F1 0, 0.2, 0.4, 0.6 + 0.1 i -> AUC 0.9 + 0.05 i (median 0.95), final 0.7;
+#     minority labels 2 (initial), 4, 7, 12 + i -> found 10 + i (median 11), share (12 + i) / 50;
+#     subpool share 0.3, 0.4, 0.5 + 0.01 i (round 3 has none) -> 0.51; pool share 0.1 - 0.01 r in
+#     every round -> 0.08 (round 2, beside the subpool's); query time i + 1 s in rounds 0-2 ->
+#     3 (i + 1) s (median 6); rows scored 100 (i + 1), 50, 400 -> per run 100 (i + 1) -> 200.
+#   Random/full pool (an older run: no pool share, no rows scored): minority F1 0 throughout,
+#     labels 2, 3, 4, 5 -> found 3, share 0.1; subpool share 0.1; query time 0.5 s per round.
+SUMMARY_ANCHORAL = "| dsS | entropy | AnchorAL | 3 | 0.95 | 0.700 | 11 | 0.260 | 0.510 | 0.080 | 6.00 | 200 |"
+SUMMARY_RANDOM = "| dsS | random | Full pool | 3 | 0.00 | 0.000 | 3 | 0.100 | 0.100 | – | 1.50 | – |"
+
+
+def summary_records(filter: str, i: int) -> list[dict]:
+  records = []
+  for r in range(4):
+    budget = 20 + 10 * r
+    if filter == "anchoral":
+      found, f1 = (2, 4, 7, 12 + i)[r], (0.0, 0.2, 0.4, 0.6 + 0.1 * i)[r]
+    else:
+      found, f1 = 2 + r, 0.0
+    rec = {"step": r, "round": r, "budget": budget, "test/minority_f1": f1,
+           "test/majority_f1": 0.9, "labelled/minority_share": found / budget,
+           "labelled/count_class_0": budget - found, "labelled/count_class_1": found,
+           "time/cumulative_query": (i + 1.0 if filter == "anchoral" else 0.5) * min(r + 1, 3)}
+    if r < 3:
+      rec.update({"time/query": i + 1.0 if filter == "anchoral" else 0.5, "subpool/size": 100,
+                  "subpool/minority_share": (0.3, 0.4, 0.5 + 0.01 * i)[r]
+                  if filter == "anchoral" else 0.1})
+    if filter == "anchoral":
+      rec["pool/minority_share"] = 0.1 - 0.01 * r
+      if r < 3:
+        rec["query/rows_scored"] = (100 * (i + 1), 50, 400)[r]
+    records.append(rec)
+  return records
+
+
+@pytest.fixture(scope="module")
+def summary_runs(tmp_path_factory) -> Path:
+  root = tmp_path_factory.mktemp("summary")
+  for strategy, filter in (("random", "none"), ("entropy", "anchoral")):
+    for i, seeds in enumerate(SEEDS[:3]):
+      write_run(root / f"{filter}{i}", "dsS", strategy, filter, 10, seeds, 0.0, 0.0,
+                records=summary_records(filter, i))
+  return root
+
+
+def test_summary_table_numbers_by_hand(summary_runs):
+  table = report.summary_table(report.find_runs(summary_runs))
+  assert list(zip(table.strategy, table["filter"], table.n_runs, table.rounds, strict=True)) == [
+      ("random", "none", 3, 4), ("entropy", "anchoral", 3, 4)]
+  a = table.iloc[1]
+  assert a.minority_auc == pytest.approx(0.95) and a.final_minority_f1 == pytest.approx(0.7)
+  assert a.minority_found == 11 and a.labelled_minority_share == pytest.approx(0.26)
+  assert a.subpool_minority_share == pytest.approx(0.51)
+  assert a.pool_minority_share == pytest.approx(0.08)
+  assert a.query_time_s == pytest.approx(6.0) and a.rows_scored == 200
+  r = table.iloc[0]
+  assert (r.minority_auc, r.final_minority_f1, r.minority_found) == (0, 0, 3)
+  assert r.subpool_minority_share == pytest.approx(0.1) and r.query_time_s == pytest.approx(1.5)
+  assert math.isnan(r.pool_minority_share) and math.isnan(r.rows_scored)  # not logged
+  text = report.summary_markdown(table)
+  assert ("| Dataset | Strategy | Filter | n | Minority F1 AUC ↑ | Final minority F1 ↑ | "
+          "Minority found ↑ | Labelled minority share | Subpool minority share | "
+          "Pool minority share | Query time (s) ↓ | Rows scored / round |") in text
+  assert SUMMARY_RANDOM in text and SUMMARY_ANCHORAL in text
+
+
+def test_summary_of_older_runs_leaves_out_unlogged_columns(synthetic):
+  table = report.summary_table(report.find_runs(synthetic))
+  # 5-round runs: minority labels 100 * 0.05 = 5 at round 0, 200 * 0.09 = 18 at round 4.
+  a = table[(table.dataset == "dsA") & (table["filter"] == "anchoral") & (table.variant == "")]
+  assert a.minority_found.item() == 13 and a.labelled_minority_share.item() == pytest.approx(0.09)
+  assert a.subpool_minority_share.item() == pytest.approx(0.2 + 0.45 / 10)  # median f1 0.45
+  text = report.summary_markdown(table)
+  assert "Pool minority share" not in text and "Rows scored" not in text
+  assert "| Variant | n |" in text and "| dsA | entropy | AnchorAL | num_anchors=50 | 4 |" in text
+
+
+def test_plots_clamp_unit_axes_keep_overlaps_visible_and_show_the_pool(summary_runs, tmp_path):
+  groups = report.cells(report.find_runs(summary_runs))
+  paths = report.plot_dataset("dsS", groups, tmp_path)
+  assert sorted(p.name for p in paths) == sorted(f"{stem}-dsS.png" for stem, *_ in report.PLOTS)
+  for _, key, x, ylabel in report.PLOTS:
+    (ax,) = report.figure("dsS", groups, key, x, ylabel).axes  # full-pool Random: no panel
+    lo, hi = ax.get_ylim()
+    if key in report.UNIT_KEYS:
+      assert 0 <= lo < hi <= 1
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert all(t % (5 if x == "budget" else 1) == 0 for t in ticks), ticks  # round numbers
+  # The all-zero Random curve: autoscaling alone would give -0.055..0.055.
+  only_random = {k: v for k, v in groups.items() if k[2] == "none"}
+  (ax,) = report.figure("dsS", only_random, report.MINORITY, "budget", "F1").axes
+  assert ax.get_ylim() == (0.0, pytest.approx(0.1))
+  # Two cells with identical curves: told apart by width and marker.
+  same = {("dsS", "entropy", f, ""): v for f, v in (("seals", groups[("dsS", "random", "none", "")]),
+                                                    ("anchoral", groups[("dsS", "random", "none", "")]))}
+  (ax,) = report.figure("dsS", same, report.MINORITY, "budget", "F1").axes
+  a, b = ax.get_lines()
+  assert list(a.get_ydata()) == list(b.get_ydata())
+  assert a.get_linewidth() > b.get_linewidth() and a.get_marker() != b.get_marker()
+  # The subpool plot: the unlabelled pool's share (logged by the AnchorAL runs) dotted.
+  (ax,) = report.figure("dsS", groups, report.SUBPOOL_SHARE, "round", "share").axes
+  pool = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
+  assert len(pool) == 1 and list(pool[0].get_ydata()) == pytest.approx([0.1, 0.09, 0.08, 0.07])
