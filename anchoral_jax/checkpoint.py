@@ -1,4 +1,4 @@
-"""Per-round AL checkpoints with orbax: the workdir is the unit of resume (STYLE.md 12).
+"""Per-round AL checkpoints with orbax: the workdir is the unit of resume (CONTRIBUTING.md §6).
 
 A checkpoint holds no model parameters: every round retrains from the same initial weights, so
 the AL state is the labelled set (uids + labelling round), the RNG states of the filters and

@@ -1,7 +1,7 @@
 """k-means++ seeding, Lloyd k-means and centre-to-point assignment, on host numpy arrays.
 
 Used by BADGE (k-means++ picks on gradient embeddings), FTbertKM (k-means on [CLS]) and the
-AnchorAL anchor strategies (ALGORITHM.md sections 2-3).
+AnchorAL anchor strategies (SPEC.md §2-3).
 
 Why numpy and not a jitted JAX function: the inputs are host arrays whose row count changes
 every round (subpool and per-class labelled-set sizes), so a jitted version would retrace per
@@ -33,7 +33,7 @@ def kmeans_pp(X_NxD: np.ndarray, k: int, rng: np.random.Generator,
               n_local_trials: int | None = None) -> np.ndarray:
   """Indices of k distinct rows picked by greedy k-means++ seeding.
 
-  Follows scikit-learn's `_kmeans_plusplus` step by step (ALGORITHM.md section 3, BADGE):
+  Follows scikit-learn's `_kmeans_plusplus` step by step (SPEC.md §3, BADGE):
   the first centre is uniform; each later centre is the best of `n_local_trials`
   (default 2 + floor(ln k)) candidates drawn with probability proportional to D^2, "best"
   meaning the smallest total potential after adding it. `rng` only needs `.choice` and

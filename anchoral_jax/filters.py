@@ -1,4 +1,4 @@
-"""Pool filters: build the subpool S the base strategy chooses from (ALGORITHM.md section 2).
+"""Pool filters: build the subpool S the base strategy chooses from (SPEC.md §2).
 
 Host-side bookkeeping on uid arrays: random subsets, SEALS' growing neighbourhood, and
 AnchorAL's anchors -> neighbours -> scored subpool. Everything random takes an explicit

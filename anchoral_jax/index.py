@@ -1,6 +1,6 @@
 """Cosine nearest-neighbour index over the pool's retrieval embeddings (usearch HNSW).
 
-ALGORITHM.md section 4: the official code builds hnswlib (space cosine, M=64,
+SPEC.md §4: the official code builds hnswlib (space cosine, M=64,
 ef_construction=200) once over the train split and hides labelled ids from results. We use
 usearch in the same role. `brute_force_knn` is the exact numpy reference the tests and the
 benchmark compare against.
@@ -244,7 +244,7 @@ class PoolIndex:
 
     ef_search: HNSW beam width; None uses the index's setting (`self.ef_search`). usearch, like
     hnswlib, searches with max(ef, fetch count), so ef_search=k reproduces the official QUIRK
-    (ALGORITHM.md section 4: its query-time ef ended up equal to k=50). `exact=True` scans
+    (SPEC.md §4: its query-time ef ended up equal to k=50). `exact=True` scans
     the whole index (a test and small-pool aid).
     """
     if k < 1:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-ECE_BINS = 10  # equal-width confidence bins (ALGORITHM.md §6)
+ECE_BINS = 10  # equal-width confidence bins (SPEC.md §6)
 
 
 def class_counts(labels: np.ndarray | Sequence[int], num_classes: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Base acquisition strategies as pure functions on host arrays (ALGORITHM.md section 3).
+"""Base acquisition strategies as pure functions on host arrays (SPEC.md §3).
 
 The model forward happens elsewhere and hands over `logits`, `probs`, `pooled` or `cls`;
 these functions only score and pick. Every selector returns int64 row indices into the

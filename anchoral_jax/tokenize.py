@@ -4,7 +4,7 @@ Shape letters: N texts, T total tokens, B batch, L (bucketed) length.
 
 Texts are tokenised a single time (no padding) into one flat int32 array plus offsets. A batch is
 a gather by row index, padded to the smallest length bucket that fits the longest row, so short
-texts are not padded to 512 and jit sees only a handful of shapes (STYLE.md 9, 10).
+texts are not padded to 512 and jit sees only a handful of shapes (CONTRIBUTING.md §4).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@
 
 Builds both indexes with the official parameters (cosine, M=64, ef_construction=200) on
 synthetic embeddings, then measures batched search throughput and recall@k against exact
-numpy search, with query-time ef = k as the official code ended up using (ALGORITHM.md
-section 4). hnswlib is optional (`pip install -e .[bench]`): it is skipped if it does not
+numpy search, with query-time ef = k as the official code ended up using (SPEC.md §4).
+hnswlib is optional (`pip install -e .[bench]`): it is skipped if it does not
 import. Appends one row per library to bench/RESULTS.md under "## Index: usearch vs hnswlib".
 
 Data: "clustered" (default) draws unit vectors around 200 random centres, closer to sentence

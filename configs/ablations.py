@@ -49,7 +49,7 @@ main = load_module(Path(__file__).with_name("main.py"))  # configs/ is not a pac
 EXPERIMENT = "ablations"
 DATASET = "amazoncat_agri"  # the paper ran the ablations on Amazon-Agri only
 STRATEGY = "entropy"
-# The paper's AnchorAL knobs (ALGORITHM.md 2) and the values each ablation tries.
+# The paper's AnchorAL knobs (SPEC.md §2) and the values each ablation tries.
 DEFAULTS = {"anchor_strategy": "kmeans_pp", "num_anchors": 10, "num_neighbours": 50,
             "subpool_size": 1000}
 CELLS: dict[str, tuple[dict[str, Any], ...]] = {

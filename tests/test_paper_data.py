@@ -1,4 +1,4 @@
-"""The paper's tasks from small files in the exact public layouts (ALGORITHM.md section 7).
+"""The paper's tasks from small files in the exact public layouts (SPEC.md §7).
 
 Fixtures mimic the Hugging Face copies (pietrolesci/{agnews,wikitoxic,amazoncat-13k}, default
 config, `data/{split}-0000k-of-0000n-<hash>.parquet`) and the original AG News CSVs. The golden
@@ -422,7 +422,7 @@ def test_cli_run_main_config_on_paper_files(agnews_dir, tmp_path_factory, cache_
            "--config.model.name=tiny", "--config.model.pretrained=False",
            "--config.model.tokenizer=all-MiniLM-L6-v2", "--config.data.max_length=32",
            "--config.train.epochs=1", "--config.train.min_steps=2", "--config.train.batch_size=16",
-           "--config.al.budget=10", "--config.al.query_size=5", "--config.al.initial_size=20",
+           "--config.al.budget=30", "--config.al.query_size=5", "--config.al.initial_size=20",
            "--config.al.initial_per_minority=2", "--config.al.subpool_size=60",
            "--config.anchoral.num_anchors=2", "--config.anchoral.num_neighbours=10",
            "--config.wandb.mode=disabled"]

@@ -1,4 +1,4 @@
-"""The paper's four tasks (ALGORITHM.md section 7), built from local copies of public files.
+"""The paper's four tasks (SPEC.md §7), built from local copies of public files.
 
 Nothing is downloaded here: the files are fetched once, by the user, on a networked machine
 (`huggingface-cli download ...`, see `MissingDataFile`), into the manual directory

@@ -26,7 +26,7 @@ def _bbc_multi(**kw) -> TextTask:
 
 
 def _paper(task: str) -> Callable[..., TextTask]:
-  """The paper's tasks (ALGORITHM.md section 7), from files in the manual dir (`paper.py`)."""
+  """The paper's tasks (SPEC.md §7), from files in the manual dir (`paper.py`)."""
 
   def build(**kw) -> TextTask:
     from anchoral_jax.data import paper

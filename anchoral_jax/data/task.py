@@ -76,7 +76,7 @@ class TextTask:
 def minority_count(num_negatives: int, prevalence: float) -> int:
   """Positives to keep so they make up `prevalence` of the pool: ceil(p * N_neg / (1 - p)).
 
-  ALGORITHM.md section 7: agnews keeps ceil(0.01 * 90000 / 0.99) = 910 positives.
+  SPEC.md §7: agnews keeps ceil(0.01 * 90000 / 0.99) = 910 positives.
   """
   return math.ceil(prevalence * num_negatives / (1.0 - prevalence))
 

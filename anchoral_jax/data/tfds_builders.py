@@ -62,7 +62,7 @@ class _PaperTaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True)
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES: ClassVar[dict[str, str]] = {
-      "1.0.0": "Construction of ALGORITHM.md section 7 (official prepare_data.py, seed 42).",
+      "1.0.0": "Construction of SPEC.md §7 (official prepare_data.py, seed 42).",
   }
   TASK: ClassVar[str]  # key of paper.TASKS
   TASK_NAME: ClassVar[str]  # TextTask.name

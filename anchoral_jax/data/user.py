@@ -1,7 +1,7 @@
 """Any labelled text file (CSV/TSV, parquet, JSON lines) -> `TextTask`, with loud, fixable errors.
 
 `build_user_task` is the one entry point (registry name `user`). A user task follows the paper's
-recipe where it applies (ALGORITHM.md section 7): optional minority down-sampling of the pool to a
+recipe where it applies (SPEC.md §7): optional minority down-sampling of the pool to a
 prevalence with ceil(p * N_rest / (1 - p)) rows per minority class, and optional down-sampling of
 the non-minority test rows. Everything random uses one seeded numpy Generator (default seed 42).
 
