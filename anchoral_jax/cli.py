@@ -1,4 +1,4 @@
-"""`anchoral`: a thin shell around the library (STYLE.md 2).
+"""`anchoral`: a thin shell around the library (CONTRIBUTING.md §3).
 
   anchoral run    --config configs/default.py[:arg] --workdir DIR [--config.al.budget=100 ...]
   anchoral embed  --config ... (sentence embeddings of the pool, cached; resumable)
@@ -55,12 +55,16 @@ def _config_main(command: str):
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-  """Errors caused by input (config, data files, checkpoints), not by a bug in the code."""
+  """Errors caused by input (config, data files, checkpoints, the workdir's files or its lock),
+  not by a bug in the code."""
   from anchoral_jax.checkpoint import CorruptCheckpointError
   from anchoral_jax.data.user import DataFileNotFound, DataFormatError
   from anchoral_jax.loop import ConfigError
+  from anchoral_jax.tracking import CorruptJsonlError
+  from anchoral_jax.workdir import WorkdirError
 
-  return ConfigError, CorruptCheckpointError, DataFileNotFound, DataFormatError
+  return (ConfigError, CorruptCheckpointError, DataFileNotFound, DataFormatError,
+          CorruptJsonlError, WorkdirError)
 
 
 def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)

@@ -1,6 +1,6 @@
 """Experiment trackers: a local JSON-lines log that is always written, W&B as an optional sink.
 
-The JSONL file in the workdir is the record of truth (STYLE.md 11): it survives a killed run
+The JSONL file in the workdir is the record of truth (CONTRIBUTING.md §6): it survives a killed run
 (flush + fsync per line), needs no service, and is what analysis and resume read. W&B receives
 the same records. It runs offline by default and never goes online unless the user asks.
 
@@ -77,16 +77,16 @@ class JsonlTracker:
   """Appends one JSON object per line: `{"step": s, **record}` or `{"summary": {...}}`.
 
   NaN/inf are written as null (strict JSON). Each line is flushed and fsync-ed, so a killed
-  run loses at most the line being written; a torn last line is terminated on reopen and
-  skipped (with a warning) by `read_jsonl`.
+  run loses at most the line being written; a torn last line is cut off on reopen (so it
+  never ends up in the middle, where `read_jsonl` would call the file damaged).
   """
 
   def __init__(self, path: str | os.PathLike):
     self.path = pathlib.Path(path)
     self.path.parent.mkdir(parents=True, exist_ok=True)
+    if self.path.exists():
+      drop_torn_tail(self.path)
     self._f = open(self.path, "a", encoding="utf-8")  # closed in finish()
-    if self.path.stat().st_size and not _ends_with_newline(self.path):
-      self._write_raw("\n")
 
   def log(self, record: Mapping[str, Any], step: int) -> None:
     if "step" in record and record["step"] != step:
@@ -109,18 +109,68 @@ class JsonlTracker:
     os.fsync(self._f.fileno())
 
 
+class CorruptJsonlError(ValueError):
+  """A JSONL line other than the last is unreadable: damage, not a write cut short by a kill."""
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-  """All JSON objects in a JSONL file, in order; torn lines from a killed writer are skipped."""
-  out = []
-  with open(path, encoding="utf-8") as f:
+  """All JSON objects in a JSONL file, in order: the one reader of every JSONL the runs write.
+
+  An unreadable LAST line is a write torn by a kill or a full disk: it belongs to a round that
+  was never committed, so it is dropped with a warning. An unreadable line before the last
+  cannot come from a torn append, so it fails with CorruptJsonlError naming file and line.
+  """
+  out: list[dict[str, Any]] = []
+  bad: tuple[int, bytes] | None = None  # an unreadable line: fine only if nothing follows
+  with open(path, "rb") as f:
     for lineno, line in enumerate(f, 1):
       if not line.strip():
         continue
-      try:
-        out.append(json.loads(line))
-      except json.JSONDecodeError:
-        warnings.warn(f"{path}:{lineno}: skipping an unreadable (torn) line.", stacklevel=2)
+      if bad is not None:
+        text = bad[1][:60].decode(errors="replace")
+        raise CorruptJsonlError(
+            f"{path}:{bad[0]}: unreadable line ({text!r}) before the last line, so not a torn "
+            "write: the file is damaged. Restore it, or delete that line if you accept losing "
+            "its record.")
+      obj = _parse_line(line)
+      if obj is None:
+        bad = (lineno, line)
+      else:
+        out.append(obj)
+  if bad is not None:
+    warnings.warn(f"{path}:{bad[0]}: dropping an unreadable last line (a write torn by a kill "
+                  "or a full disk; its round was not committed).", stacklevel=2)
   return out
+
+
+def drop_torn_tail(path: str | os.PathLike) -> None:
+  """Makes a JSONL file end in a complete line, so that appends start on a line of their own.
+
+  A torn last line is cut off (with read_jsonl's warning); a readable one missing only its
+  newline gets it.
+  """
+  path = pathlib.Path(path)
+  data = path.read_bytes()
+  body = data.rstrip()
+  if not body:
+    return
+  start = body.rfind(b"\n") + 1
+  if _parse_line(body[start:]) is None:
+    warnings.warn(f"{path}: dropping an unreadable last line (a write torn by a kill or a full "
+                  "disk; its round was not committed).", stacklevel=2)
+    os.truncate(path, start)
+  elif not data.endswith(b"\n"):
+    with open(path, "ab") as f:
+      f.write(b"\n")
+
+
+def _parse_line(line: bytes) -> dict[str, Any] | None:
+  """The JSON object on `line`, or None if it is not one (torn, binary garbage)."""
+  try:
+    obj = json.loads(line)
+  except ValueError:  # JSONDecodeError, UnicodeDecodeError
+    return None
+  return obj if isinstance(obj, dict) else None
 
 
 def load_metrics(path: str | os.PathLike) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -337,9 +387,3 @@ def _as_dict(cfg: Mapping[str, Any]) -> dict[str, Any]:
   """Plain nested dict from a dict or an ml_collections ConfigDict."""
   to_dict = getattr(cfg, "to_dict", None)
   return dict(to_dict()) if callable(to_dict) else dict(cfg)
-
-
-def _ends_with_newline(path: pathlib.Path) -> bool:
-  with open(path, "rb") as f:
-    f.seek(-1, os.SEEK_END)
-    return f.read(1) == b"\n"

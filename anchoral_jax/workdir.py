@@ -1,0 +1,138 @@
+"""Workdir integrity: one process per workdir, and no summary over rounds whose metrics are lost.
+
+The lock is advisory (`fcntl.flock` on `<workdir>/.lock`): it stops a second `anchoral run`
+(a re-started sweep, a double-submitted job) from running the same rounds again next to the
+first. The kernel releases it when its holder dies, even by SIGKILL, so there is never a stale
+lock to delete. The file holds the holder's pid and host for the error message. flock works
+across hosts on NFSv4 and most cluster filesystems; where the filesystem refuses locks the run
+goes ahead with a warning (as it did before there was a lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+try:
+  import fcntl
+except ImportError:  # not POSIX: no lock
+  fcntl = None
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".lock"
+
+
+class WorkdirError(RuntimeError):
+  """The workdir's state stops the run; the message says what to do (CLI exit 2)."""
+
+
+class WorkdirInUseError(WorkdirError):
+  pass
+
+
+class IncompleteMetricsError(WorkdirError):
+  pass
+
+
+@contextlib.contextmanager
+def lock(workdir: str | os.PathLike) -> Iterator[None]:
+  """Holds `<workdir>/.lock` (non-blocking) until the block ends or the process dies.
+
+  Fails at once with WorkdirInUseError when another process holds it; creates the workdir and
+  the lock file if missing, and writes nothing else.
+  """
+  workdir = Path(workdir)
+  if fcntl is None:
+    log.warning("No fcntl on this platform: %s is not locked against a second run.", workdir)
+    yield
+    return
+  workdir.mkdir(parents=True, exist_ok=True)
+  path = workdir / LOCK_NAME
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    locked = _try_lock(fd, path)
+    if locked:
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+      os.fsync(fd)
+    try:
+      yield
+    finally:
+      if locked:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+  finally:
+    os.close(fd)
+
+
+def _try_lock(fd: int, path: Path) -> bool:
+  """True once locked; False where the filesystem has no locks; raises if another holds it."""
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return True
+  except OSError as e:
+    if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+      log.warning("Cannot lock %s (%s): running without protection against a second run on "
+                  "this workdir.", path, e)
+      return False
+  pid, host = _holder(fd)
+  raise WorkdirInUseError(
+      f"workdir {path.parent} is in use by pid {pid} on host {host} (it holds {path}). Wait "
+      "for it to finish, or stop it, then re-run this command to resume.")
+
+
+def _holder(fd: int) -> tuple[str, str]:
+  """(pid, host) the holder wrote; '?' while it has not written them yet."""
+  try:
+    parts = os.pread(fd, 4096, 0).decode(errors="replace").split()
+  except OSError:
+    parts = []
+  return (parts[0] if parts else "?"), (parts[1] if len(parts) > 1 else "?")
+
+
+def has_committed_round(workdir: str | os.PathLike) -> bool:
+  """Whether a round was committed: a finished orbax step dir (orbax renames its tmp dir to the
+  bare step number when the save completes) or DONE."""
+  workdir = Path(workdir)
+  if (workdir / "DONE").exists():
+    return True
+  ckpts = workdir / "checkpoints"
+  return ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())
+
+
+def check_rounds_logged(path: str | os.PathLike, steps: Sequence[int], num_rounds: int) -> None:
+  """Fails unless the metrics file at `path` logged exactly rounds 0..num_rounds (`steps`).
+
+  The checkpoints say every round ran; a summary over fewer rounds would be a wrong AUC.
+  """
+  expected = list(range(num_rounds + 1))
+  if list(steps) == expected:
+    return
+  missing = sorted(set(expected) - set(steps))
+  extra = sorted(set(steps) - set(expected))
+  what = []
+  if missing:
+    what.append(f"lacks rounds {_ranges(missing)}")
+  if extra:
+    what.append(f"has rounds {_ranges(extra)} beyond the last round {num_rounds}")
+  raise IncompleteMetricsError(
+      f"{path} {' and '.join(what)}: the checkpoints say rounds 0..{num_rounds} ran, so a "
+      "summary would be wrong; summary.json and DONE were not written. Restore the file, or "
+      "re-run the same config in a new --workdir (runs are deterministic).")
+
+
+def _ranges(values: Sequence[int]) -> str:
+  """[0, 1, 2, 5] -> '0-2, 5'."""
+  out, start = [], None
+  for i, v in enumerate(values):
+    if start is None:
+      start = v
+    if i + 1 == len(values) or values[i + 1] != v + 1:
+      out.append(str(start) if start == v else f"{start}-{v}")
+      start = None
+  return ", ".join(out)
