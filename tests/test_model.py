@@ -30,7 +30,10 @@ def test_minilm_matches_pytorch_reference(minilm_dir):
     with torch.no_grad():
       o = model(input_ids=torch.tensor(g["input_ids"]),
                 attention_mask=torch.tensor(g["attention_mask"]))
-    np.testing.assert_allclose(o.last_hidden_state.numpy(), g["hidden"], atol=1e-5)
+    # Real tokens only: padded positions' outputs are never used and vary with the CPU kernels
+    # torch picks (up to 4e-5 seen at padding, under load).
+    real = g["attention_mask"].astype(bool)
+    np.testing.assert_allclose(o.last_hidden_state.numpy()[real], g["hidden"][real], atol=1e-5)
     g["hidden"], g["pooled"] = o.last_hidden_state.numpy(), o.pooler_output.numpy()
   cfg, params = bert.load_pretrained(str(minilm_dir), 2, jax.random.key(0))
   _, out = _apply(cfg, params, g["input_ids"], g["attention_mask"])
