@@ -1,11 +1,12 @@
 # Two commands on a fresh machine (Python 3.11/3.12 + pip):
-#   make demo   -> virtualenv, install, run AnchorAL + entropy on the embedded offline default
+#   make demo   -> virtualenv, install, AnchorAL vs SEALS, RandomSubset and the full pool on the
+#                  embedded BBC tech task (frozen MiniLM + trained head), one table + plots
 #   make test   -> virtualenv, install (+ test extras), ruff, pytest
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test demo demo-compare test lint bench clean
+.PHONY: install install-test demo demo-finetune demo-compare reproduce test lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,15 +31,26 @@ $(VENV)/.installed-test: $(VENV)/.installed
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
+# The paper's comparison at CPU scale: 4 filters x entropy, 52 rounds, on bbc-tech-.01.
 demo: install
+	$(BIN)/anchoral sweep --config configs/reproduce_cpu.py:demo --runs_dir runs/demo --parallel 2
+	$(BIN)/anchoral report runs/demo
+
+# The paper's training regime (MiniLM fine-tuned every round) on tweets-iphone: minutes a round.
+demo-finetune: install
 	$(BIN)/anchoral run --config configs/default.py --workdir runs/default-anchoral
 
-# The issue-3 comparison: the same config with randomsubset and full-pool entropy.
+# The fine-tuning demo with randomsubset and full-pool entropy beside it.
 demo-compare: install
 	$(BIN)/anchoral run --config configs/default.py --workdir runs/default-anchoral
 	$(BIN)/anchoral run --config configs/default.py:filter=randomsubset --workdir runs/default-randomsubset
 	$(BIN)/anchoral run --config configs/default.py:filter=none --workdir runs/default-none
 	$(BIN)/anchoral report runs --out runs/report
+
+# configs/reproduce_cpu.py in full (99 runs; README "What we reproduce").
+reproduce: install
+	$(BIN)/anchoral sweep --config configs/reproduce_cpu.py --runs_dir runs/reproduce_cpu --parallel 2
+	$(BIN)/anchoral report runs/reproduce_cpu
 
 lint: install-test
 	$(BIN)/ruff check .

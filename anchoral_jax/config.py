@@ -1,4 +1,4 @@
-"""The base config every experiment family (configs/*.py) starts from (ALGORITHM.md defaults).
+"""The base config every experiment family (configs/*.py) starts from (SPEC.md defaults).
 
 Every field is the paper's default unless a comment says otherwise. Families import `base()`
 and override; `parse_arg` reads "key=value,key2=value2" strings (big_vision style).
@@ -30,6 +30,12 @@ def parse_arg(arg: str | None, **defaults):
   return out
 
 
+def num_query_rounds(config: ml_collections.ConfigDict) -> int:
+  """Query rounds of a run: (al.budget - al.initial_size) / al.query_size (budget = total)."""
+  al = config.al
+  return (al.budget - al.initial_size) // al.query_size
+
+
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
@@ -49,6 +55,9 @@ def base() -> ml_collections.ConfigDict:
   c.model.tokenizer = ""  # tokenizer source when it differs from model.name (presets)
   c.model.dtype = "float32"  # compute dtype: float32 or bfloat16 (params stay float32)
   c.model.seed = 654321  # head init + dropout; paper seeds 654321 / 123456
+  # What the head reads: "pooler" (tanh dense on [CLS], BertForSequenceClassification: the
+  # paper) | "mean" (masked mean of the last layer: sentence-transformers encoders' pooling).
+  c.model.pooling = "pooler"
 
   c.train = ml_collections.ConfigDict()
   c.train.learning_rate = 4e-5
@@ -62,12 +71,17 @@ def base() -> ml_collections.ConfigDict:
   c.train.patience = 10  # early stopping, epochs
   c.train.model_selection = "train_minority_f1"  # paper; or "val_minority_f1", "last"
   c.train.eval_batch_size = 256  # rows per scoring batch (pool/test)
+  # Which parameters train: "all" (the paper: full fine-tuning) | "head" (encoder frozen, its
+  # outputs computed once per task and cached, only the linear head trains: fast on a CPU).
+  c.train.trainable = "all"
 
   c.al = ml_collections.ConfigDict()
   c.al.strategy = "entropy"  # random|entropy|least_confidence|margin|badge|ftbertkm
   c.al.filter = "anchoral"  # none|randomsubset|seals|anchoral
-  c.al.budget = 5000  # labels acquired after the initial set
-  c.al.query_size = 25  # labels per round -> budget / query_size rounds
+  # TOTAL labelled-set size at the end, the initial set included (the official `max_budget`):
+  # (5000 - 100) / 25 = 196 query rounds, rounds 0..196 (the last only trains and tests).
+  c.al.budget = 5000
+  c.al.query_size = 25  # labels per round
   c.al.initial_size = 100
   c.al.initial_per_minority = 5  # per minority class, then uniform non-minority fill
   c.al.initial_seed = 654321  # paper seeds 654321 / 123456
@@ -78,7 +92,7 @@ def base() -> ml_collections.ConfigDict:
   c.anchoral.num_anchors = 10  # per class
   c.anchoral.num_neighbours = 50  # per anchor
   c.anchoral.anchor_strategy = "kmeans_pp"  # kmeans_pp|random|kmeans|entropy
-  # QUIRK fix (ALGORITHM.md 2): separate strategies that really take effect ("" = anchor_strategy)
+  # QUIRK fix (SPEC.md §2): separate strategies that really take effect ("" = anchor_strategy)
   c.anchoral.minority_anchor_strategy = ""
   c.anchoral.majority_anchor_strategy = ""
   c.anchoral.sampling = "topk"  # topk (paper) | softmax (variant, unused in the paper)

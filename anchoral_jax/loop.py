@@ -1,4 +1,4 @@
-"""The pool-based AL simulation: `run(config, workdir)` (ALGORITHM.md sections 1-6).
+"""The pool-based AL simulation: `run(config, workdir)` (SPEC.md §1-6).
 
 Each round r = 0..R: reset the classifier to the same initial weights, train on the labelled
 set L, test; then (unless r == R) build a subpool with the pool filter, let the base strategy
@@ -27,14 +27,14 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from anchoral_jax import checkpoint, filters, metrics, parallel, strategies, tracking
+from anchoral_jax import checkpoint, filters, metrics, parallel, regimes, strategies, tracking
+from anchoral_jax import config as common
+from anchoral_jax import workdir as workdir_lib
 from anchoral_jax.data import TextTask, load_task
 from anchoral_jax.data.task import stratified_rows
 from anchoral_jax.fileio import write_text_atomic
 from anchoral_jax.models import bert
-from anchoral_jax.scoring import forward_rows
 from anchoral_jax.tokenize import TokenizedTexts, load_tokenizer, tokenize
-from anchoral_jax.train import TrainConfig, fit
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("budget", "query_size", "initial_size"):
     if al[key] <= 0:
       raise ConfigError(f"al.{key} must be positive (got {al[key]}).")
-  if al.budget % al.query_size:
-    raise ConfigError(f"al.budget ({al.budget}) must be a multiple of al.query_size "
-                      f"({al.query_size}): rounds = budget / query_size.")
+  if al.budget <= al.initial_size:
+    raise ConfigError(f"al.budget ({al.budget}) is the total labelled size, initial set "
+                      f"included: it must exceed al.initial_size ({al.initial_size}).")
+  if (al.budget - al.initial_size) % al.query_size:
+    raise ConfigError(f"al.budget - al.initial_size ({al.budget} - {al.initial_size}) must be a "
+                      f"multiple of al.query_size ({al.query_size}): query rounds = "
+                      "(budget - initial_size) / query_size.")
   if config.train.model_selection == "val_minority_f1" and config.data.val_size <= 0:
     raise ConfigError("train.model_selection='val_minority_f1' needs data.val_size > 0.")
 
@@ -94,11 +98,10 @@ class Setup:
       pool_rows = np.setdiff1d(pool_rows, self.val_rows)
     self.pool_rows = pool_rows
     n_pool = len(pool_rows)
-    needed = c.al.initial_size + c.al.budget
-    if needed > n_pool:
+    if c.al.budget > n_pool:
       raise ConfigError(
-          f"Budget larger than the pool: initial set {c.al.initial_size} + al.budget "
-          f"{c.al.budget} = {needed} > {n_pool} pool items in {task.name}. Lower al.budget.")
+          f"Budget larger than the pool: al.budget {c.al.budget} (total labels, initial set "
+          f"included) > {n_pool} pool items in {task.name}. Lower al.budget.")
 
     cache = Path(os.path.expanduser(c.data.cache_dir))
     model_dir = (bert.resolve_model_dir(c.model.tokenizer) if c.model.tokenizer
@@ -113,20 +116,36 @@ class Setup:
     init_key, self.dropout_key = jax.random.split(key)
     if c.model.pretrained:
       self.cfg, self.init_params = bert.load_pretrained(
-          c.model.name, task.num_classes, init_key, dtype=c.model.dtype)
+          c.model.name, task.num_classes, init_key, dtype=c.model.dtype, pooling=c.model.pooling)
+      encoder_id = str(bert.resolve_model_dir(c.model.name).resolve())
     else:
       base = bert.PRESETS[c.model.name]
       self.cfg = bert.BertConfig(**{**base.__dict__, "num_labels": task.num_classes,
-                                    "dtype": c.model.dtype})
+                                    "dtype": c.model.dtype, "pooling": c.model.pooling})
       self.init_params = bert.init_params(self.cfg, init_key)
+      encoder_id = f"random:{c.model.name}:{c.model.seed}"
+    self.regime = regimes.make(c, task, self.cfg, self.init_params, self.dropout_key,
+                               {"pool": self.pool_tok, "test": self.test_tok}, cache, encoder_id)
 
     self.emb_NxE = None
     self.index = None
     if c.al.filter in ("seals", "anchoral"):
       from anchoral_jax import prepare  # imported or computed, one cache with `anchoral embed`
 
-      self.emb_NxE = prepare.embeddings(c, task)
+      self.emb_NxE = prepare.embeddings(c, task, encoder_mean=self._shared_mean(c, model_dir))
       self.index = prepare.cached_index(c, task, self.emb_NxE)
+
+  def _shared_mean(self, c, model_dir: Path) -> np.ndarray | None:
+    """The pool's mean-pooled outputs of the frozen classifier encoder when it is also the
+    retrieval encoder at the same length (the head regime computed them): the retrieval
+    embeddings then need no second pass over the pool."""
+    if (not isinstance(self.regime, regimes.HeadRegime) or not c.model.pretrained
+        or c.model.dtype != "float32" or c.index.import_path
+        or c.index.embed_max_length != c.data.max_length):
+      return None
+    if bert.resolve_model_dir(c.index.embed_model).resolve() != Path(model_dir).resolve():
+      return None
+    return self.regime.features["pool"]["mean"]
 
   def emb_lookup(self, rows: np.ndarray) -> np.ndarray:
     """Retrieval embeddings of pool rows (the index's keys are pool row numbers)."""
@@ -248,8 +267,8 @@ def build_subpool(c, setup: Setup, state: ALState, params, unlabelled: np.ndarra
   strategy_for = _anchor_strategy_for(c, tuple(task.minority_classes))
   if any(strategy_for(k) == "entropy" for k in range(task.num_classes)):
     with _timer(timers, "anchor_scoring"):
-      logits = forward_rows(params, setup.cfg, setup.pool_tok, state.labelled_rows, ("logits",),
-                            c.train.eval_batch_size)["logits"]
+      logits = setup.regime.outputs(params, "pool", state.labelled_rows, ("logits",))["logits"]
+      info["rows_scored"] = info.get("rows_scored", 0) + len(state.labelled_rows)
       scores = strategies.entropy(logits)
   with _timer(timers, "anchors"):
     anchor_rows, anchor_cls = filters.anchors_per_class(
@@ -275,8 +294,8 @@ def acquire(c, setup: Setup, state: ALState, params, subpool: np.ndarray, unlabe
   out = {}
   if keys and k:
     with _timer(timers, "score"):
-      out = forward_rows(params, setup.cfg, setup.pool_tok, subpool, keys,
-                         c.train.eval_batch_size)
+      out = setup.regime.outputs(params, "pool", subpool, keys)
+    info["rows_scored"] = info.get("rows_scored", 0) + len(subpool)
   with _timer(timers, "acquisition"):
     rng = state.strategy_rng
     if name == "random":
@@ -311,13 +330,17 @@ def _append_jsonl(path: Path, record: dict) -> None:
 
 
 def _truncate_jsonl(path: Path, keep_round_below: int) -> None:
-  """Drops records of rounds that were not committed (a kill between log and checkpoint)."""
+  """Drops records of rounds that were not committed (a kill between log and checkpoint).
+
+  A torn last line (a kill or full disk mid-append) goes too, with a warning; a damaged line
+  before it fails naming file and line (tracking.read_jsonl, the one JSONL reader).
+  """
   if not path.exists():
     return
-  lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-  kept = [ln for ln in lines if json.loads(ln).get("round", -1) < keep_round_below]
-  if len(kept) != len(lines):
-    write_text_atomic(path, "".join(ln + "\n" for ln in kept))
+  records = tracking.read_jsonl(path)
+  text = "".join(json.dumps(r) + "\n" for r in records if r.get("round", -1) < keep_round_below)
+  if text.encode() != path.read_bytes():  # the same lines re-dumped are the same bytes
+    write_text_atomic(path, text)
 
 
 def _write_labelled(path: Path, task: TextTask, state: ALState) -> None:
@@ -340,17 +363,33 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
   same decisions (same seeds, gathered scores); process 0 alone writes the files and W&B, and
   all take part in the orbax checkpoint. The workdir must be on a shared filesystem.
   Non-primary processes return only the records of the rounds they ran.
+
+  One run per workdir: the primary process holds `<workdir>/.lock` throughout (a second run
+  fails with workdir.WorkdirInUseError before writing anything).
   """
   validate(config)
-  c = config
   workdir = Path(workdir)
+  with workdir_lib.lock(workdir) if parallel.is_primary() else contextlib.nullcontext():
+    return _run_locked(config, workdir)
+
+
+def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> list[dict]:
+  c = config
   primary = parallel.is_primary()
   workdir.mkdir(parents=True, exist_ok=True)
   hparams = workdir / "hparams.json"
   resolved = json.loads(c.to_json_best_effort())
-  if hparams.exists() and json.loads(hparams.read_text()) != resolved:
-    raise ConfigError(f"{workdir} holds a run with a different config ({hparams}); use a new "
-                      "--workdir or the same config to resume.")
+  try:
+    previous = json.loads(hparams.read_text()) if hparams.exists() else resolved
+  except ValueError:  # hand-edited into invalid JSON: not the same config
+    previous = None
+  if previous != resolved:
+    if workdir_lib.has_committed_round(workdir):
+      raise ConfigError(f"{workdir} holds a run with a different config ({hparams}); use a new "
+                        "--workdir or the same config to resume.")
+    # No round committed (an earlier try failed in its set-up, or before its first
+    # checkpoint): nothing to mix, so the corrected command may take the workdir over.
+    log.warning("%s: no round committed yet; replacing the config of an earlier try.", hparams)
   if primary:
     write_text_atomic(hparams, json.dumps(resolved, indent=2, sort_keys=True))
   if (workdir / "DONE").exists():
@@ -378,25 +417,21 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
   tracker = (tracking.make_tracker(workdir, wandb_cfg, resolved) if primary
              else tracking.NoOpTracker())
   ran: list[dict] = []  # this process's records (what a non-primary process returns)
-  num_rounds = c.al.budget // c.al.query_size
-  tc = TrainConfig(**c.train.to_dict())
+  num_rounds = common.num_query_rounds(c)
   labels = task.train.labels
   minority = tuple(task.minority_classes)
-  val = ((setup.pool_tok, setup.val_rows, labels[setup.val_rows])
-         if len(setup.val_rows) else None)
+  val = (setup.val_rows, labels[setup.val_rows]) if len(setup.val_rows) else None
   try:
     while state.round <= num_rounds:
       r = state.round
       timers: dict[str, float] = {}
       t_round = time.perf_counter()
       with _timer(timers, "train"):
-        fitted = fit(setup.init_params, setup.cfg, tc, setup.pool_tok, state.labelled_rows,
-                     labels[state.labelled_rows], num_classes=task.num_classes,
-                     minority_classes=minority, data_seed=c.data.seed,
-                     dropout_key=setup.dropout_key, val=val)
+        fitted = setup.regime.fit(setup.init_params, state.labelled_rows,
+                                  labels[state.labelled_rows], val=val)
       with _timer(timers, "test"):
-        logits = forward_rows(fitted.params, setup.cfg, setup.test_tok, setup.test_rows,
-                              ("logits",), c.train.eval_batch_size)["logits"]
+        logits = setup.regime.outputs(fitted.params, "test", setup.test_rows,
+                                      ("logits",))["logits"]
         test_m = metrics.classification_metrics(
             task.test.labels[setup.test_rows], logits, task.num_classes, minority,
             prefix="test/")
@@ -426,6 +461,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
             "subpool/minority_share": float(np.isin(labels[subpool], minority).mean())
             if len(subpool) else 0.0,
             "query/minority_share": float(np.isin(labels[new_rows], minority).mean()),
+            "pool/minority_share": float(np.isin(labels[unlabelled], minority).mean()),
+            # Rows the model scored this round (subpool, entropy anchors): what a full-regime
+            # run pushes through the encoder, the cost the paper's Time measures.
+            "query/rows_scored": int(info.get("rows_scored", 0)),
             **{f"anchoral/{k}": int(v) for k, v in info.items()
                if k in ("num_anchors", "num_retrieved", "num_unique", "num_queries",
                         "topped_up")},
@@ -461,11 +500,15 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
       parallel.sync("anchoral_run_done")  # returns once process 0 has written DONE
       return ran
     records, _ = tracking.load_metrics(workdir / "metrics.jsonl")
+    # Every round is checkpointed, but its metrics line may be lost (file deleted, restored
+    # from an old copy): an AUC over the surviving rounds would be silently wrong.
+    workdir_lib.check_rounds_logged(workdir / "metrics.jsonl",
+                                    [int(r["step"]) for r in records], num_rounds)
     summary = metrics.summarise_curves(records, minority_key="test/minority_f1",
                                        majority_key="test/majority_f1")
     tracker.summary(summary)
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
-    (workdir / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+    write_text_atomic(workdir / "summary.json", json.dumps(summary, indent=2))
+    write_text_atomic(workdir / "DONE", time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
     _print_summary(summary)
     parallel.sync("anchoral_run_done")
     return records

@@ -1,4 +1,4 @@
-"""Data preparation at scale: `anchoral embed` and `anchoral index` (ALGORITHM.md sections 4, 7).
+"""Data preparation at scale: `anchoral embed` and `anchoral index` (SPEC.md §4, §7).
 
 embed: the pool's retrieval embeddings, into the cache `anchoral run` reads
   (`<data.cache_dir>/embeddings/<key>.npy` + `<key>.npz` manifest, see `embed.py`), either
@@ -90,8 +90,14 @@ def index_path(config: ml_collections.ConfigDict, task: TextTask) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 def embeddings(config: ml_collections.ConfigDict, task: TextTask, *,
-               chunk_rows: int = CHUNK_ROWS, progress: bool = True) -> np.ndarray:
-  """The pool's cached embeddings (read-only memmap [N, E]), imported or computed if missing."""
+               chunk_rows: int = CHUNK_ROWS, progress: bool = True,
+               encoder_mean: np.ndarray | None = None) -> np.ndarray:
+  """The pool's cached embeddings (read-only memmap [N, E]), imported or computed if missing.
+
+  `encoder_mean`: the pool's mean-pooled outputs of `index.embed_model` at
+  `index.embed_max_length`, already computed (the frozen-encoder regime's features); when the
+  cache is cold they are normalised and cached instead of a second pass over the pool.
+  """
   directory, key = embed_dir(config), _key(config, task)
   cached = embedding.load_cached(directory, key, task.train.uid)
   if cached is not None:
@@ -102,6 +108,11 @@ def embeddings(config: ml_collections.ConfigDict, task: TextTask, *,
       log.warning("Using cached embeddings %s from %s although the config asks for %s; "
                   "delete %s.npy/.npz to replace them.", key, source, wanted, directory / key)
     return cached
+  if encoder_mean is not None and not config.index.import_path:
+    out_NxE = embedding.open_matrix(directory, key, *encoder_mean.shape)
+    for s in range(0, len(encoder_mean), chunk_rows):
+      out_NxE[s:s + chunk_rows] = embedding.normalise(encoder_mean[s:s + chunk_rows])
+    return embedding.commit_matrix(directory, key, out_NxE, task.train.uid, source="encoder")
   if config.index.import_path:
     return import_embeddings(task, config.index.import_path, directory, key,
                              config.index.embed_model,

@@ -1,4 +1,4 @@
-"""Sweeps: a config file's `sweep(add, arg)` expanded into named run directories (STYLE.md 4).
+"""Sweeps: a config file's `sweep(add, arg)` expanded into named run directories (CONTRIBUTING.md §3).
 
 `sweep(add, arg)` calls `add(**point)` once per run. Keys without a dot are `get_config`
 arguments (merged into the config string after ':'); dotted keys are config overrides
@@ -13,6 +13,8 @@ shape the sweep (subsets, seed counts) and are dropped from each run's config st
 Re-running a sweep skips runs whose `DONE` exists and resumes the others: `anchoral run` on the
 same workdir continues from its last checkpoint. Backends:
   local      sequential or `parallel` subprocesses, a progress bar, `<run>/run.log` per run.
+             SIGTERM/SIGINT/SIGHUP stop every run (SIGTERM, SIGKILL after a grace period)
+             before the sweep exits; on Linux the runs also die with a SIGKILLed sweep.
   slurm      `<runs_dir>/_sweep/<experiment>.sbatch`: an array job, one task per unfinished run,
              requeued when preempted or near its time limit (launch/slurm_array.sbatch.tmpl).
   multihost  `<runs_dir>/_sweep/<experiment>-multihost.sh`: run it on every host; the runs go one
@@ -24,6 +26,7 @@ Each backend but dry writes `<run>/overrides.json` (the point, the command) and 
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import datetime
 import functools
@@ -34,6 +37,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -42,6 +46,7 @@ from typing import Any
 
 import ml_collections
 
+from anchoral_jax.config import num_query_rounds
 from anchoral_jax.fileio import write_text_atomic
 
 LAUNCH_DIR = Path(__file__).resolve().parents[1] / "launch"
@@ -312,6 +317,71 @@ def _tail(path: Path, lines: int = 12) -> str:
     return ""
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP")
+                     if hasattr(signal, n))
+
+
+def die_with_parent() -> Callable[[], None] | None:
+  """A `preexec_fn` that has the kernel send the child SIGTERM when the sweep dies, even by
+  SIGKILL, which no handler sees (Linux-only `prctl(PR_SET_PDEATHSIG)`; None elsewhere, where
+  only the signal handlers of `run_local` stop the runs).
+
+  libc and prctl are looked up here, before the fork: the child only makes the call.
+  "Dies" means the thread that started the child ends, so call Popen from a lasting thread.
+  """
+  if not sys.platform.startswith("linux"):
+    return None
+  try:
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+  except (OSError, AttributeError):
+    return None
+  prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+  parent = os.getpid()
+
+  def preexec() -> None:
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the sweep died before prctl: no one will send the signal
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  return preexec
+
+
+def stop_children(procs: Sequence[subprocess.Popen], grace_s: float,
+                  hurry: Callable[[], bool] = lambda: False) -> None:
+  """SIGTERM to each running child's process group, SIGKILL to those alive after `grace_s`
+  (at once when `hurry()` turns true, e.g. a second Ctrl-C); waits for all of them."""
+  alive = [p for p in procs if p.poll() is None]
+  for p in alive:
+    _signal_group(p, signal.SIGTERM)
+  deadline = time.monotonic() + grace_s
+  while alive and time.monotonic() < deadline and not hurry():
+    time.sleep(0.05)
+    alive = [p for p in alive if p.poll() is None]
+  for p in alive:
+    _signal_group(p, signal.SIGKILL)
+  for p in procs:
+    p.wait()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+  """`sig` to the group our child leads (start_new_session), while it is not yet reaped: only
+  then is the group id surely still ours."""
+  if proc.returncode is None:
+    try:
+      os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+      pass
+
+
+class _Stopped(BaseException):
+  """A stop signal reached the sweep (raised from its loop, not from the handler)."""
+
+  def __init__(self, signum: int):
+    super().__init__(signum)
+    self.signum = signum
+
+
 def child_env(parallel: int) -> dict[str, str]:
   env = dict(os.environ)
   env.setdefault("WANDB_SILENT", "true")
@@ -321,12 +391,15 @@ def child_env(parallel: int) -> dict[str, str]:
 
 
 def cache_keys(config: ml_collections.ConfigDict) -> set[str]:
-  """The shared per-dataset caches a run reads or builds: tokens, and for the retrieval
-  filters the pool embeddings + index (`loop.Setup`)."""
+  """The shared per-dataset caches a run reads or builds: tokens, the frozen encoder's outputs
+  (train.trainable="head"), and for the retrieval filters the pool embeddings + index."""
   c = config
   data = [c.data.cache_dir, c.data.name, c.data.kwargs.to_dict()]
   keys = {json.dumps(["tokens", *data, c.data.max_length, c.model.tokenizer or c.model.name],
                      default=str)}
+  if c.train.get("trainable", "all") == "head":  # the frozen encoder's cached outputs
+    keys.add(json.dumps(["features", *data, c.data.max_length, c.model.name, c.model.pooling,
+                         c.model.dtype, c.model.pretrained or c.model.seed], default=str))
   if c.al.filter in ("seals", "anchoral"):
     keys.add(json.dumps(["index", *data, c.index.embed_model, c.index.embed_max_length,
                          c.index.import_path, c.index.path, c.index.connectivity],
@@ -337,11 +410,15 @@ def cache_keys(config: ml_collections.ConfigDict) -> set[str]:
 def run_local(runs: Sequence[Run], runs_dir: str | os.PathLike, parallel: int = 1,
               python: str = sys.executable, poll_s: float = 0.5,
               print_fn: Callable[[str], None] | None = None,
-              devices: Sequence[str] = ()) -> dict[str, str]:
+              devices: Sequence[str] = (), grace_s: float = 10.0) -> dict[str, str]:
   """Runs the unfinished runs, `parallel` at a time; returns name -> done|skipped|failed.
 
   `devices` (e.g. ("0", "1")): process slot i sees only devices[i % len(devices)]
   (CUDA_VISIBLE_DEVICES), so N runs share N GPUs one each.
+  Each run is its own process group (a terminal's Ctrl-C does not reach it half-way through a
+  write). A stop signal to the sweep stops them all (`stop_children`, `grace_s`) and exits with
+  128 + the signal; a SIGKILLed sweep takes them along on Linux (`die_with_parent`). A re-run
+  while an old run still lives fails that run at once: `anchoral run` locks its workdir.
   """
   from tqdm.auto import tqdm
 
@@ -353,7 +430,7 @@ def run_local(runs: Sequence[Run], runs_dir: str | os.PathLike, parallel: int = 
   rounds, cache_of = {}, {}
   for r in todo:
     c = build_config(r)
-    rounds[r.name] = c.al.budget // c.al.query_size + 1
+    rounds[r.name] = num_query_rounds(c) + 1
     cache_of[r.name] = cache_keys(c)
   warm: set[str] = set()  # cache keys whose first run is past its set-up (or ended)
   claims: dict[str, set[str]] = {}  # running run -> the caches it is building
@@ -365,8 +442,17 @@ def run_local(runs: Sequence[Run], runs_dir: str | os.PathLike, parallel: int = 
   queue = list(todo)
   number = {r.name: f"[{i + 1}/{len(todo)}]" for i, r in enumerate(todo)}
   bar = tqdm(total=len(todo), unit="run", dynamic_ncols=True, disable=None)
+  preexec = die_with_parent()
+  stops: list[int] = []  # stop signals received; the handler only records them
+
+  def check_stop() -> None:
+    if stops:
+      raise _Stopped(stops[0])
+
+  previous = _install_stop_handlers(stops.append)
   try:
     while queue or running:
+      check_stop()
       for name, (_, _, _, r, _) in running.items():
         if claims.get(name) and _past_setup(r.workdir(runs_dir)):
           warm |= claims.pop(name)
@@ -392,7 +478,7 @@ def run_local(runs: Sequence[Run], runs_dir: str | os.PathLike, parallel: int = 
         if devices:
           run_env = {**env, "CUDA_VISIBLE_DEVICES": str(devices[slot % len(devices)])}
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=run_env,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=preexec)
         running[run.name] = (proc, log, time.time(), run, slot)
       for name, (proc, log, t0, run, _) in list(running.items()):
         rc = proc.poll()
@@ -418,17 +504,35 @@ def run_local(runs: Sequence[Run], runs_dir: str | os.PathLike, parallel: int = 
           + (f" | {failed} failed" if failed else ""), refresh=False)
       if running:
         time.sleep(poll_s)
-  except BaseException:
-    for proc, *_ in running.values():  # our children only, by their process group
-      if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-    for proc, log, *_ in running.values():
-      proc.wait()
+  except BaseException as e:
+    if isinstance(e, _Stopped):
+      say(f"{signal.Signals(e.signum).name}: stopping {len(running)} running runs (SIGTERM, "
+          f"SIGKILL after {grace_s:.0f} s). Re-run the same command to resume them.")
+    # Our children only, by their process groups; a second stop signal skips the grace.
+    stop_children([v[0] for v in running.values()], grace_s, hurry=lambda: len(stops) > 1)
+    for _, log, *_ in running.values():
       log.close()
+    if isinstance(e, _Stopped):
+      raise SystemExit(128 + e.signum) from None
     raise
   finally:
+    _restore_handlers(previous)
     bar.close()
   return status
+
+
+def _install_stop_handlers(record: Callable[[int], None]) -> dict[int, Any]:
+  """Handlers that only record a stop signal (the loop acts on it between steps, never
+  half-way through starting a child); {} off the main thread, where Python allows none."""
+  if threading.current_thread() is not threading.main_thread():
+    return {}
+  return {sig: signal.signal(sig, lambda signum, frame: record(signum)) for sig in STOP_SIGNALS}
+
+
+def _restore_handlers(previous: dict[int, Any]) -> None:
+  for sig, handler in previous.items():
+    if handler is not None:  # None: set outside Python, cannot be put back
+      signal.signal(sig, handler)
 
 
 def _pending(runs: Sequence[Run], runs_dir: str | os.PathLike):

@@ -3,7 +3,7 @@
 Shape letters: B batch, L bucketed length, C classes.
 
 - AdamW (lr 4e-5, betas (0.9, 0.999), eps 1e-8, weight decay 0.01 on all params), no schedule,
-  no clipping, unweighted cross-entropy (ALGORITHM.md section 5).
+  no clipping, unweighted cross-entropy (SPEC.md §5).
 - steps = max(epochs x batches, min_steps), realised as whole epochs:
   epochs_run = max(epochs, ceil(min_steps / batches)) (100 labelled -> 4 batches -> 25 epochs).
 - Data order: a numpy Generator seeded with `data_seed`, fresh every round -> same order.
@@ -31,6 +31,9 @@ from anchoral_jax.models.bert import BertClassifier, BertConfig, Params
 from anchoral_jax.scoring import forward_rows
 from anchoral_jax.tokenize import DEFAULT_BUCKETS, TokenizedTexts
 
+TRAINABLE = ("all", "head")
+HEAD = ("classifier",)  # the parameters a "head" regime trains
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -45,8 +48,12 @@ class TrainConfig:
   patience: int = 10  # epochs without improvement of the selection metric
   model_selection: str = "train_minority_f1"  # or "val_minority_f1", "last"
   eval_batch_size: int = 128
+  trainable: str = "all"  # "all" (the paper) | "head" (encoder frozen: `regimes.HeadRegime`)
 
   def __post_init__(self):
+    if self.trainable not in TRAINABLE:
+      raise ValueError(f"Unknown train.trainable {self.trainable!r}; choose from "
+                       f"{list(TRAINABLE)}.")
     if self.model_selection not in ("train_minority_f1", "val_minority_f1", "last"):
       raise ValueError(f"Unknown train.model_selection {self.model_selection!r}; use "
                        "'train_minority_f1' (paper), 'val_minority_f1' or 'last'.")
@@ -58,8 +65,16 @@ def make_optimizer(tc: TrainConfig) -> optax.GradientTransformation:
   identity (its init/update closures), so a fresh optimiser every round would retrace and
   recompile `train_step` every round."""
   # torch.optim.AdamW applies weight decay to every parameter here (the official code's default).
-  return optax.adamw(tc.learning_rate, b1=tc.b1, b2=tc.b2, eps=tc.eps,
-                     weight_decay=tc.weight_decay)
+  adamw = optax.adamw(tc.learning_rate, b1=tc.b1, b2=tc.b2, eps=tc.eps,
+                      weight_decay=tc.weight_decay)
+  if tc.trainable == "all":
+    return adamw
+  # "head" on the full model: the encoder gets no update (nor weight decay). `fit` with this is
+  # the slow reference `regimes.HeadRegime` (cached encoder outputs) is checked against.
+  return optax.multi_transform(
+      {"train": adamw, "frozen": optax.set_to_zero()},
+      lambda params: {k: jax.tree.map(lambda _, k=k: "train" if k in HEAD else "frozen", v)
+                      for k, v in params.items()})
 
 
 @dataclasses.dataclass

@@ -36,7 +36,7 @@ def get_config(arg: str | None = None):
   c.al.strategy = a.strategy
   c.wandb.group = f"default-{a.filter}-{a.strategy}"
   if not a.full:
-    c.al.budget = 25 * a.rounds
+    c.al.budget = c.al.initial_size + 25 * a.rounds  # total labels, initial set included
     c.data.max_length = 64  # 99.9% of the pool fits whole
     c.train.learning_rate = 1e-4  # demo only: fewer steps than the paper's need a larger lr
     c.train.epochs = 3
@@ -47,7 +47,7 @@ def get_config(arg: str | None = None):
     c.model.name = "tiny"
     c.model.pretrained = False
     c.model.tokenizer = "all-MiniLM-L6-v2"
-    c.al.budget = 50
+    c.al.budget = 150  # 2 query rounds
     c.train.epochs = 1
     c.train.min_steps = 4
     c.train.batch_size = 16

@@ -2,7 +2,7 @@ r"""The paper's main grid: 4 datasets x 10 strategy rows x 8 seed combinations (
 
 Lesci & Vlachos (NAACL 2024), main results table and learning curves; the official launcher is
 pietrolesci/anchoral `bin/run_main_experiments.sh`. Rows: full-pool Random, then Entropy, BADGE
-and FTbertKM each behind the RandomSubset, SEALS and AnchorAL pool filters (ALGORITHM.md 2-3).
+and FTbertKM each behind the RandomSubset, SEALS and AnchorAL pool filters (SPEC.md §2-3).
 Seeds: data order, model init and initial set each in {654321, 123456}; strategy seed 42.
 
 Tiny (offline; 80 runs = the 10 rows x 8 seeds on a 1,500-tweet slice of the embedded
@@ -70,7 +70,7 @@ def parse(arg: str | None, **extra) -> ml_collections.ConfigDict:
 
 def paper_config(experiment: str, dataset: str, strategy: str, filter: str,
                  runlocal: bool) -> ml_collections.ConfigDict:
-  """The paper's set-up (ALGORITHM.md 1-5) for one dataset and row; `runlocal` shrinks it."""
+  """The paper's set-up (SPEC.md §1-5) for one dataset and row; `runlocal` shrinks it."""
   if dataset == LOCAL_DATASET and not runlocal:
     raise ValueError(f"{LOCAL_DATASET} is the `runlocal` stand-in; add `runlocal` to the config "
                      "argument, or use configs/default.py for the full embedded demo.")
@@ -86,7 +86,7 @@ def paper_config(experiment: str, dataset: str, strategy: str, filter: str,
   c.data.test_size = 0  # the paper's full test sets
   # --- model: bert-base-uncased, paper seeds (base()) -----------------------------------------
   c.model.name = "bert-base-uncased"  # local HF cache (never downloaded)
-  # --- AL: budget 5,000 in rounds of 25 after 100 initial labels; subpool 10,000 (base()) ------
+  # --- AL: 5,000 labels in total = 100 initial + 196 rounds of 25; subpool 10,000 (base()) ---
   c.al.strategy = strategy
   c.al.filter = filter
   # --- index: the paper embedded with all-mpnet-base-v2; the packaged MiniLM stands in offline.
@@ -116,7 +116,7 @@ def local(c: ml_collections.ConfigDict) -> None:
   c.train.min_steps = 4
   c.train.patience = 1
   c.train.batch_size = 16
-  c.al.budget = 50  # 2 query rounds of 25 (3 rounds with the final train+test)
+  c.al.budget = 150  # total: 100 initial + 2 query rounds of 25 (3 rounds with the final)
   c.al.subpool_size = 500  # < pool, so randomsubset and the AnchorAL cap still act
 
 

@@ -38,7 +38,7 @@ def get_config(arg: str | None = None):
   c.model.name = "all-MiniLM-L6-v2"
   c.wandb.group = "user"
   if a.runlocal:
-    c.al.budget = 100
+    c.al.budget = 200  # total: 100 initial + 4 query rounds of 25
     c.train.epochs = 3
     c.train.min_steps = 24
   return c

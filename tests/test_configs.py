@@ -1,5 +1,5 @@
 """Every experiment config builds with every documented argument; every sweep expands into
-uniquely named runs, 8 seed combinations per cell; typos fail (STYLE.md 3-4)."""
+uniquely named runs, 8 seed combinations per cell; typos fail (CONTRIBUTING.md §3)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import ml_collections
 import pytest
 
 from anchoral_jax import sweep
+from anchoral_jax.config import num_query_rounds
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {name: sweep.load_module(ROOT / "configs" / f"{name}.py")
-           for name in ("main", "ablations", "other_models")}
+           for name in ("main", "ablations", "other_models", "reproduce_cpu")}
 main, ablations, other_models = CONFIGS["main"], CONFIGS["ablations"], CONFIGS["other_models"]
 PAPER_SEEDS = {654321, 123456}
 
@@ -35,6 +36,10 @@ def _check_paper_defaults(c: ml_collections.ConfigDict) -> None:
       5000, 25, 100, 10_000)
   assert (c.data.max_length, c.data.test_size, c.train.learning_rate) == (512, 0, 4e-5)
   assert c.wandb.mode == "offline"
+  # The budget is the total labelled size, the 100 initial labels included (official
+  # max_budget): 196 query rounds, 197 rounds, 5,000 labels at the end.
+  assert num_query_rounds(c) == 196
+  assert c.al.initial_size + num_query_rounds(c) * c.al.query_size == 5000
 
 
 @pytest.mark.parametrize("dataset", main.DATASETS)
@@ -56,7 +61,7 @@ def test_runlocal_is_small_and_offline(flag):
   assert c.data.name == main.LOCAL_DATASET and c.data.kwargs.pool_size == 1500
   assert (c.model.name, c.model.pretrained, c.model.tokenizer) == ("tiny", False,
                                                                   "all-MiniLM-L6-v2")
-  assert c.al.budget // c.al.query_size == 2 and c.al.subpool_size < c.data.kwargs.pool_size
+  assert num_query_rounds(c) == 2 and c.al.subpool_size < c.data.kwargs.pool_size
   assert (c.al.strategy, c.al.filter) == ("badge", "seals")
 
 
@@ -173,3 +178,48 @@ def test_cli_rejects_typos_before_anything_runs(tmp_path):
                            env=env, capture_output=True, text=True)
   assert bad_arg.returncode != 0 and "Unknown config argument 'num_anchor'" in bad_arg.stderr
   assert not any(tmp_path.iterdir())  # dry writes nothing
+
+
+# ---------------------------------------------------------------------------------------------
+# configs/reproduce_cpu.py: the CPU-scale reproduction keeps the paper's ratios.
+# ---------------------------------------------------------------------------------------------
+
+reproduce = CONFIGS["reproduce_cpu"]
+
+
+@pytest.mark.parametrize("dataset", list(reproduce.POOL_SIZES))
+def test_reproduce_cpu_pool_sizes_are_the_builders(dataset):
+  from anchoral_jax.data import load_task
+
+  assert len(load_task(dataset).train) == reproduce.POOL_SIZES[dataset]
+
+
+@pytest.mark.parametrize("dataset", list(reproduce.POOL_SIZES))
+def test_reproduce_cpu_keeps_the_papers_ratios(dataset):
+  c = reproduce.get_config(f"dataset={dataset}")
+  pool = reproduce.POOL_SIZES[dataset]
+  retrieved = c.anchoral.num_anchors * c.anchoral.num_neighbours * 2  # binary tasks
+  # AG News in the paper: 1,000 retrieved / M 10,000 / pool 90,910 / 5,000 labels.
+  assert retrieved / c.al.subpool_size == pytest.approx(0.1, rel=0.08)
+  assert c.al.subpool_size / pool == pytest.approx(10_000 / 90_910, rel=0.01)
+  # Labels bought scale with the pool; the 100 initial labels are counts, as the anchors.
+  assert (c.al.budget - c.al.initial_size) / pool == pytest.approx(4_900 / 90_910, rel=0.03)
+  assert c.seals.num_neighbours == c.anchoral.num_neighbours
+  assert (c.train.trainable, c.model.pooling, c.al.query_size) == ("head", "mean", 25)
+  assert c.index.embed_max_length == c.data.max_length  # one encoder pass serves both
+  big = reproduce.get_config(f"dataset={dataset},ablation=num_neighbours,neighbours_x=100")
+  assert big.anchoral.num_neighbours * 20 >= 9 * c.al.subpool_size  # 10x the cap, as the paper
+  sub = reproduce.get_config(f"dataset={dataset},ablation=subpool")
+  assert (sub.al.filter, sub.al.subpool_size) == ("randomsubset", retrieved)
+
+
+def test_reproduce_cpu_sweeps():
+  demo = sweep.expand(f"{ROOT}/configs/reproduce_cpu.py:demo")
+  assert [sweep.build_config(r).al.filter for r in demo] == list(reproduce.FILTERS)
+  assert num_query_rounds(sweep.build_config(demo[0])) >= 40
+  runs = sweep.expand(f"{ROOT}/configs/reproduce_cpu.py")
+  assert len({r.name for r in runs}) == len(runs) == 3 * (2 * (1 + 3 * 4) + 7)
+  cells = collections.Counter(r.name.rsplit("/", 1)[0] for r in runs)
+  assert set(cells.values()) == {3}
+  local = sweep.expand(f"{ROOT}/configs/reproduce_cpu.py:runlocal,seeds=1")
+  assert all(sweep.build_config(r).model.name == "tiny" for r in local)

@@ -23,7 +23,7 @@ POOL, TEST = 1500, 200
 
 def tiny_config(cache_dir, **overrides):
   return conftest.tiny_config(cache_dir, POOL, TEST, **{
-      "data.test_size": 0, "al.budget": 50, "al.subpool_size": 400, **overrides})
+      "data.test_size": 0, "al.budget": 150, "al.subpool_size": 400, **overrides})
 
 
 def _records(workdir):
@@ -37,12 +37,12 @@ def _read_jsonl(path):
 
 def _check_outputs(workdir, c):
   workdir = Path(workdir)
-  rounds = c.al.budget // c.al.query_size
+  rounds = (c.al.budget - c.al.initial_size) // c.al.query_size
   recs = _records(workdir)
   assert [r["round"] for r in recs] == list(range(rounds + 1))
   assert [r["budget"] for r in recs] == [100 + 25 * r for r in range(rounds + 1)]
   lab = pd.read_parquet(workdir / "labelled.parquet")
-  assert lab.uid.is_unique and len(lab) == 100 + c.al.budget
+  assert lab.uid.is_unique and len(lab) == c.al.budget
   assert lab.labelling_round.value_counts().sort_index().tolist() == [100] + [25] * rounds
   subpools = _read_jsonl(workdir / "subpools.jsonl")
   assert [s["round"] for s in subpools] == list(range(rounds))
@@ -83,26 +83,26 @@ def test_every_filter_with_entropy(tmp_path, cache_dir, filter_):
 @pytest.mark.parametrize("strategy", ["random", "least_confidence", "margin", "badge",
                                       "ftbertkm"])
 def test_every_strategy_with_anchoral(tmp_path, cache_dir, strategy):
-  c = tiny_config(cache_dir, **{"al.strategy": strategy, "al.budget": 25})
+  c = tiny_config(cache_dir, **{"al.strategy": strategy, "al.budget": 125})
   loop.run(c, tmp_path)
   _check_outputs(tmp_path, c)
 
 
 def test_minority_anchor_strategy_takes_effect(tmp_path, cache_dir):
-  c = tiny_config(cache_dir, **{"al.budget": 25, "anchoral.num_anchors": 3,
+  c = tiny_config(cache_dir, **{"al.budget": 125, "anchoral.num_anchors": 3,
                                 "anchoral.minority_anchor_strategy": "entropy",
                                 "anchoral.majority_anchor_strategy": "random"})
   loop.run(c, tmp_path)
   anchors = _read_jsonl(tmp_path / "anchors.jsonl")[0]
   assert len(anchors["uids"]) == 6
-  c2 = tiny_config(cache_dir, **{"al.budget": 25, "anchoral.num_anchors": 3})
+  c2 = tiny_config(cache_dir, **{"al.budget": 125, "anchoral.num_anchors": 3})
   loop.run(c2, tmp_path / "b")
   anchors2 = _read_jsonl(tmp_path / "b" / "anchors.jsonl")[0]
   assert anchors["uids"] != anchors2["uids"]
 
 
 def test_class_absent_from_labelled_set_gets_no_anchors(tmp_path, cache_dir):
-  c = tiny_config(cache_dir, **{"al.budget": 25, "al.initial_per_minority": 0})
+  c = tiny_config(cache_dir, **{"al.budget": 125, "al.initial_per_minority": 0})
   loop.run(c, tmp_path)
   lab = pd.read_parquet(tmp_path / "labelled.parquet")
   initial = lab[lab.labelling_round == -1]
@@ -110,7 +110,7 @@ def test_class_absent_from_labelled_set_gets_no_anchors(tmp_path, cache_dir):
   assert set(anchors["classes"]) == set(initial.label)
 
 
-def _cli(workdir, cache_dir, env_extra=None, budget=75):
+def _cli(workdir, cache_dir, env_extra=None, budget=175):
   env = {**os.environ, **(env_extra or {})}
   cmd = [sys.executable, "-m", "anchoral_jax.cli", "run", "--config",
          str(ROOT / "configs/default.py") + ":tiny", "--workdir", str(workdir),
@@ -148,7 +148,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, cache_dir):
 
 
 def test_corrupt_checkpoint_falls_back_then_fails_clearly(tmp_path, cache_dir):
-  c = tiny_config(cache_dir, **{"al.budget": 25, "al.filter": "randomsubset"})
+  c = tiny_config(cache_dir, **{"al.budget": 125, "al.filter": "randomsubset"})
   loop.run(c, tmp_path)
   ckpts = tmp_path / "checkpoints"
   steps = sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
@@ -178,12 +178,14 @@ def test_bad_input_fails_clearly(tmp_path, cache_dir):
   with pytest.raises(loop.ConfigError, match="Unknown al.filter"):
     loop.run(tiny_config(cache_dir, **{"al.filter": "anchor"}), tmp_path / "c")
   with pytest.raises(loop.ConfigError, match="multiple of al.query_size"):
-    loop.run(tiny_config(cache_dir, **{"al.budget": 30}), tmp_path / "d")
+    loop.run(tiny_config(cache_dir, **{"al.budget": 130}), tmp_path / "d")
+  with pytest.raises(loop.ConfigError, match="total labelled size"):  # budget counts initial
+    loop.run(tiny_config(cache_dir, **{"al.budget": 100}), tmp_path / "f")
   # Same workdir, different config: refuse instead of mixing two runs.
-  c = tiny_config(cache_dir, **{"al.budget": 25, "al.filter": "randomsubset"})
+  c = tiny_config(cache_dir, **{"al.budget": 125, "al.filter": "randomsubset"})
   loop.run(c, tmp_path / "e")
   with pytest.raises(loop.ConfigError, match="different config"):
-    loop.run(tiny_config(cache_dir, **{"al.budget": 50}), tmp_path / "e")
+    loop.run(tiny_config(cache_dir, **{"al.budget": 150}), tmp_path / "e")
 
 
 def test_unknown_config_key_fails_on_the_command_line(tmp_path):
@@ -194,7 +196,7 @@ def test_unknown_config_key_fails_on_the_command_line(tmp_path):
 
 
 def test_query_larger_than_subpool_is_topped_up(tmp_path, cache_dir):
-  c = tiny_config(cache_dir, **{"al.budget": 25, "anchoral.num_anchors": 1,
+  c = tiny_config(cache_dir, **{"al.budget": 125, "anchoral.num_anchors": 1,
                                 "anchoral.num_neighbours": 5})
   loop.run(c, tmp_path)
   rec = _records(tmp_path)[0]

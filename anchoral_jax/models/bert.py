@@ -8,8 +8,9 @@ Shape letters: B batch, L sequence length, H hidden size, N heads, D head dim, C
 The forward returns `(logits_BxC, out)` where `out` holds the named intermediates that training,
 uncertainty scoring, BADGE and FTbertKM all share (one forward pass serves them all):
   out["cls"]        last-layer hidden state of [CLS]          [B, H]
-  out["pooled"]     BERT pooler: tanh(dense([CLS]))            [B, H]
-  out["pre_logits"] dropout(pooled), the head's input          [B, H]
+  out["pooled"]     the head's input features: the BERT pooler tanh(dense([CLS])), or the
+                    masked mean with `pooling="mean"`            [B, H]
+  out["pre_logits"] dropout(pooled), what the linear head multiplies  [B, H]
   out["mean"]       masked mean of the last layer (the sentence-transformers embedding) [B, H]
 """
 
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 Params = dict[str, Any]
+POOLINGS = ("pooler", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +49,15 @@ class BertConfig:
   num_labels: int = 2
   # Compute dtype: "float32" or "bfloat16". Parameters always stay float32 (master weights).
   dtype: str = "float32"
+  # What the classification head reads: "pooler" = tanh(dense([CLS])) as HF's
+  # BertForSequenceClassification (the paper); "mean" = the masked mean of the last layer, the
+  # sentence-transformers pooling that sentence encoders such as all-MiniLM-L6-v2 were trained
+  # with (their pooler weights were never trained for it). Not a Hugging Face config field.
+  pooling: str = "pooler"
+
+  def __post_init__(self):
+    if self.pooling not in POOLINGS:
+      raise ValueError(f"Unknown pooling {self.pooling!r}; choose from {list(POOLINGS)}.")
 
   @classmethod
   def from_hf(cls, config: dict[str, Any] | str | os.PathLike, **overrides) -> BertConfig:
@@ -160,7 +171,10 @@ class BertClassifier(nn.Module):
     cls_BxH = x_BxLxH[:, 0]
     m_BxLx1 = mask_BxL[..., None].astype(jnp.float32)
     mean_BxH = (x_BxLxH * m_BxLx1).sum(1) / jnp.maximum(m_BxLx1.sum(1), 1.0)
-    pooled_BxH = jnp.tanh(_dense(cfg.hidden_size, cfg, "pooler")(cls_BxH)).astype(jnp.float32)
+    if cfg.pooling == "mean":
+      pooled_BxH = mean_BxH
+    else:
+      pooled_BxH = jnp.tanh(_dense(cfg.hidden_size, cfg, "pooler")(cls_BxH)).astype(jnp.float32)
     pre_BxH = nn.Dropout(cfg.hidden_dropout_prob)(pooled_BxH, deterministic=deterministic)
     logits_BxC = _dense(cfg.num_labels, cfg, "classifier")(pre_BxH).astype(jnp.float32)
     out = {"cls": cls_BxH, "pooled": pooled_BxH, "pre_logits": pre_BxH, "mean": mean_BxH,
@@ -188,9 +202,10 @@ def _hf_name_map(cfg: BertConfig) -> dict[tuple[str, ...], tuple[str, bool]]:
       ("token_type_embeddings",): ("embeddings.token_type_embeddings.weight", False),
       ("embeddings_ln", "scale"): ("embeddings.LayerNorm.weight", False),
       ("embeddings_ln", "bias"): ("embeddings.LayerNorm.bias", False),
-      ("pooler", "kernel"): ("pooler.dense.weight", True),
-      ("pooler", "bias"): ("pooler.dense.bias", False),
   }
+  if cfg.pooling == "pooler":  # with mean pooling the checkpoint's pooler goes unused
+    m[("pooler", "kernel")] = ("pooler.dense.weight", True)
+    m[("pooler", "bias")] = ("pooler.dense.bias", False)
   for i in range(cfg.num_hidden_layers):
     hf = f"encoder.layer.{i}."
     ours = f"layer_{i}"
@@ -308,10 +323,10 @@ def resolve_model_dir(name_or_path: str) -> Path:
 
 
 def load_pretrained(name_or_path: str, num_labels: int, key: jax.Array,
-                    dtype: str = "float32") -> tuple[BertConfig, Params]:
+                    dtype: str = "float32", pooling: str = "pooler") -> tuple[BertConfig, Params]:
   """Config + params from a local HF checkpoint; the head (and any missing part) from `key`."""
   model_dir = resolve_model_dir(name_or_path)
-  cfg = BertConfig.from_hf(model_dir, num_labels=num_labels, dtype=dtype)
+  cfg = BertConfig.from_hf(model_dir, num_labels=num_labels, dtype=dtype, pooling=pooling)
   init = init_params(cfg, key)
   params, _ = params_from_hf(read_hf_state_dict(model_dir), cfg, init)
   return cfg, params
