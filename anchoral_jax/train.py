@@ -12,6 +12,9 @@ Shape letters: B batch, L bucketed length, C classes.
   held-out labelled validation set scored after every epoch) or "last".
 - Fixed shapes: every batch has `batch_size` rows (the last one padded, weight 0) and a bucketed
   length, so `train_step` compiles once per bucket, not per batch.
+- Asynchronous: `train_step` returns only the loss and the argmax predictions, left on device;
+  `fit` fetches an epoch's worth once, at its end, so dispatch runs ahead of the device within
+  an epoch (a fetch per step made the host wait for every step). Same numbers as before.
 """
 
 from __future__ import annotations
@@ -91,7 +94,9 @@ jax.tree_util.register_dataclass(TrainState, data_fields=["params", "opt_state",
 @functools.partial(jax.jit, static_argnames=("cfg", "opt"), donate_argnums=(0,))
 def train_step(state: TrainState, ids_BxL, mask_BxL, labels_B, weight_B, key: jax.Array, *,
                cfg: BertConfig, opt: optax.GradientTransformation):
-  """One AdamW step on a padded batch; returns the new state, the loss and training logits."""
+  """One AdamW step on a padded batch; returns the new state, the loss and the training-mode
+  predictions (argmax, int32): all `fit` needs, kept small so that its once-per-epoch fetch is
+  cheap, and left on device so that dispatch runs ahead of the host."""
   dropout_key = jax.random.fold_in(key, state.step)
 
   def loss_fn(params):
@@ -104,7 +109,8 @@ def train_step(state: TrainState, ids_BxL, mask_BxL, labels_B, weight_B, key: ja
   (loss, logits_BxC), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = opt.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  return TrainState(params, opt_state, state.step + 1), loss, logits_BxC
+  preds_B = logits_BxC.argmax(-1).astype(jnp.int32)
+  return TrainState(params, opt_state, state.step + 1), loss, preds_B
 
 
 def num_epochs(n: int, tc: TrainConfig) -> int:
@@ -140,26 +146,39 @@ def fit(init_params: Params, cfg: BertConfig, tc: TrainConfig, tok: TokenizedTex
   epochs = num_epochs(len(rows), tc)
   best, best_score, best_epoch, since_best = None, -np.inf, -1, 0
   history = []
+  steps = 0
   for epoch in range(epochs):
     perm = order_rng.permutation(len(rows))
-    preds, losses = np.empty(len(rows), np.int32), []
-    for s in range(0, len(perm), tc.batch_size):
-      chunk = perm[s:s + tc.batch_size]
-      ids, mask = tok.batch(rows[chunk], buckets, bs)
-      y = np.zeros(bs, np.int32)
-      y[:len(chunk)] = labels[chunk]
-      w = np.zeros(bs, np.float32)
-      w[:len(chunk)] = 1.0
-      batch = parallel.shard_batch((ids, mask, y, w))
-      state, loss, logits = train_step(state, *batch, dropout_key, cfg=cfg, opt=opt)
-      preds[chunk] = parallel.to_host(logits).argmax(-1)[:len(chunk)]
-      losses.append(float(loss))
+    chunks, preds_dev, losses_dev = [], [], []
+    # No device-to-host transfer inside the epoch: the host prepares batch i+1 while the device
+    # runs batch i. The guard turns an accidental implicit fetch (float(loss), np.asarray)
+    # into an error; the one explicit fetch per epoch is below.
+    with jax.transfer_guard_device_to_host("disallow"):
+      for s in range(0, len(perm), tc.batch_size):
+        chunk = perm[s:s + tc.batch_size]
+        ids, mask = tok.batch(rows[chunk], buckets, bs)
+        y = np.zeros(bs, np.int32)
+        y[:len(chunk)] = labels[chunk]
+        w = np.zeros(bs, np.float32)
+        w[:len(chunk)] = 1.0
+        batch = parallel.shard_batch((ids, mask, y, w))
+        state, loss, preds_B = train_step(state, *batch, dropout_key, cfg=cfg, opt=opt)
+        chunks.append(chunk)
+        preds_dev.append(preds_B)
+        losses_dev.append(loss)
+        steps += 1
+    preds_host, losses_host = parallel.to_host((preds_dev, losses_dev))  # the epoch's one fetch
+    preds = np.empty(len(rows), np.int32)
+    for chunk, preds_B in zip(chunks, preds_host, strict=True):
+      preds[chunk] = preds_B[:len(chunk)]
+    # float64 mean of the float32 step losses (what averaging them as Python floats gave).
+    loss_mean = float(np.mean(np.asarray(losses_host, np.float64)))
     # Training-mode predictions of this epoch, as one-hot "probabilities" (F1 only needs argmax).
     train_m = metrics.classification_metrics_from_probs(
         labels, np.eye(num_classes, dtype=np.float32)[preds], num_classes, minority_classes,
         prefix="train/")
     train_m = {k: v for k, v in train_m.items() if k not in ("train/loss", "train/ece")}
-    record = {"epoch": epoch, "train/loss": float(np.mean(losses)), **train_m}
+    record = {"epoch": epoch, "train/loss": loss_mean, **train_m}
     if val is not None:
       vtok, vrows, vlabels = val
       vlogits = forward_rows(state.params, cfg, vtok, vrows, ("logits",), tc.eval_batch_size,
@@ -180,4 +199,4 @@ def fit(init_params: Params, cfg: BertConfig, tc: TrainConfig, tok: TokenizedTex
         break
   if best is None:
     best, best_epoch = state.params, len(history) - 1
-  return FitResult(best, best_epoch, len(history), int(state.step), history)
+  return FitResult(best, best_epoch, len(history), steps, history)

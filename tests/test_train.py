@@ -1,0 +1,139 @@
+"""`train.fit`: the paper's epoch count, early stopping, the three model selections, and the
+asynchronous loop (no host round trip per step, same results as fetching after every step).
+
+A tiny random BERT (small vocabulary, one length bucket) on random tokens keeps each fit to a
+few seconds on a CPU."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from anchoral_jax import metrics, parallel, train
+from anchoral_jax.models import bert
+from anchoral_jax.tokenize import TokenizedTexts
+from anchoral_jax.train import TrainConfig, fit, num_epochs
+
+N = 96
+BUCKETS = (32,)  # one compiled shape per program
+ROWS = np.arange(0, 48, dtype=np.int64)
+VAL_ROWS = np.arange(48, 96, dtype=np.int64)
+
+
+def _tokens(rng):
+  """Random token rows; class-1 rows carry marker tokens, so there is something to learn."""
+  labels = (rng.random(N) < 0.3).astype(np.int32)
+  rows = []
+  for y in labels:
+    ids = rng.integers(1000, 1100, size=rng.integers(6, 20))
+    if y:
+      ids[rng.integers(0, len(ids), size=3)] = 7
+    rows.append(np.concatenate([[101], ids, [102]]).astype(np.int32))
+  offsets = np.zeros(N + 1, np.int64)
+  np.cumsum([len(r) for r in rows], out=offsets[1:])
+  return TokenizedTexts(np.concatenate(rows), offsets), labels
+
+
+@pytest.fixture(scope="module")
+def setting():
+  tok, labels = _tokens(np.random.default_rng(0))
+  cfg = dataclasses.replace(bert.PRESETS["tiny"], vocab_size=1100, max_position_embeddings=32)
+  return tok, labels, cfg, bert.init_params(cfg, jax.random.key(1))
+
+
+def _fit(setting, val=True, **tc):
+  tok, labels, cfg, params = setting
+  tc = TrainConfig(**{"learning_rate": 3e-3, "batch_size": 16, "epochs": 4, "min_steps": 0,
+                      "patience": 10, "eval_batch_size": 48, **tc})
+  v = (tok, VAL_ROWS, labels[VAL_ROWS]) if val else None
+  return fit(params, cfg, tc, tok, ROWS, labels[ROWS], num_classes=2, minority_classes=(1,),
+             data_seed=5, dropout_key=jax.random.key(3), val=v, buckets=BUCKETS)
+
+
+def _same_params(a, b) -> bool:
+  return all(np.array_equal(x, y) for x, y in
+             zip(jax.tree.leaves(jax.device_get(a)), jax.tree.leaves(jax.device_get(b)),
+                 strict=True))
+
+
+def test_num_epochs_is_the_papers_max_of_epochs_and_min_steps():
+  tc = TrainConfig(batch_size=32, epochs=10, min_steps=100)
+  assert num_epochs(100, tc) == 25  # 4 batches: ceil(100 / 4)
+  assert num_epochs(288, tc) == 12  # 9 batches: ceil(100 / 9)
+  for n in (289, 320, 1000, 5000):  # >= 10 batches: the 10 epochs already make 100 steps
+    assert num_epochs(n, tc) == 10
+  assert num_epochs(1, tc) == 100
+  assert num_epochs(0, tc) == 0
+
+
+def test_last_runs_every_epoch_and_keeps_the_final_params(setting):
+  got = _fit(setting, val=False, model_selection="last", epochs=3)
+  assert (got.epochs_run, got.best_epoch, got.steps) == (3, 2, 3 * 3)
+  assert [h["epoch"] for h in got.history] == [0, 1, 2]
+  # min_steps adds whole epochs: 3 batches per epoch, 20 steps -> ceil(20 / 3) = 7 epochs.
+  assert _fit(setting, val=False, model_selection="last", epochs=3, min_steps=20).epochs_run == 7
+
+
+@pytest.mark.parametrize("selection,key", [("train_minority_f1", "train/minority_f1"),
+                                           ("val_minority_f1", "val/minority_f1")])
+def test_selection_keeps_the_best_epochs_params(setting, selection, key):
+  got = _fit(setting, model_selection=selection)
+  scores = [h[key] for h in got.history]
+  assert got.best_epoch == int(np.argmax(scores))  # the first best: later ties do not replace it
+  assert got.history[0].keys() >= {"train/loss", "train/minority_f1", "val/minority_f1"}
+  # The kept params are those after epoch `best_epoch`: a run stopped there (same data order,
+  # same dropout keys) ends with exactly them.
+  ref = _fit(setting, model_selection="last", epochs=got.best_epoch + 1)
+  assert _same_params(got.params, ref.params)
+
+
+def test_patience_stops_early(setting):
+  # No learning (lr 0, no dropout): the score never improves after epoch 0.
+  tok, labels, cfg, params = setting
+  quiet = (tok, labels, dataclasses.replace(cfg, hidden_dropout_prob=0.0,
+                                            attention_probs_dropout_prob=0.0), params)
+  got = _fit(quiet, val=False, learning_rate=0.0, epochs=20, patience=2)
+  assert (got.best_epoch, got.epochs_run, got.steps) == (0, 3, 3 * 3)
+  assert _same_params(got.params, params)
+
+
+def test_fit_fetches_once_per_epoch_and_matches_a_per_step_fetch(setting, monkeypatch):
+  """No device-to-host transfer per step: implicit ones are disallowed, explicit ones counted
+  (`parallel.to_host` fetches through `jax.device_get`). The result equals a loop that fetches
+  the logits and loss after every step (the synchronous loop this replaced), bit for bit."""
+  calls = []
+  device_get = jax.device_get
+  monkeypatch.setattr(jax, "device_get", lambda x: calls.append(1) or device_get(x))
+  with jax.transfer_guard_device_to_host("disallow"):
+    got = _fit(setting, val=False, model_selection="last", epochs=3)
+  monkeypatch.undo()
+  assert len(calls) == got.epochs_run == 3
+
+  tok, labels, cfg, params = setting
+  tc = TrainConfig(learning_rate=3e-3, batch_size=16, epochs=3, min_steps=0)
+  opt = train.make_optimizer(tc)
+  state = train.TrainState(jax.tree.map(jnp.array, params), opt.init(params),
+                           jnp.zeros((), jnp.int32))
+  order_rng = np.random.default_rng(5)
+  y_all = labels[ROWS]
+  for epoch in range(3):
+    perm = order_rng.permutation(len(ROWS))
+    preds, losses = np.empty(len(ROWS), np.int32), []
+    for s in range(0, len(perm), 16):
+      chunk = perm[s:s + 16]
+      ids, mask = tok.batch(ROWS[chunk], BUCKETS, 16)
+      y = np.zeros(16, np.int32)
+      y[:len(chunk)] = y_all[chunk]
+      w = np.zeros(16, np.float32)
+      w[:len(chunk)] = 1.0
+      state, loss, preds_B = train.train_step(state, ids, mask, y, w, jax.random.key(3), cfg=cfg,
+                                              opt=opt)
+      preds[chunk] = parallel.to_host(preds_B)[:len(chunk)]
+      losses.append(float(loss))
+    f1 = metrics.classification_metrics_from_probs(
+        y_all, np.eye(2, dtype=np.float32)[preds], 2, (1,), prefix="train/")["train/minority_f1"]
+    assert got.history[epoch]["train/loss"] == float(np.mean(losses))
+    assert got.history[epoch]["train/minority_f1"] == f1
+  assert _same_params(got.params, state.params)
