@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import jax
@@ -21,6 +22,7 @@ import numpy as np
 from anchoral_jax.models import bert
 from anchoral_jax.scoring import forward_rows
 from anchoral_jax.tokenize import DEFAULT_BUCKETS, TokenizedTexts, load_tokenizer, tokenize
+from anchoral_jax.workdir import CorruptCacheError, build_lock
 
 
 def normalise(x_NxE: np.ndarray) -> np.ndarray:
@@ -77,27 +79,50 @@ def load_cached(cache_dir: str | os.PathLike, key: str, uid_N: np.ndarray) -> np
   emb_path, manifest = cache_paths(cache_dir, key)
   if not manifest.exists():
     return None
-  with np.load(manifest) as z:
-    uid = z["uid_N"]
-    if "emb_NxE" in z.files and not emb_path.exists():
-      _write_matrix(emb_path, z["emb_NxE"])  # pre-mmap cache (one .npz): convert once
+  try:
+    with np.load(manifest) as z:
+      uid = z["uid_N"]
+      if "emb_NxE" in z.files and not emb_path.exists():
+        _write_matrix(emb_path, z["emb_NxE"])  # pre-mmap cache (one .npz): convert once
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+    raise _corrupt(manifest, e, emb_path) from e
   if not np.array_equal(uid, uid_N):
-    raise ValueError(f"Cached embeddings {manifest} do not match the pool's uids; delete "
-                     f"{manifest} and {emb_path} and embed again (`anchoral embed`).")
+    raise CorruptCacheError(f"Cached embeddings {manifest} do not match the pool's uids; delete "
+                            f"{manifest} and {emb_path} and embed again (`anchoral embed`).")
   if not emb_path.exists():
     return None
-  emb = np.load(emb_path, mmap_mode="r")
+  try:
+    emb = np.load(emb_path, mmap_mode="r")
+  except (OSError, ValueError, EOFError) as e:
+    raise _corrupt(emb_path, e, manifest) from e
   if emb.ndim != 2 or emb.shape[0] != len(uid) or emb.dtype != np.float32:
-    raise ValueError(f"{emb_path} holds a {emb.dtype} {emb.shape} array, expected float32 "
-                     f"[{len(uid)}, E]; delete it and {manifest} and embed again.")
+    raise CorruptCacheError(f"{emb_path} holds a {emb.dtype} {emb.shape} array, expected "
+                            f"float32 [{len(uid)}, E]; delete it and {manifest} and embed again.")
   return emb
+
+
+def _corrupt(path: Path, error: Exception, *also: Path) -> CorruptCacheError:
+  """One message naming the unreadable cache file and the fix: delete it and recompute.
+
+  Never passes numpy's own advice on: for a garbled file it suggests `allow_pickle=`, which
+  would unpickle whatever the file holds (unsafe, and no fix for a truncated write).
+  """
+  reason = ("not a numpy file" if "pickle" in str(error)
+            else f"{type(error).__name__}: {error}")
+  files = " and ".join(str(f) for f in (path, *also))
+  return CorruptCacheError(f"The cache file {path} is corrupt or truncated ({reason}). It is "
+                           f"only a cache: delete {files} and run the command again to "
+                           "recompute it (`anchoral embed`).")
 
 
 def manifest_source(cache_dir: str | os.PathLike, key: str) -> str:
   """Where a cached matrix came from ('encoder', 'import:<path>', or '' when unrecorded)."""
   _, manifest = cache_paths(cache_dir, key)
-  with np.load(manifest) as z:
-    return str(z["source"]) if "source" in z.files else ""
+  try:
+    with np.load(manifest) as z:
+      return str(z["source"]) if "source" in z.files else ""
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    raise _corrupt(manifest, e) from e
 
 
 def _write_matrix(path: Path, emb_NxE: np.ndarray) -> None:
@@ -141,14 +166,27 @@ def pool_embeddings(task, cache_dir: str | os.PathLike, model: str = "all-MiniLM
   row range, so a killed run picks up at the first missing chunk (even with another
   chunk_rows); the chunks are then copied one at a time into the final file.
   """
-  from tqdm.auto import tqdm
-
   cache_dir = Path(cache_dir).expanduser()
   key = cache_key(model, task.fingerprint(), max_length)
   uid_N = task.train.uid
   emb = load_cached(cache_dir, key, uid_N)
   if emb is not None:
     return emb
+  # One process embeds, the others (runs of the same task in other workdirs) wait and load its
+  # result: two at once would embed twice and one would delete the parts the other reads.
+  with build_lock(cache_dir / key):
+    emb = load_cached(cache_dir, key, uid_N)
+    if emb is None:
+      emb = _embed_parts(task, cache_dir, key, model, max_length, batch_size, chunk_rows,
+                         progress)
+  return emb
+
+
+def _embed_parts(task, cache_dir: Path, key: str, model: str, max_length: int, batch_size: int,
+                 chunk_rows: int, progress: bool) -> np.ndarray:
+  from tqdm.auto import tqdm
+
+  uid_N = task.train.uid
   parts = cache_dir / f"{key}.parts"
   parts.mkdir(parents=True, exist_ok=True)
   n = len(task.train)
@@ -160,17 +198,24 @@ def pool_embeddings(task, cache_dir: str | os.PathLike, model: str = "all-MiniLM
       if not part.exists():
         enc = enc or SentenceEncoder(model, max_length)
         out = enc.encode(task.train.text[s:e], batch_size=batch_size, progress=progress)
-        tmp = part.with_name(part.stem + ".tmp.npy")
+        tmp = part.with_name(f"{part.stem}.{os.getpid()}.tmp.npy")  # per process: no races
         np.save(tmp, out)
         os.replace(tmp, part)
       bar.update(e - s)
+  def load_part(s: int, e: int, **kw) -> np.ndarray:
+    part = parts / f"{s:010d}-{e:010d}.npy"
+    try:
+      return np.load(part, **kw)
+    except (OSError, ValueError, EOFError) as err:
+      raise _corrupt(part, err) from err
+
   if ranges:
-    dim = np.load(parts / f"{ranges[0][0]:010d}-{ranges[0][1]:010d}.npy", mmap_mode="r").shape[1]
+    dim = load_part(*ranges[0], mmap_mode="r").shape[1]
   else:
     dim = (enc or SentenceEncoder(model, max_length)).cfg.hidden_size
   out_NxE = open_matrix(cache_dir, key, n, dim)
   for s, e in ranges:
-    out_NxE[s:e] = np.load(parts / f"{s:010d}-{e:010d}.npy")
+    out_NxE[s:e] = load_part(s, e)
   emb = commit_matrix(cache_dir, key, out_NxE, uid_N, source="encoder")
   shutil.rmtree(parts, ignore_errors=True)
   return emb

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from usearch.index import Index
 
+from anchoral_jax.workdir import CorruptCacheError
+
 # Sidecar with what usearch does not store in its own file (build and query-time settings).
 _META_SUFFIX = ".meta.json"
 log = logging.getLogger(__name__)
@@ -184,14 +186,24 @@ class PoolIndex:
     path = Path(path)
     if not path.is_file():
       raise FileNotFoundError(f"No retrieval index at {path}: {_BUILD_HINT}.")
-    info = Index.metadata(str(path))
+    fix = f"delete it (and {path.name}{_META_SUFFIX}) and {_BUILD_HINT}"
+    try:
+      info = Index.metadata(str(path))
+    except (ValueError, RuntimeError, OSError) as e:
+      raise CorruptCacheError(f"{path} is not a readable usearch index ({e}): {fix}.") from e
     if not info:
-      raise ValueError(f"{path} is not a usearch index file: {_BUILD_HINT}.")
+      raise CorruptCacheError(f"{path} is not a usearch index file: {fix}.")
     if "cos" not in str(info["kind_metric"]).lower():
       raise ValueError(f"{path} uses metric {info['kind_metric']}, expected cosine: {_BUILD_HINT}.")
     meta_path = Path(str(path) + _META_SUFFIX)
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    index = Index.restore(str(path), view=view)
+    try:
+      meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+      index = Index.restore(str(path), view=view)
+      if index is None:
+        raise ValueError("usearch could not restore it")
+    except (ValueError, RuntimeError, OSError) as e:  # truncated file, garbled sidecar
+      raise CorruptCacheError(f"The index {path} (or its sidecar {meta_path.name}) is corrupt "
+                              f"or truncated ({e}): {fix}.") from e
     connectivity = int(meta.get("connectivity", index.connectivity))
     expansion_add = int(meta.get("expansion_add", index.expansion_add))
     ef_search = int(meta.get("ef_search", index.expansion_search))

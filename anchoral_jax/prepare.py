@@ -29,6 +29,7 @@ import numpy as np
 from anchoral_jax import embed as embedding
 from anchoral_jax.data import TextTask, load_task
 from anchoral_jax.index import PoolIndex, discard_partial
+from anchoral_jax.workdir import CorruptCacheError, build_lock
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,48 @@ def index_path(config: ml_collections.ConfigDict, task: TextTask) -> Path:
   return _cache(config) / "index" / f"{_key(config, task)}-M{config.index.connectivity}.usearch"
 
 
+def _check_model(field: str, name: str, hint: str = "") -> None:
+  """Fails at once (loop.ConfigError naming the config `field`) when the model `name` is not
+  available locally: otherwise it is found only after the task is loaded and tokenised (or
+  the pool embedded), as a bare FileNotFoundError. Resolves directories, reads no file."""
+  from anchoral_jax.loop import ConfigError
+  from anchoral_jax.models import bert
+
+  try:
+    bert.resolve_model_dir(name)
+  except FileNotFoundError as e:
+    raise ConfigError(f"{field}: {e}{hint}") from e
+
+
+def _check_embed_model(config: ml_collections.ConfigDict) -> None:
+  if not config.index.import_path:  # imported embeddings need no encoder
+    _check_model("index.embed_model", config.index.embed_model)
+
+
+def check_inputs(config: ml_collections.ConfigDict) -> None:
+  """What `anchoral run` needs on disk, checked before any expensive step: the classifier's
+  model and tokenizer, and for the retrieval filters the retrieval encoder, `index.path` and
+  `index.import_path`."""
+  from anchoral_jax.loop import ConfigError
+
+  c = config
+  if c.model.tokenizer:
+    _check_model("model.tokenizer", c.model.tokenizer)
+  if c.model.pretrained or not c.model.tokenizer:  # the weights, or (no tokenizer) the tokenizer
+    _check_model("model.name", c.model.name, "" if c.model.pretrained else
+                 " (model.pretrained=False: set model.tokenizer to the tokenizer's model)")
+  retrieval = c.al.filter in ("seals", "anchoral")
+  if retrieval:
+    _check_embed_model(c)
+  if retrieval and c.index.path and not Path(os.path.expanduser(c.index.path)).is_file():
+    raise ConfigError(f"index.path {c.index.path} does not exist. Build it with `anchoral index` "
+                      "or leave index.path empty to build and cache it automatically.")
+  if retrieval and c.index.import_path and not os.path.isfile(_abspath(c.index.import_path)):
+    raise ConfigError(f"index.import_path {_abspath(c.index.import_path)} does not exist: point "
+                      "it at a parquet file of a pietrolesci/* embedding config (columns uid, "
+                      "embedding_<model>).")
+
+
 # ---------------------------------------------------------------------------------------------
 # Embeddings.
 # ---------------------------------------------------------------------------------------------
@@ -125,6 +168,7 @@ def embeddings(config: ml_collections.ConfigDict, task: TextTask, *,
 def embed(config: ml_collections.ConfigDict, *, chunk_rows: int = CHUNK_ROWS,
           progress: bool = True) -> Path:
   """`anchoral embed`: fill the embeddings cache; returns the matrix path. Re-running resumes."""
+  _check_embed_model(config)
   task = _task(config)
   directory, key = embed_dir(config), _key(config, task)
   path = directory / f"{key}.npy"
@@ -280,25 +324,54 @@ def build_index(config: ml_collections.ConfigDict, emb_NxE: np.ndarray, path: st
 
 def _check_index(idx: PoolIndex, emb_NxE: np.ndarray, path: Path) -> None:
   if len(idx) != emb_NxE.shape[0] or idx.ndim != emb_NxE.shape[1]:
-    raise ValueError(f"The index at {path} holds {len(idx)} vectors of dim {idx.ndim} but the "
-                     f"pool's embeddings are {tuple(emb_NxE.shape)}: delete it and run "
-                     "`anchoral index` again (or fix index.path).")
+    raise CorruptCacheError(
+        f"The index at {path} holds {len(idx)} vectors of dim {idx.ndim} but the pool's "
+        f"embeddings are {tuple(emb_NxE.shape)}: delete it and run `anchoral index` again (or "
+        "fix index.path).")
 
 
 def cached_index(config: ml_collections.ConfigDict, task: TextTask,
                  emb_NxE: np.ndarray) -> PoolIndex:
-  """The loop's index: load it from `index_path`, or build and cache it there first."""
+  """The loop's index: load it from `index_path`, or build and cache it there first.
+
+  The cached build runs under an exclusive lock (`<path>.lock`): runs of one task in other
+  workdirs wait for it and then load the very same graph, instead of racing (the last rename
+  winning) and searching different graphs. A corrupt cached index is rebuilt (it is derived
+  from the embeddings); a corrupt `index.path` is the user's file, so that fails with the fix.
+  """
+  from anchoral_jax.loop import ConfigError
+
   path = index_path(config, task)
-  if not path.exists():
-    if config.index.path:
-      raise FileNotFoundError(f"index.path {path} does not exist. Build it with `anchoral index` "
-                              "or leave index.path empty to build and cache it automatically.")
-    idx = build_index(config, emb_NxE, path, progress=len(emb_NxE) > 50_000)
-  else:
+  if config.index.path:
+    if not path.exists():
+      raise ConfigError(f"index.path {path} does not exist. Build it with `anchoral index` "
+                        "or leave index.path empty to build and cache it automatically.")
     idx = PoolIndex.load(path, view=config.index.view)
-    _check_index(idx, emb_NxE, path)
+  else:
+    idx = _load_or_build(config, emb_NxE, path, progress=len(emb_NxE) > 50_000)
+  _check_index(idx, emb_NxE, path)
   idx.ef_search = config.index.ef_search  # query-time beam width (not part of the cache key)
   return idx
+
+
+def _load_or_build(config: ml_collections.ConfigDict, emb_NxE: np.ndarray, path: Path, *,
+                   progress: bool) -> PoolIndex:
+  """The cached index at `path`, built first (once, under the build lock) if missing or
+  corrupt."""
+  if path.exists():  # the warm path takes no lock
+    try:
+      return PoolIndex.load(path, view=config.index.view)
+    except CorruptCacheError as e:
+      log.warning("Rebuilding the cached index: %s", e)
+  with build_lock(path):
+    if path.exists():  # another process may have built (or rebuilt) it while we waited
+      try:
+        return PoolIndex.load(path, view=config.index.view)
+      except CorruptCacheError as e:
+        log.warning("Rebuilding the cached index: %s", e)
+        discard_partial(Path(str(path) + ".partial"))
+        path.unlink(missing_ok=True)
+    return build_index(config, emb_NxE, path, progress=progress)
 
 
 def index(config: ml_collections.ConfigDict, *, progress: bool = True) -> Path:
@@ -306,16 +379,18 @@ def index(config: ml_collections.ConfigDict, *, progress: bool = True) -> Path:
 
   Embeds (or imports) first when the embeddings are not cached yet.
   """
+  _check_embed_model(config)
   task = _task(config)
   emb_NxE = embeddings(config, task, progress=progress)
   path = index_path(config, task)
-  if path.exists():
-    _check_index(PoolIndex.load(path, view=True), emb_NxE, path)
-    log.info("Index already built at %s (%d vectors); nothing to do (delete it to rebuild).",
-             path, len(emb_NxE))
-    return path
-  t0 = time.perf_counter()
-  build_index(config, emb_NxE, path, progress=progress)
+  with build_lock(path):  # one build per path, even with `anchoral run`s starting next to it
+    if path.exists():
+      _check_index(PoolIndex.load(path, view=True), emb_NxE, path)
+      log.info("Index already built at %s (%d vectors); nothing to do (delete it to rebuild).",
+               path, len(emb_NxE))
+      return path
+    t0 = time.perf_counter()
+    build_index(config, emb_NxE, path, progress=progress)
   log.info("Index of %d x %d built at %s in %.1f s (peak RSS %.0f MiB).", *emb_NxE.shape, path,
            time.perf_counter() - t0, memory_mib()["peak"])
   return path

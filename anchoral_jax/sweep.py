@@ -189,8 +189,11 @@ def build_config(run: Run) -> ml_collections.ConfigDict:
 def expand(config: str, overrides: Mapping[str, Any] | None = None) -> list[Run]:
   """The runs of `path/to/config.py[:arg]`'s sweep; `overrides` apply to every run.
 
-  Every run's config is built here, so a bad argument or key fails before anything starts.
+  Every run's config is built and validated here, so a bad argument, key or value fails
+  before anything starts.
   """
+  from anchoral_jax import loop
+
   path_str, _, base_arg = config.partition(":")
   path = Path(path_str).resolve()
   module = load_module(path)
@@ -227,7 +230,10 @@ def expand(config: str, overrides: Mapping[str, Any] | None = None) -> list[Run]
       if "group" in wandb:
         run_overrides.setdefault("wandb.group", f"{experiment}/{cell}" if cell else experiment)
     run = Run(name, cell, experiment, str(path), arg, run_overrides, point)
-    build_config(run)  # validates the overrides
+    try:  # the overrides' keys and types, then the values: before any run starts, not in each
+      loop.validate(build_config(run))
+    except loop.ConfigError as e:
+      raise loop.ConfigError(f"run {name} of {config}: {e}") from e
     runs.append(run)
   return runs
 

@@ -40,6 +40,50 @@ class IncompleteMetricsError(WorkdirError):
   pass
 
 
+class CorruptCacheError(WorkdirError, ValueError):
+  """A cache file (tokens, embeddings, index) cannot be read; the message names it and says to
+  delete it. A WorkdirError so the CLI reports it in one line with exit status 2; a ValueError
+  for callers that caught the bare parse errors before."""
+
+
+@contextlib.contextmanager
+def build_lock(path: str | os.PathLike) -> Iterator[None]:
+  """Holds an exclusive, blocking `fcntl.flock` on `<path>.lock` while `path` is built.
+
+  Runs of one task in different workdirs share the cache: without this, two cold-cache runs
+  both build the file and the last rename wins, so they may search different (equally valid
+  but not identical) HNSW graphs. With it one process builds and the others wait, then load
+  the same file. The lock file stays (unlinking it would race with a waiter); the kernel drops
+  the lock when its holder dies. Where the filesystem refuses locks, builds go unprotected.
+  """
+  path = Path(path)
+  if fcntl is None:
+    yield
+    return
+  path.parent.mkdir(parents=True, exist_ok=True)
+  lock_path = Path(str(path) + ".lock")
+  fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+  locked = True
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+        log.warning("Cannot lock %s (%s): building %s without protection against a "
+                    "concurrent build.", lock_path, e, path)
+        locked = False
+      else:
+        log.info("Waiting for another process building %s (it holds %s).", path, lock_path)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      if locked:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+  finally:
+    os.close(fd)
+
+
 @contextlib.contextmanager
 def lock(workdir: str | os.PathLike) -> Iterator[None]:
   """Holds `<workdir>/.lock` (non-blocking) until the block ends or the process dies.

@@ -57,30 +57,54 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None,
     where = "exists but is not a file" if path.exists() else "does not exist"
     raise DataFileNotFound(f"Data file {path} {where} (resolved: {path.resolve()}).")
   fmt = file_format or _format_of(path)
+  try:
+    df = _read(path, fmt, columns)
+  except DataFormatError:
+    raise
+  except UnicodeDecodeError as e:
+    raise DataFormatError(
+        f"{path} is not UTF-8 text (byte {e.start}: {e.reason}). Re-save it as UTF-8, e.g. "
+        f"`iconv -f latin1 -t utf-8 {path.name} > fixed{''.join(path.suffixes)}`.") from e
+  except Exception as e:  # pandas/pyarrow parse errors: name the file, keep the parser's words
+    import pandas.errors as pd_errors
+
+    if isinstance(e, pd_errors.EmptyDataError):
+      raise DataFormatError(f"{path} is empty: it needs a header row and data rows.") from e
+    if isinstance(e, pd_errors.ParserError):
+      raise DataFormatError(
+          f"{path} is not a well-formed {fmt.upper()} file ({str(e).strip()}): every line needs "
+          "the header's number of fields; quote fields that contain the separator.") from e
+    if type(e).__module__.startswith("pyarrow") or isinstance(e, (ValueError, OSError)):
+      raise DataFormatError(f"{path} cannot be read as {fmt} ({type(e).__name__}: "
+                            f"{str(e).strip()}): check the file is complete and in that format "
+                            "(or pass file_format=...).") from e
+    raise
+  if columns is not None:
+    require_columns(list(df.columns), columns, path)
+  return df
+
+
+def _read(path: Path, fmt: str, columns: Sequence[str] | None) -> pd.DataFrame:
   if fmt == "parquet":
     import pyarrow.parquet as pq
 
     present = pq.read_schema(path).names
     if columns is not None:
       require_columns(present, columns, path)
-    df = pq.read_table(path, columns=list(columns) if columns else None).to_pandas()
-  elif fmt in ("csv", "tsv"):
+    return pq.read_table(path, columns=list(columns) if columns else None).to_pandas()
+  if fmt in ("csv", "tsv"):
     # keep_default_na=False + na_values=[""]: the literal word "NA"/"null" is text, an empty
     # cell is missing. Labels/uids are parsed below, so read every column as text first.
-    df = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str,
-                     keep_default_na=False, na_values=[""])
-  elif fmt == "jsonl":
-    df = pd.read_json(path, lines=True, dtype=False)
-  elif fmt == "json":
+    return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str,
+                       keep_default_na=False, na_values=[""], encoding="utf-8")
+  if fmt == "jsonl":
+    return pd.read_json(path, lines=True, dtype=False)
+  if fmt == "json":
     try:
-      df = pd.read_json(path, lines=True, dtype=False)
+      return pd.read_json(path, lines=True, dtype=False)
     except ValueError:
-      df = pd.read_json(path, dtype=False)
-  else:
-    raise DataFormatError(f"Unknown file_format {fmt!r} for {path}: use csv, tsv, parquet, jsonl.")
-  if columns is not None:
-    require_columns(list(df.columns), columns, path)
-  return df
+      return pd.read_json(path, dtype=False)
+  raise DataFormatError(f"Unknown file_format {fmt!r} for {path}: use csv, tsv, parquet, jsonl.")
 
 
 def require_columns(present: Sequence[str], wanted: Sequence[str], source: str | Path) -> None:
@@ -103,6 +127,14 @@ def _rows(idx: np.ndarray) -> str:
 def check_texts(values: pd.Series, source: str) -> tuple[str, ...]:
   """Texts as str; missing or blank texts are an error (an empty document cannot be labelled)."""
   arr = values.to_numpy(dtype=object)
+  numeric = np.array([isinstance(t, (int, float, np.number)) and not isinstance(t, bool)
+                      and not pd.isna(t) for t in arr])
+  if numeric.any():  # a number is not a missing text: most likely the wrong column
+    idx = np.flatnonzero(numeric)
+    raise DataFormatError(
+        f"{source}: the text column {values.name!r} holds numbers, not text ({len(idx)} value(s), "
+        f"e.g. {arr[idx[0]]!r} at row {idx[0]}): check text_column names the column with the "
+        "documents, or store the texts as strings.")
   bad = np.array([not isinstance(t, str) or not t.strip() for t in arr])
   if bad.any():
     idx = np.flatnonzero(bad)

@@ -319,7 +319,8 @@ def resolve_model_dir(name_or_path: str) -> Path:
   raise FileNotFoundError(
       f"Model {name_or_path!r} is neither a local directory nor in the local Hugging Face cache "
       f"({hub}). Download it once on a networked machine (e.g. `huggingface-cli download "
-      f"{name_or_path}`) or set model.path to a directory with config.json and model.safetensors.")
+      f"{name_or_path}`), or set the config field that names it (model.name, model.tokenizer or "
+      "index.embed_model) to a directory with config.json and model.safetensors.")
 
 
 def load_pretrained(name_or_path: str, num_labels: int, key: jax.Array,
