@@ -10,6 +10,9 @@
 
 Configs are Python files with `get_config(arg)`; the config is locked, so a typo in an
 override (`--config.al.budgte=...`) fails with the list of valid keys.
+
+run/embed/index keep XLA's compiled programs in `<data.cache_dir>/xla` (a persistent cache:
+later runs skip most compilation); set ANCHORAL_COMPILATION_CACHE=0 to turn it off.
 """
 
 from __future__ import annotations
@@ -74,6 +77,10 @@ def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
   absl_logging.set_verbosity(absl_logging.WARNING)  # orbax/jax chatter off
   logging.getLogger("anchoral_jax").setLevel(logging.INFO)
   config = FLAGS.config
+  if command in ("run", "embed", "index"):
+    from anchoral_jax import parallel
+
+    parallel.enable_compilation_cache(config.data.cache_dir)  # before anything compiles
   if command == "run":
     if not FLAGS.workdir:
       raise app.UsageError("--workdir is required for `anchoral run`.")
@@ -95,6 +102,52 @@ def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
                sbatch=FLAGS.sbatch, devices=FLAGS.devices)
 
 
+def _unknown_override(args: list[str]) -> str | None:
+  """The message for a `--config.<key>` that names no config field, else None.
+
+  config_flags fails on it deep in absl's flag parsing, with a 56-line traceback; checked here
+  against the config the file builds, it is one line naming the key and the close valid ones.
+  """
+  import difflib
+
+  spec = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
+  if spec is None and "--config" in args[:-1]:
+    spec = args[args.index("--config") + 1]
+  keys = [a[len("--config."):].split("=", 1)[0] for a in args if a.startswith("--config.")]
+  if not spec or not keys:
+    return None
+  from ml_collections import ConfigDict
+
+  from anchoral_jax import sweep
+
+  path, _, arg = spec.partition(":")
+  try:
+    config = sweep.load_module(path).get_config(arg or None)
+  except Exception:  # noqa: BLE001 (a bad file or argument: config_flags reports it itself)
+    return None
+
+  def dotted(node, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in node.items():
+      out.append(prefix + k)
+      if isinstance(v, ConfigDict):
+        out += dotted(v, f"{prefix}{k}.")
+    return out
+
+  valid = dotted(config)
+  for key in keys:
+    if key not in valid:
+      close = difflib.get_close_matches(key, valid, n=5, cutoff=0.6)
+      parent = key.rpartition(".")[0]
+      siblings = [v for v in valid if v.rpartition(".")[0] == parent] if parent in valid else []
+      hint = (f"did you mean {', '.join(close)}?" if close else
+              f"valid keys under {parent}: {', '.join(siblings)}." if siblings else
+              f"top-level sections: {', '.join(k for k in valid if '.' not in k)}.")
+      return (f"Unknown config key {key!r} (--config.{key} on the command line) in {path}: "
+              f"{hint} Fix the key's spelling.")
+  return None
+
+
 def main(argv: list[str] | None = None) -> None:
   argv = list(sys.argv if argv is None else argv)
   if len(argv) < 2 or argv[1] in ("-h", "--help", "help") or argv[1] not in COMMANDS:
@@ -109,6 +162,10 @@ def main(argv: list[str] | None = None) -> None:
 
     report.main(argv[2:])
     return
+  unknown = _unknown_override(argv[2:])
+  if unknown:
+    print(f"anchoral {command}: {unknown}", file=sys.stderr)
+    sys.exit(2)
   from absl import app
 
   app.run(_config_main(command), argv=[f"anchoral {command}"] + argv[2:])

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,20 +52,71 @@ class ConfigError(ValueError):
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Fails early, with the fix in the message, on names and sizes that cannot work."""
-  al = config.al
-  if al.strategy not in STRATEGY_OUTPUTS:
-    raise ConfigError(f"Unknown al.strategy {al.strategy!r}; choose from {sorted(STRATEGY_OUTPUTS)}.")
-  if al.filter not in FILTERS:
-    raise ConfigError(f"Unknown al.filter {al.filter!r}; choose from {list(FILTERS)}.")
+  """Fails early, with the fix in the message, on names and sizes that cannot work.
+
+  Runs before anything expensive (task, tokens, training), so a typo or an impossible size costs
+  seconds, not a round of training: several of these used to fail only after training
+  (a zero subpool crashed scoring) or, worse, ran to the end with a silently odd setup (a
+  negative test_size tested on 2 examples). Checks only the config itself, never the
+  filesystem, so `sweep.expand` can run it for every run on any machine.
+  """
+  from anchoral_jax import tracking, train
+
+  c = config
+  al = c.al
+  model_selections = ("train_minority_f1", "val_minority_f1", "last")  # train.TrainConfig's
+  model_dtypes = ("float32", "bfloat16")  # the compute dtypes models/bert.py supports
+
+  def choose(key: str, value, valid) -> None:
+    if value not in valid:
+      raise ConfigError(f"Unknown {key} {value!r}; choose from {list(valid)}.")
+
+  choose("al.strategy", al.strategy, sorted(STRATEGY_OUTPUTS))
+  choose("al.filter", al.filter, FILTERS)
   for key in ("anchor_strategy", "minority_anchor_strategy", "majority_anchor_strategy"):
-    val = config.anchoral.get(key)
-    if val and val not in filters.ANCHOR_STRATEGIES:
-      raise ConfigError(
-          f"Unknown anchoral.{key} {val!r}; choose from {list(filters.ANCHOR_STRATEGIES)}.")
-  for key in ("budget", "query_size", "initial_size"):
-    if al[key] <= 0:
-      raise ConfigError(f"al.{key} must be positive (got {al[key]}).")
+    val = c.anchoral.get(key)
+    if val:  # "" = anchor_strategy for the per-class ones
+      choose(f"anchoral.{key}", val, filters.ANCHOR_STRATEGIES)
+  choose("anchoral.sampling", c.anchoral.sampling, filters.SUBPOOL_SAMPLING)
+  choose("train.model_selection", c.train.model_selection, model_selections)
+  choose("train.trainable", c.train.trainable, train.TRAINABLE)
+  choose("model.pooling", c.model.pooling, bert.POOLINGS)
+  choose("model.dtype", c.model.dtype, model_dtypes)
+  if "wandb" in c and c.wandb.get("mode") is not None:
+    try:
+      tracking.resolve_wandb_mode(c.wandb.mode)
+    except ValueError as e:
+      raise ConfigError(f"wandb.mode: {e} (aliases: dryrun = offline, run = online).") from e
+  if not c.model.pretrained and c.model.name not in bert.PRESETS:
+    raise ConfigError(f"model.pretrained=False builds a random model from a preset, but "
+                      f"model.name {c.model.name!r} is not one; choose from {list(bert.PRESETS)} "
+                      "(or set model.pretrained=True for a checkpoint).")
+
+  positive = {"al.budget": al.budget, "al.query_size": al.query_size,
+              "al.initial_size": al.initial_size, "al.subpool_size": al.subpool_size,
+              "data.max_length": c.data.max_length, "train.batch_size": c.train.batch_size,
+              "train.eval_batch_size": c.train.eval_batch_size}
+  if al.filter == "anchoral":
+    positive["anchoral.num_anchors"] = c.anchoral.num_anchors
+    positive["anchoral.num_neighbours"] = c.anchoral.num_neighbours
+  if al.filter == "seals":
+    positive["seals.num_neighbours"] = c.seals.num_neighbours
+  if al.filter in ("seals", "anchoral"):
+    for key in ("embed_max_length", "embed_batch_size", "connectivity", "expansion_add",
+                "ef_search"):
+      positive[f"index.{key}"] = c.index[key]
+  for key, value in positive.items():
+    if value <= 0:
+      raise ConfigError(f"{key} must be positive (got {value}).")
+  non_negative = {"data.test_size": (c.data.test_size, "0 = the full test split"),
+                  "data.val_size": (c.data.val_size, "0 = no validation set"),
+                  "al.initial_per_minority": (al.initial_per_minority, "per minority class"),
+                  "train.epochs": (c.train.epochs, "0 = train.min_steps steps")}
+  for key, (value, meaning) in non_negative.items():
+    if value < 0:
+      raise ConfigError(f"{key} must be >= 0 ({meaning}), got {value}.")
+  if c.train.epochs == 0 and c.train.min_steps <= 0:
+    raise ConfigError("train.epochs = 0 and train.min_steps <= 0 would never train; raise one.")
   if al.budget <= al.initial_size:
     raise ConfigError(f"al.budget ({al.budget}) is the total labelled size, initial set "
                       f"included: it must exceed al.initial_size ({al.initial_size}).")
@@ -72,7 +124,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"al.budget - al.initial_size ({al.budget} - {al.initial_size}) must be a "
                       f"multiple of al.query_size ({al.query_size}): query rounds = "
                       "(budget - initial_size) / query_size.")
-  if config.train.model_selection == "val_minority_f1" and config.data.val_size <= 0:
+  if c.train.model_selection == "val_minority_f1" and c.data.val_size <= 0:
     raise ConfigError("train.model_selection='val_minority_f1' needs data.val_size > 0.")
 
 
@@ -158,7 +210,11 @@ def _cached_tokens(cache: Path, model_dir: Path, fingerprint: str, split: str, t
   tok_id = hashlib.sha256(str(Path(model_dir).resolve()).encode()).hexdigest()[:8]
   path = cache / "tokens" / f"{tok_id}-{fingerprint}-{split}-L{max_length}.npz"
   if path.exists():
-    return TokenizedTexts.load(path)
+    try:
+      return TokenizedTexts.load(path)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+      # A derived cache: re-tokenising is safe and cheap, so rebuild instead of failing.
+      log.warning("Token cache %s is unreadable (%s); tokenising again.", path, e)
   tok = tokenize(tokenizer, texts, max_length, progress=len(texts) > 50_000)
   tok.save(path)
   return tok
@@ -227,9 +283,14 @@ class ALState:
 
 @contextlib.contextmanager
 def _timer(timers: dict[str, float], name: str) -> Iterator[None]:
+  """Adds the block's wall seconds to `timers[name]`, less the JAX compilation inside it, which
+  goes to `timers["compile"]`: compiling a program (once per shape and process, or read from
+  the persistent cache) is no cost of the step itself (a round-0 query was ~50x round 1's)."""
   t0 = time.perf_counter()
-  yield
-  timers[name] = timers.get(name, 0.0) + time.perf_counter() - t0
+  with parallel.compile_clock() as compiled:
+    yield
+  timers[name] = timers.get(name, 0.0) + time.perf_counter() - t0 - compiled.seconds
+  timers["compile"] = timers.get("compile", 0.0) + compiled.seconds
 
 
 def _anchor_strategy_for(c, minority: tuple[int, ...]):
@@ -303,7 +364,8 @@ def acquire(c, setup: Setup, state: ALState, params, subpool: np.ndarray, unlabe
     elif name in strategies.UNCERTAINTY_SCORES:
       pick = strategies.topk(strategies.UNCERTAINTY_SCORES[name](out["logits"]), k)
     elif name == "badge":
-      probs = np.asarray(jax.nn.softmax(out["logits"], axis=-1))
+      # numpy, not jax.nn.softmax: host arrays of a new shape every round would compile anew.
+      probs = np.exp(strategies._log_softmax(out["logits"]))
       pick = strategies.badge_select(probs, out["pooled"], k, rng)
     else:
       pick = strategies.ftbertkm_select(out["cls"], k, rng)
@@ -375,6 +437,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
 
 def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> list[dict]:
   c = config
+  from anchoral_jax import prepare
+
+  prepare.check_inputs(c)  # models, index files: before any expensive step
   primary = parallel.is_primary()
   workdir.mkdir(parents=True, exist_ok=True)
   hparams = workdir / "hparams.json"
@@ -383,13 +448,36 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> list[dict]:
     previous = json.loads(hparams.read_text()) if hparams.exists() else resolved
   except ValueError:  # hand-edited into invalid JSON: not the same config
     previous = None
+
+  def flat(d, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+      out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+  # Keys that only say where things are kept or logged: resuming with them changed cannot mix
+  # results (the caches are keyed by content; index.path/view load the same graph).
+  def inert(key: str) -> bool:
+    return key.startswith("wandb.") or key in ("data.cache_dir", "index.path", "index.view")
+
   if previous != resolved:
-    if workdir_lib.has_committed_round(workdir):
-      raise ConfigError(f"{workdir} holds a run with a different config ({hparams}); use a new "
-                        "--workdir or the same config to resume.")
-    # No round committed (an earlier try failed in its set-up, or before its first
-    # checkpoint): nothing to mix, so the corrected command may take the workdir over.
-    log.warning("%s: no round committed yet; replacing the config of an earlier try.", hparams)
+    old, new = flat(previous or {}), flat(resolved)
+    changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k, "<unset>") !=
+               new.get(k, "<unset>")]
+    blocking = [k for k in changed if not inert(k)] if previous is not None else ["<all>"]
+    if not blocking:
+      log.info("%s: only settings that cannot change results differ (%s); resuming with them "
+               "updated.", hparams, ", ".join(changed))
+    elif workdir_lib.has_committed_round(workdir):
+      diff = ("; ".join(f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
+                        for k in blocking) if previous is not None
+              else f"{hparams} is not valid JSON")
+      raise ConfigError(f"{workdir} holds a run with a different config ({diff}). Use a new "
+                        "--workdir, or the workdir's config to resume (see its hparams.json).")
+    else:
+      # No round committed (an earlier try failed in its set-up, or before its first
+      # checkpoint): nothing to mix, so the corrected command may take the workdir over.
+      log.warning("%s: no round committed yet; replacing the config of an earlier try.", hparams)
   if primary:
     write_text_atomic(hparams, json.dumps(resolved, indent=2, sort_keys=True))
   if (workdir / "DONE").exists():
@@ -448,13 +536,18 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> list[dict]:
       new_rows = np.zeros(0, np.int64)
       if r < num_rounds:
         t_query = time.perf_counter()
-        is_unlabelled = np.zeros(len(labels), bool)  # a mask: setdiff1d costs ~1 s at 1M rows
-        is_unlabelled[setup.pool_rows] = True
-        is_unlabelled[state.labelled_rows] = False
-        unlabelled = np.flatnonzero(is_unlabelled)
-        subpool = build_subpool(c, setup, state, fitted.params, unlabelled, timers, info)
-        new_rows = acquire(c, setup, state, fitted.params, subpool, unlabelled, timers, info)
-        timers["query"] = time.perf_counter() - t_query
+        compile_before = timers.get("compile", 0.0)
+        # time/query excludes compilation (time/compile): see `_timer`.
+        with parallel.compile_clock() as compiled:
+          is_unlabelled = np.zeros(len(labels), bool)  # a mask: setdiff1d costs ~1 s at 1M rows
+          is_unlabelled[setup.pool_rows] = True
+          is_unlabelled[state.labelled_rows] = False
+          unlabelled = np.flatnonzero(is_unlabelled)
+          subpool = build_subpool(c, setup, state, fitted.params, unlabelled, timers, info)
+          new_rows = acquire(c, setup, state, fitted.params, subpool, unlabelled, timers, info)
+        timers["query"] = time.perf_counter() - t_query - compiled.seconds
+        # The part timers took their own compilation out; the query's clock spans them all.
+        timers["compile"] = compile_before + compiled.seconds
         state.cumulative_query_s += timers["query"]
         record.update({
             "subpool/size": int(len(subpool)),
