@@ -64,7 +64,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
   c = config
   al = c.al
-  model_selections = ("train_minority_f1", "val_minority_f1", "last")  # train.TrainConfig's
   model_dtypes = ("float32", "bfloat16")  # the compute dtypes models/bert.py supports
 
   def choose(key: str, value, valid) -> None:
@@ -78,7 +77,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if val:  # "" = anchor_strategy for the per-class ones
       choose(f"anchoral.{key}", val, filters.ANCHOR_STRATEGIES)
   choose("anchoral.sampling", c.anchoral.sampling, filters.SUBPOOL_SAMPLING)
-  choose("train.model_selection", c.train.model_selection, model_selections)
+  choose("train.model_selection", c.train.model_selection, train.MODEL_SELECTIONS)
   choose("train.trainable", c.train.trainable, train.TRAINABLE)
   choose("model.pooling", c.model.pooling, bert.POOLINGS)
   choose("model.dtype", c.model.dtype, model_dtypes)
@@ -365,7 +364,7 @@ def acquire(c, setup: Setup, state: ALState, params, subpool: np.ndarray, unlabe
       pick = strategies.topk(strategies.UNCERTAINTY_SCORES[name](out["logits"]), k)
     elif name == "badge":
       # numpy, not jax.nn.softmax: host arrays of a new shape every round would compile anew.
-      probs = np.exp(strategies._log_softmax(out["logits"]))
+      probs = strategies.softmax(out["logits"])
       pick = strategies.badge_select(probs, out["pooled"], k, rng)
     else:
       pick = strategies.ftbertkm_select(out["cls"], k, rng)

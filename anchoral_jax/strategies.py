@@ -41,6 +41,11 @@ def _log_softmax(logits_NxC: np.ndarray) -> np.ndarray:
   return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
+def softmax(logits_NxC: np.ndarray) -> np.ndarray:
+  """p = softmax(logits) on the host (float64 maths, float32 out)."""
+  return np.exp(_log_softmax(logits_NxC)).astype(np.float32)
+
+
 def entropy(logits_NxC: np.ndarray) -> np.ndarray:
   """H(p) = -sum_c p_c log p_c with p = softmax(logits); higher = more uncertain."""
   logp_NxC = _log_softmax(logits_NxC)

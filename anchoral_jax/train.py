@@ -35,6 +35,7 @@ from anchoral_jax.scoring import forward_rows
 from anchoral_jax.tokenize import DEFAULT_BUCKETS, TokenizedTexts
 
 TRAINABLE = ("all", "head")
+MODEL_SELECTIONS = ("train_minority_f1", "val_minority_f1", "last")
 HEAD = ("classifier",)  # the parameters a "head" regime trains
 
 
@@ -57,7 +58,7 @@ class TrainConfig:
     if self.trainable not in TRAINABLE:
       raise ValueError(f"Unknown train.trainable {self.trainable!r}; choose from "
                        f"{list(TRAINABLE)}.")
-    if self.model_selection not in ("train_minority_f1", "val_minority_f1", "last"):
+    if self.model_selection not in MODEL_SELECTIONS:
       raise ValueError(f"Unknown train.model_selection {self.model_selection!r}; use "
                        "'train_minority_f1' (paper), 'val_minority_f1' or 'last'.")
 
