@@ -47,3 +47,22 @@ def tiny_config(cache_dir, pool_size: int, test_size: int, **overrides):
       node = node[p]
     node[last] = value
   return c
+
+
+def marker_tokens(rng, n: int, positive_rate: float, vocab_high: int = 3000):
+  """n random token rows and labels; class-1 rows carry marker tokens (id 7), so a tiny model
+  has something to learn. Returns (TokenizedTexts, labels_N)."""
+  import numpy as np
+
+  from anchoral_jax.tokenize import TokenizedTexts
+
+  labels = (rng.random(n) < positive_rate).astype(np.int32)
+  rows = []
+  for y in labels:
+    ids = rng.integers(1000, vocab_high, size=rng.integers(6, 20))
+    if y:
+      ids[rng.integers(0, len(ids), size=3)] = 7
+    rows.append(np.concatenate([[101], ids, [102]]).astype(np.int32))
+  offsets = np.zeros(n + 1, np.int64)
+  np.cumsum([len(r) for r in rows], out=offsets[1:])
+  return TokenizedTexts(np.concatenate(rows), offsets), labels

@@ -12,7 +12,6 @@ import pytest
 
 from anchoral_jax import filters, loop, regimes
 from anchoral_jax.models import bert
-from anchoral_jax.tokenize import TokenizedTexts
 from anchoral_jax.tracking import load_metrics
 from anchoral_jax.train import TrainConfig, fit
 
@@ -20,17 +19,7 @@ N = 320
 
 
 def _tokens(rng):
-  """Random token rows; class-1 rows carry marker tokens, so there is something to learn."""
-  labels = (rng.random(N) < 0.15).astype(np.int32)
-  rows = []
-  for y in labels:
-    ids = rng.integers(1000, 3000, size=rng.integers(6, 20))
-    if y:
-      ids[rng.integers(0, len(ids), size=3)] = 7
-    rows.append(np.concatenate([[101], ids, [102]]).astype(np.int32))
-  offsets = np.zeros(N + 1, np.int64)
-  np.cumsum([len(r) for r in rows], out=offsets[1:])
-  return TokenizedTexts(np.concatenate(rows), offsets), labels
+  return conftest.marker_tokens(rng, N, 0.15)
 
 
 @pytest.fixture(scope="module")

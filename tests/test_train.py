@@ -6,6 +6,7 @@ few seconds on a CPU."""
 
 import dataclasses
 
+import conftest
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +14,6 @@ import pytest
 
 from anchoral_jax import metrics, parallel, train
 from anchoral_jax.models import bert
-from anchoral_jax.tokenize import TokenizedTexts
 from anchoral_jax.train import TrainConfig, fit, num_epochs
 
 N = 96
@@ -23,17 +23,7 @@ VAL_ROWS = np.arange(48, 96, dtype=np.int64)
 
 
 def _tokens(rng):
-  """Random token rows; class-1 rows carry marker tokens, so there is something to learn."""
-  labels = (rng.random(N) < 0.3).astype(np.int32)
-  rows = []
-  for y in labels:
-    ids = rng.integers(1000, 1100, size=rng.integers(6, 20))
-    if y:
-      ids[rng.integers(0, len(ids), size=3)] = 7
-    rows.append(np.concatenate([[101], ids, [102]]).astype(np.int32))
-  offsets = np.zeros(N + 1, np.int64)
-  np.cumsum([len(r) for r in rows], out=offsets[1:])
-  return TokenizedTexts(np.concatenate(rows), offsets), labels
+  return conftest.marker_tokens(rng, N, 0.3, vocab_high=1100)
 
 
 @pytest.fixture(scope="module")
