@@ -126,25 +126,24 @@ def _key(value: Any) -> str:
 
 
 def variant_keys(runs: Sequence[RunData]) -> list[str]:
-  """Config fields besides dataset/strategy/filter that differ between runs (seeds excluded).
+  """Config fields besides dataset/strategy/filter that differ between runs of one dataset
+  (seeds excluded).
 
-  `data.*` fields that follow from the dataset (constant within each dataset) do not count, nor
-  do fields some runs lack (written by another version of the code) if the rest agree.
+  Fields constant within each dataset do not count: they follow from the dataset (its `data.*`
+  fields, or sizes scaled with its pool as in configs/reproduce_cpu.py). Nor do fields some runs
+  lack (written by another version of the code) if the rest agree.
   """
   keys = sorted({k for r in runs for k in r.hparams})
   out = []
   for k in keys:
     if _ignored(k) or k in ("data.name", "al.strategy", "al.filter"):
       continue
-    if len({_key(r.hparams[k]) for r in runs if k in r.hparams}) < 2:
+    per_dataset = collections.defaultdict(set)
+    for r in runs:
+      if k in r.hparams:
+        per_dataset[r.dataset].add(_key(r.hparams[k]))
+    if all(len(v) == 1 for v in per_dataset.values()):
       continue
-    if k.startswith("data."):
-      per_dataset = collections.defaultdict(set)
-      for r in runs:
-        if k in r.hparams:
-          per_dataset[r.dataset].add(_key(r.hparams[k]))
-      if all(len(v) == 1 for v in per_dataset.values()):
-        continue
     out.append(k)
   return out
 
@@ -167,11 +166,16 @@ def variant_label(run: RunData, keys: Sequence[str], modes: Mapping[str, str]) -
 def cells(runs: Sequence[RunData]) -> dict[tuple[str, str, str, str], list[RunData]]:
   """(dataset, strategy, filter, variant) -> runs, in the paper's row order."""
   keys = variant_keys(runs)
-  modes = {k: collections.Counter(_key(r.hparams[k]) for r in runs if k in r.hparams)
-           .most_common(1)[0][0] for k in keys}
+  by_dataset = collections.defaultdict(list)
+  for r in runs:
+    by_dataset[r.dataset].append(r)
+  modes = {  # per dataset: a variant is named against its own dataset's usual value
+      d: {k: collections.Counter(_key(r.hparams[k]) for r in members if k in r.hparams)
+          .most_common(1)[0][0] for k in keys if any(k in r.hparams for r in members)}
+      for d, members in by_dataset.items()}
   out: dict[tuple[str, str, str, str], list[RunData]] = collections.defaultdict(list)
   for r in runs:
-    out[(r.dataset, r.strategy, r.filter, variant_label(r, keys, modes))].append(r)
+    out[(r.dataset, r.strategy, r.filter, variant_label(r, keys, modes[r.dataset]))].append(r)
   return dict(sorted(out.items(), key=lambda kv: _row_order(kv[0][1:]) + (kv[0][0],)))
 
 

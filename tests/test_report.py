@@ -280,3 +280,17 @@ def test_plots_clamp_unit_axes_keep_overlaps_visible_and_show_the_pool(summary_r
   (ax,) = report.figure("dsS", groups, report.SUBPOOL_SHARE, "round", "share").axes
   pool = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
   assert len(pool) == 1 and list(pool[0].get_ydata()) == pytest.approx([0.1, 0.09, 0.08, 0.07])
+
+
+def test_fields_that_follow_from_the_dataset_do_not_split_cells(tmp_path):
+  """Sizes scaled per dataset (constant within each) are no variant; an ablation within one
+  dataset is, named against that dataset's usual value."""
+  seeds = ((1, 1, 1), (2, 2, 2))
+  for i, s in enumerate(seeds):
+    write_run(tmp_path / f"a{i}", "dsA", "entropy", "anchoral", 10, s, 0.5, 1.0)
+    write_run(tmp_path / f"b{i}", "dsB", "entropy", "anchoral", 7, s, 0.4, 1.0)
+    write_run(tmp_path / f"a50-{i}", "dsA", "entropy", "anchoral", 50, s, 0.3, 1.0)
+  groups = report.cells(report.find_runs(tmp_path))
+  assert {k: len(v) for k, v in groups.items()} == {
+      ("dsA", "entropy", "anchoral", ""): 2, ("dsB", "entropy", "anchoral", ""): 2,
+      ("dsA", "entropy", "anchoral", "num_anchors=50"): 2}
