@@ -7,6 +7,8 @@
                   [--backend local|slurm|multihost|dry] [--sbatch=--gres=gpu:1 ...]
                   [--config.key=value ...  (applied to every run)]
   anchoral report RUNS_DIR [--out DIR]   (tables as Markdown/CSV and PNG plots)
+  anchoral config --config ...[:arg] [--config.key=value ...]  (print the resolved config, JSON)
+  anchoral env    (JAX backend and devices, package versions, cache dir, compilation cache)
 
 Configs are Python files with `get_config(arg)`; the config is locked, so a typo in an
 override (`--config.al.budgte=...`) fails with the list of valid keys.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import logging
 import sys
 
-COMMANDS = ("run", "embed", "index", "sweep", "report")
+COMMANDS = ("run", "embed", "index", "sweep", "report", "config", "env")
 
 USAGE = __doc__
 
@@ -77,6 +79,9 @@ def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
   absl_logging.set_verbosity(absl_logging.WARNING)  # orbax/jax chatter off
   logging.getLogger("anchoral_jax").setLevel(logging.INFO)
   config = FLAGS.config
+  if command == "config":  # what a run would use, overrides applied; runs nothing
+    print(config.to_json_best_effort(indent=2, sort_keys=True))
+    return
   if command in ("run", "embed", "index"):
     from anchoral_jax import parallel
 
@@ -100,6 +105,29 @@ def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
     sweep.main(FLAGS["config"].config_filename, FLAGS.runs_dir, parallel=FLAGS.parallel,
                backend=FLAGS.backend, overrides=FLAGS["config"].override_values,
                sbatch=FLAGS.sbatch, devices=FLAGS.devices)
+
+
+def env_report() -> str:
+  """What `anchoral env` prints: what a bug report or a slow run needs to know about the
+  machine, without running anything."""
+  import os
+
+  import jax
+
+  from anchoral_jax import parallel, workdir
+  from anchoral_jax.config import base
+
+  cache = os.path.expanduser(base().data.cache_dir)
+  on = os.environ.get(parallel.COMPILATION_CACHE_ENV, "1").strip().lower() not in (
+      "0", "false", "off", "no")
+  lines = [f"jax backend: {jax.default_backend()}",
+           f"devices: {', '.join(str(d) for d in jax.devices())}"]
+  lines += [f"{k}: {v or 'not installed'}" for k, v in workdir.package_versions().items()]
+  lines += [f"git commit: {workdir.git_sha() or '(not a git checkout)'}",
+            f"cache dir (default data.cache_dir): {cache}",
+            "XLA compilation cache: " + (f"on ({cache}/xla; run/embed/index)" if on else
+                                         f"off ({parallel.COMPILATION_CACHE_ENV}=0)")]
+  return "\n".join(lines)
 
 
 def _unknown_override(args: list[str]) -> str | None:
@@ -161,6 +189,12 @@ def main(argv: list[str] | None = None) -> None:
     from anchoral_jax import report
 
     report.main(argv[2:])
+    return
+  if command == "env":
+    if len(argv) > 2:
+      print(f"anchoral env takes no arguments (got {' '.join(argv[2:])}).", file=sys.stderr)
+      sys.exit(2)
+    print(env_report())
     return
   unknown = _unknown_override(argv[2:])
   if unknown:

@@ -180,7 +180,10 @@ class Setup:
 
     self.emb_NxE = None
     self.index = None
-    if c.al.filter in ("seals", "anchoral"):
+    # AnchorAL never filters a pool that cannot exceed its cap (build_subpool hands the whole
+    # unlabelled pool over): no embeddings or index to build then (a warning says so).
+    never_filters = len(pool_rows) - c.al.initial_size <= c.al.subpool_size
+    if c.al.filter == "seals" or (c.al.filter == "anchoral" and not never_filters):
       from anchoral_jax import prepare  # imported or computed, one cache with `anchoral embed`
 
       self.emb_NxE = prepare.embeddings(c, task, encoder_mean=self._shared_mean(c, model_dir))
@@ -485,6 +488,17 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> list[dict]:
 
   setup = Setup(c)
   task = setup.task
+  # Before any round: checkpoints address pool rows by position (workdir.py).
+  workdir_lib.check_data_fingerprint(
+      workdir, workdir_lib.data_fingerprint(task, c.data.name), write=primary)
+  if (c.al.filter in ("anchoral", "randomsubset")
+      and len(setup.pool_rows) - c.al.initial_size <= c.al.subpool_size):
+    # build_subpool then hands the whole unlabelled pool to the strategy every round: the run
+    # is plain `al.filter=none` whatever the filter says (a tiny pool or a large subpool cap).
+    log.warning("al.filter=%s has no effect: the unlabelled pool (%d items after the %d initial "
+                "labels) never exceeds al.subpool_size=%d, so every round queries the whole "
+                "pool. Lower al.subpool_size to filter.", c.al.filter,
+                len(setup.pool_rows) - c.al.initial_size, c.al.initial_size, c.al.subpool_size)
   log.info("%s", task.describe())
   state = ALState(c, setup)
   ckpt = checkpoint.RoundCheckpointer(workdir / "checkpoints")
@@ -501,8 +515,10 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> list[dict]:
   wandb_cfg = {k: v for k, v in c.wandb.to_dict().items() if v not in ("", None)}
   wandb_cfg.setdefault("dir", str(workdir))
   wandb_cfg.setdefault("name", workdir.name)
-  tracker = (tracking.make_tracker(workdir, wandb_cfg, resolved) if primary
-             else tracking.NoOpTracker())
+  # Which code and packages produced the results: one entry per start (workdir.py).
+  starts = workdir_lib.record_provenance(workdir) if primary else []
+  tracker = (tracking.make_tracker(workdir, wandb_cfg, {**resolved, "provenance": starts})
+             if primary else tracking.NoOpTracker())
   ran: list[dict] = []  # this process's records (what a non-primary process returns)
   num_rounds = common.num_query_rounds(c)
   labels = task.train.labels

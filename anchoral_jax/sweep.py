@@ -21,7 +21,8 @@ same workdir continues from its last checkpoint. Backends:
              after the other, each across all hosts via jax.distributed (launch/multihost.sh.tmpl).
   dry        lists the runs and their commands; writes nothing.
 Each backend but dry writes `<run>/overrides.json` (the point, the command) and a manifest
-`<runs_dir>/_sweep/<experiment>.jsonl`.
+`<runs_dir>/_sweep/<experiment>.jsonl`; slurm and multihost also write a new
+`<runs_dir>/_sweep/<experiment>-<UTC time>.commands` per submission (see `write_commands`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import dataclasses
 import datetime
 import functools
 import importlib.util
+import itertools
 import json
 import os
 import shlex
@@ -273,12 +275,27 @@ def write_run_files(runs: Sequence[Run], runs_dir: str | os.PathLike) -> Path:
 
 
 def write_commands(runs: Sequence[Run], runs_dir: str | os.PathLike) -> Path:
-  """`_sweep/<experiment>.commands`: one `workdir<TAB>anchoral arguments` line per run."""
+  """A new `_sweep/<experiment>-<UTC time>.commands`: one `workdir<TAB>anchoral arguments` line
+  per run; the generated script names it.
+
+  Never rewritten: a pending or requeued Slurm array task reads its line by number long after
+  submission, so a re-run of the sweep (fewer unfinished runs, other line numbers) must not
+  touch the file an earlier submission reads. Created exclusively: two submissions within the
+  same second get `-2`, `-3`, ... suffixes instead of sharing a file."""
   runs_dir = Path(runs_dir).resolve()
-  path = runs_dir / SWEEP_DIR / f"{runs[0].experiment}.commands"
-  write_text_atomic(path, "".join(f"{r.workdir(runs_dir)}\t{shlex.join(r.argv(runs_dir))}\n"
-                            for r in runs))
-  return path
+  sweep_dir = runs_dir / SWEEP_DIR
+  sweep_dir.mkdir(parents=True, exist_ok=True)
+  stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+  text = "".join(f"{r.workdir(runs_dir)}\t{shlex.join(r.argv(runs_dir))}\n" for r in runs)
+  for n in itertools.count(1):
+    path = sweep_dir / f"{runs[0].experiment}-{stamp}{'' if n == 1 else f'-{n}'}.commands"
+    try:
+      with open(path, "x") as f:
+        f.write(text)
+    except FileExistsError:
+      continue
+    return path
+  raise AssertionError("unreachable")
 
 
 def _write_json(path: Path, obj: Any) -> None:

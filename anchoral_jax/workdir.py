@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from anchoral_jax.fileio import write_text_atomic
 
 try:
   import fcntl
@@ -37,6 +40,10 @@ class WorkdirInUseError(WorkdirError):
 
 
 class IncompleteMetricsError(WorkdirError):
+  pass
+
+
+class DataChangedError(WorkdirError):
   pass
 
 
@@ -147,6 +154,108 @@ def has_committed_round(workdir: str | os.PathLike) -> bool:
     return True
   ckpts = workdir / "checkpoints"
   return ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir())
+
+
+DATA_FINGERPRINT_NAME = "data_fingerprint.json"
+
+
+def data_fingerprint(task, data_name: str) -> dict:
+  """What identifies the data a run's checkpoints point into: they hold pool row positions, so
+  the same config over a reordered or edited file would silently label other items."""
+  return {"data.name": data_name, "train": task.fingerprint("train"),
+          "test": task.fingerprint("test"), "pool_size": int(len(task.train)),
+          "test_size": int(len(task.test))}
+
+
+def check_data_fingerprint(workdir: str | os.PathLike, current: dict, write: bool = True) -> None:
+  """Writes `<workdir>/data_fingerprint.json` at the first run; on a resume (a round committed)
+  fails with DataChangedError naming what differs, before any round runs.
+
+  Without a committed round nothing can be mixed, so a differing file is replaced (as for
+  hparams.json). `write=False` checks only (non-primary processes of a multi-host run)."""
+  workdir = Path(workdir)
+  path = workdir / DATA_FINGERPRINT_NAME
+  if path.exists():
+    try:
+      previous = json.loads(path.read_text())
+    except ValueError:
+      previous = None
+    if previous != current and has_committed_round(workdir):
+      if not isinstance(previous, dict):
+        what = f"{path} is not valid JSON"
+      else:
+        what = "; ".join(f"{k}: {previous.get(k, '<unset>')!r} -> {current.get(k, '<unset>')!r}"
+                         for k in sorted(previous.keys() | current.keys())
+                         if previous.get(k, "<unset>") != current.get(k, "<unset>"))
+      raise DataChangedError(
+          f"{workdir} holds a run over different data ({what}): its checkpoints address pool "
+          "rows by position, so resuming would label other items. Restore the data file the "
+          "run started with, or start over in a new --workdir.")
+    if previous == current:
+      return
+  if write:
+    write_text_atomic(path, json.dumps(current, indent=2, sort_keys=True) + "\n")
+
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "usearch", "transformers",
+            "wandb")
+
+
+def package_versions() -> dict[str, str]:
+  """Installed versions of the packages that decide results (installed metadata: importing
+  them all would cost seconds); "" for one not installed."""
+  from importlib import metadata
+
+  out = {}
+  for name in PACKAGES:
+    try:
+      out[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+      out[name] = ""
+  return out
+
+
+def git_sha(timeout_s: float = 5.0) -> str:
+  """The commit of the code (`git rev-parse HEAD` in the package's checkout), or "" when it is
+  not a git checkout (an installed wheel) or git is missing or hangs."""
+  import subprocess
+
+  try:
+    r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                       capture_output=True, text=True, timeout=timeout_s)
+  except (OSError, subprocess.SubprocessError):
+    return ""
+  return r.stdout.strip() if r.returncode == 0 else ""
+
+
+PROVENANCE_NAME = "provenance.json"
+
+
+def record_provenance(workdir: str | os.PathLike) -> list[dict]:
+  """Appends this start (time, host, code commit, package versions) to
+  `<workdir>/provenance.json` and returns all starts, oldest first.
+
+  A list, never overwritten: a run resumed after an upgrade or a `git pull` mixes two code
+  versions, and the file is how a reader of its results finds out. An unreadable file (edited
+  by hand) is kept as `provenance.json.unreadable` rather than lost or blocking the run."""
+  import time
+
+  path = Path(workdir) / PROVENANCE_NAME
+  starts: list = []
+  if path.exists():
+    try:
+      starts = json.loads(path.read_text())
+    except ValueError:
+      starts = None
+    if not isinstance(starts, list):
+      log.warning("%s is not a list of starts; kept as %s.unreadable, starting a new list.",
+                  path, path.name)
+      os.replace(path, path.with_name(path.name + ".unreadable"))
+      starts = []
+  starts.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
+                 "git_sha": git_sha(), "versions": package_versions()})
+  write_text_atomic(path, json.dumps(starts, indent=2) + "\n")
+  return starts
 
 
 def check_rounds_logged(path: str | os.PathLike, steps: Sequence[int], num_rounds: int) -> None:

@@ -94,13 +94,35 @@ def test_slurm_script_content(tmp_path):
     assert line in text, line
   assert "{{" not in text
   subprocess.run(["bash", "-n", str(script)], check=True)
-  commands = (runs_dir / "_sweep" / "main.commands").read_text().splitlines()
+  (commands_file,) = (runs_dir / "_sweep").glob("main-*.commands")
+  assert f'"{commands_file}"' in text  # the script names this submission's file
+  commands = commands_file.read_text().splitlines()
   assert len(commands) == 19
   assert all(c.split("\t")[0] == str(r.workdir(runs_dir)) for c, r in zip(commands, runs[1:], strict=True))
   manifest = [json.loads(x) for x in (runs_dir / "_sweep" / "main.jsonl").read_text().splitlines()]
   assert len(manifest) == 20 and manifest[0]["done"] and not manifest[1]["done"]
   saved = json.loads((runs_dir / runs[1].name / "overrides.json").read_text())
   assert saved["overrides"]["al.initial_seed"] == 123456 and saved["cell"] == runs[1].cell
+
+
+def test_each_slurm_submission_gets_its_own_never_rewritten_commands_file(tmp_path):
+  """A pending or requeued array reads its commands file by line number: a re-run of the sweep
+  (here after a run finished: fewer lines) must write a new file, not rewrite the old one."""
+  runs_dir = tmp_path / "runs"
+  sweep.main(f"{MAIN}:runlocal,seeds=2", runs_dir, backend="slurm")
+  (first,) = (runs_dir / "_sweep").glob("main-*.commands")
+  before = first.read_text()
+  assert len(before.splitlines()) == 20
+  runs = sweep.expand(f"{MAIN}:runlocal,seeds=2")
+  runs[0].workdir(runs_dir).mkdir(parents=True, exist_ok=True)
+  (runs[0].workdir(runs_dir) / "DONE").write_text("x\n")
+  sweep.main(f"{MAIN}:runlocal,seeds=2", runs_dir, backend="slurm")
+  files = sorted((runs_dir / "_sweep").glob("main-*.commands"))
+  assert len(files) == 2 and first.read_text() == before  # the first is untouched
+  (second,) = [f for f in files if f != first]
+  assert len(second.read_text().splitlines()) == 19
+  script = (runs_dir / "_sweep" / "main.sbatch").read_text()
+  assert str(second) in script and str(first) not in script
 
 
 def test_slurm_task_runs_its_line_and_requeues_on_usr1(tmp_path):

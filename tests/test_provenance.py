@@ -1,0 +1,59 @@
+"""Every start of a run records which code (git commit) and package versions produced it, in
+`<workdir>/provenance.json` (a list, appended on resume) and in the W&B config."""
+
+import json
+import re
+import subprocess
+
+import conftest
+
+from anchoral_jax import loop, tracking
+from anchoral_jax import workdir as workdir_lib
+
+
+def test_record_provenance_appends_and_keeps_an_unreadable_file(tmp_path):
+  first = workdir_lib.record_provenance(tmp_path)
+  assert len(first) == 1
+  entry = first[0]
+  assert set(entry) == {"started", "host", "git_sha", "versions"}
+  assert set(entry["versions"]) == set(workdir_lib.PACKAGES)
+  assert entry["versions"]["jax"]  # installed here
+  assert entry["git_sha"] == "" or re.fullmatch(r"[0-9a-f]{40}", entry["git_sha"])
+  second = workdir_lib.record_provenance(tmp_path)
+  assert len(second) == 2 and second[0] == entry
+  assert json.loads((tmp_path / "provenance.json").read_text()) == second
+  (tmp_path / "provenance.json").write_text("{not json")
+  assert len(workdir_lib.record_provenance(tmp_path)) == 1
+  assert (tmp_path / "provenance.json.unreadable").read_text() == "{not json"
+
+
+def test_git_sha_is_empty_without_git(monkeypatch):
+  def no_git(*a, **k):
+    raise FileNotFoundError("git")
+
+  monkeypatch.setattr(subprocess, "run", no_git)
+  assert workdir_lib.git_sha() == ""
+
+
+def test_run_records_provenance_per_start_and_in_the_wandb_config(tmp_path, cache_dir,
+                                                                   monkeypatch):
+  seen = []
+  real = tracking.make_tracker
+
+  def spy(workdir, wandb_cfg, run_config):
+    seen.append(run_config)
+    return real(workdir, wandb_cfg, run_config)
+
+  monkeypatch.setattr(tracking, "make_tracker", spy)
+  c = conftest.tiny_config(cache_dir, 600, 100, **{
+      "data.test_size": 0, "al.budget": 125, "al.filter": "none"})
+  workdir = tmp_path / "run"
+  loop.run(c, workdir)
+  starts = json.loads((workdir / "provenance.json").read_text())
+  assert len(starts) == 1 and starts[0]["git_sha"] == workdir_lib.git_sha()
+  assert seen[0]["provenance"] == starts and seen[0]["al"]["budget"] == 125
+  (workdir / "DONE").unlink()  # a resume (killed before DONE) appends, never overwrites
+  loop.run(c, workdir)
+  again = json.loads((workdir / "provenance.json").read_text())
+  assert len(again) == 2 and again[0] == starts[0]
+  assert seen[1]["provenance"] == again
