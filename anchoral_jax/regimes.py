@@ -204,8 +204,8 @@ def encoder_features(params: Params, cfg: BertConfig, tok: TokenizedTexts, cache
 
 
 def _capacity(n: int) -> int:
-  """Padded labelled-set size: a power of two >= 128, so a run compiles `fit_head` a few times
-  (P = 128 ... 8192 for up to 5,000 labels), not once per round."""
+  """Padded labelled-set size: a power of two >= 128, so `fit_head` compiles once per run when
+  the regime knows the run's final labelled size, and a few times otherwise, never per round."""
   return max(128, 1 << (max(n, 1) - 1).bit_length())
 
 
@@ -220,13 +220,14 @@ class HeadRegime:
   minority: tuple[int, ...]
   data_seed: int
   dropout_key: jax.Array
+  max_labelled: int = 0  # the run's final labelled size (al.budget): one padded shape per run
 
   def fit(self, init_params, rows, labels, val=None) -> FitResult:
     tc = self.tc
     rows = np.asarray(rows, np.int64)
     labels = np.asarray(labels, np.int32)
     n = len(rows)
-    p, bs = _capacity(n), tc.batch_size
+    p, bs = _capacity(max(n, self.max_labelled)), tc.batch_size
     pooled = self.features["pool"]["pooled"]
     x_PxH = np.zeros((p, pooled.shape[1]), np.float32)
     x_PxH[:n] = pooled[rows]
@@ -297,4 +298,4 @@ def make(c, task, cfg: BertConfig, init_params: Params, dropout_key: jax.Array,
           encoder_id, task.fingerprint(splits[split]), split, c.data.max_length, cfg),
           tc.eval_batch_size)
       for split, tok in tokens.items()}
-  return HeadRegime(features=features, **shared)
+  return HeadRegime(features=features, max_labelled=c.al.budget, **shared)

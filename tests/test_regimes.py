@@ -94,6 +94,13 @@ def test_fit_head_compiles_once_per_capacity(setting):
   for n in (101, 125, 128):  # same padded capacity (128): no new program
     head.fit(params, np.arange(n), labels[:n])
   assert regimes.fit_head._cache_size() == before
+  # Knowing the run's final labelled size: one shape from the first round to the last.
+  sized = dataclasses.replace(head, max_labelled=300)
+  sized.fit(params, np.arange(100), labels[:100])
+  once = regimes.fit_head._cache_size()
+  for n in (150, 260, 300):
+    sized.fit(params, np.arange(n), labels[:n])
+  assert regimes.fit_head._cache_size() == once
 
 
 POOL, TEST = 1500, 200
