@@ -69,21 +69,32 @@ def build_lock(path: str | os.PathLike) -> Iterator[None]:
     return
   path.parent.mkdir(parents=True, exist_ok=True)
   lock_path = Path(str(path) + ".lock")
-  fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-  locked = True
-  try:
+
+  def acquire(fd: int) -> bool:
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
       if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
         log.warning("Cannot lock %s (%s): building %s without protection against a "
                     "concurrent build.", lock_path, e, path)
-        locked = False
-      else:
-        log.info("Waiting for another process building %s (it holds %s).", path, lock_path)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        return False
+      log.info("Waiting for another process building %s (it holds %s).", path, lock_path)
+      fcntl.flock(fd, fcntl.LOCK_EX)
+    return True
+
+  with _held(lock_path, acquire):
+    yield
+
+
+@contextlib.contextmanager
+def _held(lock_path: Path, acquire) -> Iterator[int | None]:
+  """Opens `lock_path` and holds the lock `acquire(fd)` takes (True: taken, False: the
+  filesystem has no locks) for the block; yields the fd while locked, else None."""
+  fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    locked = acquire(fd)
     try:
-      yield
+      yield fd if locked else None
     finally:
       if locked:
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -105,20 +116,12 @@ def lock(workdir: str | os.PathLike) -> Iterator[None]:
     return
   workdir.mkdir(parents=True, exist_ok=True)
   path = workdir / LOCK_NAME
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-  try:
-    locked = _try_lock(fd, path)
-    if locked:
+  with _held(path, lambda fd: _try_lock(fd, path)) as fd:
+    if fd is not None:
       os.ftruncate(fd, 0)
       os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
       os.fsync(fd)
-    try:
-      yield
-    finally:
-      if locked:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-  finally:
-    os.close(fd)
+    yield
 
 
 def _try_lock(fd: int, path: Path) -> bool:
