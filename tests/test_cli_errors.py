@@ -254,7 +254,7 @@ def test_cli_corrupt_embeddings_exit_2_naming_the_file(tmp_path):
   cache = tmp_path / "cache"
   args = [f"--config.data.cache_dir={cache}", "--config.wandb.mode=disabled",
           "--config.data.kwargs.pool_size=300", "--config.data.kwargs.test_size=50",
-          "--config.data.test_size=50"]
+          "--config.data.test_size=50", "--config.al.subpool_size=100"]  # AnchorAL filters
   config = tiny_config(cache, 300, 50, **{"data.test_size": 50})
   task = prepare._task(config)
   directory, key = prepare.embed_dir(config), prepare._key(config, task)

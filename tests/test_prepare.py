@@ -172,6 +172,7 @@ def test_index_is_built_once_and_setup_loads_the_same_files(tmp_path, task, monk
   assert prepare.index(c, progress=False) == built and built.stat().st_mtime_ns == stamp
 
   c.al.filter = "anchoral"
+  c.al.subpool_size = 100  # < the pool: AnchorAL filters, so Setup needs the index
   setup = loop.Setup(c)
   assert isinstance(setup.emb_NxE, np.memmap)
   assert Path(setup.emb_NxE.filename).parent == (tmp_path / "cache" / "embeddings").resolve()
