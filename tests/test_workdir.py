@@ -359,8 +359,9 @@ def test_stop_children_escalates_and_sweep_helpers_are_harmless_elsewhere():
   deaf = subprocess.Popen(["bash", "-c", 'trap "" TERM; exec sleep 300'],
                           start_new_session=True)
   try:
-    if LINUX:  # past the trap once it is sleep
-      _wait_for(lambda: b"sleep" in _cmdline(deaf.pid), 10, "the child to be sleeping")
+    if LINUX:  # past the trap once it is sleep (bash's own command line mentions sleep too)
+      _wait_for(lambda: _cmdline(deaf.pid).split(b"\0")[0].endswith(b"sleep"), 10,
+                "the child to be sleeping")
     sweep.stop_children([deaf], grace_s=0.5)
     assert deaf.returncode == -signal.SIGKILL if LINUX else deaf.returncode < 0
   finally:
