@@ -268,6 +268,26 @@ def test_cli_corrupt_embeddings_exit_2_naming_the_file(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # 6. Cold-cache races: one build per file, the others wait and load it.
 
+def _concurrently(fn, n: int) -> tuple[list, list]:
+  """Runs `fn` in `n` threads at once; returns (results, exceptions)."""
+  import threading
+
+  out, errors = [], []
+
+  def worker():
+    try:
+      out.append(fn())
+    except Exception as e:  # noqa: BLE001 (returned to the test)
+      errors.append(e)
+
+  threads = [threading.Thread(target=worker) for _ in range(n)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  return out, errors
+
+
 def test_concurrent_cold_index_builds_build_once(tmp_path, monkeypatch):
   import threading
   import time
@@ -286,19 +306,7 @@ def test_concurrent_cold_index_builds_build_once(tmp_path, monkeypatch):
     return real(*a, **kw)
 
   monkeypatch.setattr(prepare, "build_index", slow_build)
-  out, errors = [], []
-
-  def worker():
-    try:
-      out.append(prepare.cached_index(config, task, emb))
-    except Exception as e:  # noqa: BLE001 (reported below)
-      errors.append(e)
-
-  threads = [threading.Thread(target=worker) for _ in range(3)]
-  for t in threads:
-    t.start()
-  for t in threads:
-    t.join()
+  out, errors = _concurrently(lambda: prepare.cached_index(config, task, emb), 3)
   assert not errors and len(built) == 1 and len(out) == 3
   q = emb[:3]
   results = [idx.search(q, 5)[0] for idx in out]
@@ -307,7 +315,6 @@ def test_concurrent_cold_index_builds_build_once(tmp_path, monkeypatch):
 
 
 def test_concurrent_cold_embeddings_embed_once(tmp_path, monkeypatch):
-  import threading
   import time
 
   from anchoral_jax import embed
@@ -325,20 +332,8 @@ def test_concurrent_cold_embeddings_embed_once(tmp_path, monkeypatch):
 
   monkeypatch.setattr(embed, "SentenceEncoder", FakeEncoder)
   task = _small_task()
-  out, errors = [], []
-
-  def worker():
-    try:
-      out.append(np.asarray(embed.pool_embeddings(task, tmp_path, "fake", 16, chunk_rows=10,
-                                                  progress=False)))
-    except Exception as e:  # noqa: BLE001 (reported below)
-      errors.append(e)
-
-  threads = [threading.Thread(target=worker) for _ in range(2)]
-  for t in threads:
-    t.start()
-  for t in threads:
-    t.join()
+  out, errors = _concurrently(lambda: np.asarray(embed.pool_embeddings(
+      task, tmp_path, "fake", 16, chunk_rows=10, progress=False)), 2)
   assert not errors, errors
   assert calls == [10, 10, 10, 10]  # each chunk embedded once, not once per process
   np.testing.assert_array_equal(out[0], out[1])
