@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from anchoral_jax.models import bert
+from anchoral_jax import models
 from anchoral_jax.scoring import forward_rows
 from anchoral_jax.tokenize import DEFAULT_BUCKETS, TokenizedTexts, load_tokenizer, tokenize
 from anchoral_jax.workdir import CorruptCacheError, build_lock
@@ -30,7 +30,7 @@ def normalise(x_NxE: np.ndarray) -> np.ndarray:
   return (x_NxE / np.maximum(norm, 1e-12)).astype(np.float32)
 
 
-def embed_tokenized(params: bert.Params, cfg: bert.BertConfig, tok: TokenizedTexts,
+def embed_tokenized(params: models.Params, cfg: models.ModelConfig, tok: TokenizedTexts,
                     rows: np.ndarray | None = None, batch_size: int = 128,
                     buckets=DEFAULT_BUCKETS, progress: bool = True) -> np.ndarray:
   """Unit-norm mean-pooled last-layer embeddings of `rows` (default: all) -> emb_NxH."""
@@ -47,10 +47,10 @@ class SentenceEncoder:
                dtype: str = "float32"):
     self.model = model
     self.max_length = max_length
-    model_dir = bert.resolve_model_dir(model)
+    model_dir = models.resolve_model_dir(model)
     self.tokenizer = load_tokenizer(model_dir)
-    self.cfg, self.params = bert.load_pretrained(str(model_dir), num_labels=2,
-                                                 key=jax.random.key(0), dtype=dtype)
+    self.cfg, self.params = models.load_pretrained(str(model_dir), num_labels=2,
+                                                   key=jax.random.key(0), dtype=dtype)
 
   def tokenize(self, texts, progress: bool = False) -> TokenizedTexts:
     return tokenize(self.tokenizer, texts, self.max_length, progress=progress)

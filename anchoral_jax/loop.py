@@ -28,13 +28,21 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from anchoral_jax import checkpoint, filters, metrics, parallel, regimes, strategies, tracking
+from anchoral_jax import (
+  checkpoint,
+  filters,
+  metrics,
+  models,
+  parallel,
+  regimes,
+  strategies,
+  tracking,
+)
 from anchoral_jax import config as common
 from anchoral_jax import workdir as workdir_lib
 from anchoral_jax.data import TextTask, load_task
 from anchoral_jax.data.task import stratified_rows
 from anchoral_jax.fileio import write_text_atomic
-from anchoral_jax.models import bert
 from anchoral_jax.tokenize import TokenizedTexts, load_tokenizer, tokenize
 
 log = logging.getLogger(__name__)
@@ -64,7 +72,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
   c = config
   al = c.al
-  model_dtypes = ("float32", "bfloat16")  # the compute dtypes models/bert.py supports
+  model_dtypes = ("float32", "bfloat16")  # the compute dtypes every model family supports
 
   def choose(key: str, value, valid) -> None:
     if value not in valid:
@@ -79,16 +87,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
   choose("anchoral.sampling", c.anchoral.sampling, filters.SUBPOOL_SAMPLING)
   choose("train.model_selection", c.train.model_selection, train.MODEL_SELECTIONS)
   choose("train.trainable", c.train.trainable, train.TRAINABLE)
-  choose("model.pooling", c.model.pooling, bert.POOLINGS)
+  choose("model.pooling", c.model.pooling, models.POOLINGS)
   choose("model.dtype", c.model.dtype, model_dtypes)
   if "wandb" in c and c.wandb.get("mode") is not None:
     try:
       tracking.resolve_wandb_mode(c.wandb.mode)
     except ValueError as e:
       raise ConfigError(f"wandb.mode: {e} (aliases: dryrun = offline, run = online).") from e
-  if not c.model.pretrained and c.model.name not in bert.PRESETS:
+  if not c.model.pretrained and c.model.name not in models.PRESETS:
     raise ConfigError(f"model.pretrained=False builds a random model from a preset, but "
-                      f"model.name {c.model.name!r} is not one; choose from {list(bert.PRESETS)} "
+                      f"model.name {c.model.name!r} is not one; choose from {sorted(models.PRESETS)} "
                       "(or set model.pretrained=True for a checkpoint).")
 
   positive = {"al.budget": al.budget, "al.query_size": al.query_size,
@@ -155,8 +163,7 @@ class Setup:
           f"included) > {n_pool} pool items in {task.name}. Lower al.budget.")
 
     cache = Path(os.path.expanduser(c.data.cache_dir))
-    model_dir = (bert.resolve_model_dir(c.model.tokenizer) if c.model.tokenizer
-                 else bert.resolve_model_dir(c.model.name))
+    model_dir = models.resolve_model_dir(c.model.tokenizer or c.model.name)
     tokenizer = load_tokenizer(model_dir)
     self.pool_tok = _cached_tokens(cache, model_dir, task.fingerprint("train"), "train",
                                    task.train.text, tokenizer, c.data.max_length)
@@ -166,14 +173,12 @@ class Setup:
     key = jax.random.key(c.model.seed)
     init_key, self.dropout_key = jax.random.split(key)
     if c.model.pretrained:
-      self.cfg, self.init_params = bert.load_pretrained(
+      self.cfg, self.init_params = models.load_pretrained(
           c.model.name, task.num_classes, init_key, dtype=c.model.dtype, pooling=c.model.pooling)
-      encoder_id = str(bert.resolve_model_dir(c.model.name).resolve())
+      encoder_id = str(models.resolve_model_dir(c.model.name).resolve())
     else:
-      base = bert.PRESETS[c.model.name]
-      self.cfg = bert.BertConfig(**{**base.__dict__, "num_labels": task.num_classes,
-                                    "dtype": c.model.dtype, "pooling": c.model.pooling})
-      self.init_params = bert.init_params(self.cfg, init_key)
+      self.cfg = models.preset(c.model.name, task.num_classes, c.model.dtype, c.model.pooling)
+      self.init_params = models.init_params(self.cfg, init_key)
       encoder_id = f"random:{c.model.name}:{c.model.seed}"
     self.regime = regimes.make(c, task, self.cfg, self.init_params, self.dropout_key,
                                {"pool": self.pool_tok, "test": self.test_tok}, cache, encoder_id)
@@ -197,7 +202,7 @@ class Setup:
         or c.model.dtype != "float32" or c.index.import_path
         or c.index.embed_max_length != c.data.max_length):
       return None
-    if bert.resolve_model_dir(c.index.embed_model).resolve() != Path(model_dir).resolve():
+    if models.resolve_model_dir(c.index.embed_model).resolve() != Path(model_dir).resolve():
       return None
     return self.regime.features["pool"]["mean"]
 

@@ -90,11 +90,11 @@ def _check_model(field: str, name: str, hint: str = "") -> None:
   """Fails at once (loop.ConfigError naming the config `field`) when the model `name` is not
   available locally: otherwise it is found only after the task is loaded and tokenised (or
   the pool embedded), as a bare FileNotFoundError. Resolves directories, reads no file."""
+  from anchoral_jax import models
   from anchoral_jax.loop import ConfigError
-  from anchoral_jax.models import bert
 
   try:
-    bert.resolve_model_dir(name)
+    models.resolve_model_dir(name)
   except FileNotFoundError as e:
     raise ConfigError(f"{field}: {e}{hint}") from e
 
@@ -290,7 +290,7 @@ def model_dim(model: str) -> int | None:
   """Hidden size of a locally available encoder (to check imported dims), else None."""
   import json
 
-  from anchoral_jax.models.bert import resolve_model_dir
+  from anchoral_jax.models import resolve_model_dir
 
   try:
     cfg = json.loads((resolve_model_dir(model) / "config.json").read_text())

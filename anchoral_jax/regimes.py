@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -43,7 +44,7 @@ import numpy as np
 import optax
 
 from anchoral_jax import metrics
-from anchoral_jax.models.bert import BertConfig, Params
+from anchoral_jax.models import ModelConfig, Params
 from anchoral_jax.scoring import forward_rows
 from anchoral_jax.tokenize import TokenizedTexts
 from anchoral_jax.train import FitResult, TrainConfig, fit, make_optimizer, num_epochs
@@ -65,7 +66,7 @@ class Regime(Protocol):
 class FullRegime:
   """The paper's regime: fine-tune everything; every output is an encoder forward."""
 
-  cfg: BertConfig
+  cfg: ModelConfig
   tc: TrainConfig
   tokens: dict[str, TokenizedTexts]  # "pool" / "test"
   num_classes: int
@@ -169,14 +170,14 @@ def fit_head(head: Params, x_PxH, y_P, n, perms_ExQ, epochs, key, xval_VxH, yval
 
 
 def feature_cache_key(model_id: str, fingerprint: str, split: str, max_length: int,
-                      cfg: BertConfig) -> str:
+                      cfg: ModelConfig) -> str:
   """Names one split's cached encoder outputs (the encoder, its pooling and dtype, the text)."""
   ident = json.dumps([model_id, cfg.pooling, cfg.dtype, cfg.hidden_size], sort_keys=True)
   return (f"{hashlib.sha256(ident.encode()).hexdigest()[:10]}-{fingerprint}-{split}"
           f"-L{max_length}")
 
 
-def encoder_features(params: Params, cfg: BertConfig, tok: TokenizedTexts, cache_dir: Path,
+def encoder_features(params: Params, cfg: ModelConfig, tok: TokenizedTexts, cache_dir: Path,
                      key: str, batch_size: int) -> dict[str, np.ndarray]:
   """The frozen encoder's outputs for every row of `tok` (read-only memmaps), cached.
 
@@ -213,7 +214,7 @@ def _capacity(n: int) -> int:
 class HeadRegime:
   """Frozen encoder, cached features, the linear head trained in one program per round."""
 
-  cfg: BertConfig
+  cfg: ModelConfig
   tc: TrainConfig
   features: dict[str, dict[str, np.ndarray]]  # split -> FEATURE_KEYS -> [N, H]
   num_classes: int
@@ -246,6 +247,7 @@ class HeadRegime:
     yval = np.zeros(max(nv, 1), np.int32)
     yval[:nv] = vlabels
     # The optimiser sees only the head's parameters here: plain AdamW (tc's, unmasked).
+    t0 = time.perf_counter()
     head, best_epoch, run, steps, losses_E, preds_ExP = jax.device_get(fit_head(
         init_params["classifier"], x_PxH, y_P, n, perms_ExQ, epochs, self.dropout_key, xval,
         yval, nv, opt=make_optimizer(dataclasses.replace(tc, trainable="all")), batch_size=bs, minority=self.minority,
@@ -263,6 +265,11 @@ class HeadRegime:
       vlogits = self.outputs(params, "pool", vrows, ("logits",))["logits"]
       history[int(best_epoch)].update(metrics.classification_metrics(
           vlabels, vlogits, self.num_classes, self.minority, prefix="val/"))
+    # Progress: the round is one compiled call, so one line for it (train.fit logs per epoch).
+    log.info("head trained: %d/%d epochs run, best epoch %d (train minority F1 %.3f), %.1f s",
+             int(run), epochs, int(best_epoch) + 1,
+             history[int(best_epoch)].get("train/minority_f1", float("nan")) if history else
+             float("nan"), time.perf_counter() - t0)
     return FitResult(params, int(best_epoch), int(run), int(steps), history)
 
   def outputs(self, params, split, rows, keys):
@@ -283,7 +290,7 @@ class HeadRegime:
     return out
 
 
-def make(c, task, cfg: BertConfig, init_params: Params, dropout_key: jax.Array,
+def make(c, task, cfg: ModelConfig, init_params: Params, dropout_key: jax.Array,
          tokens: dict[str, TokenizedTexts], cache_dir: Path, encoder_id: str) -> Regime:
   """The regime `c.train.trainable` names; "head" encodes (or loads) the cached features."""
   tc = TrainConfig(**c.train.to_dict())

@@ -16,22 +16,22 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from anchoral_jax import parallel
-from anchoral_jax.models.bert import BertClassifier, BertConfig, Params
+from anchoral_jax import models, parallel
+from anchoral_jax.models import ModelConfig, Params
 from anchoral_jax.tokenize import DEFAULT_BUCKETS, TokenizedTexts
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "keys"))
-def predict(params: Params, ids_BxL: jax.Array, mask_BxL: jax.Array, *, cfg: BertConfig,
+def predict(params: Params, ids_BxL: jax.Array, mask_BxL: jax.Array, *, cfg: ModelConfig,
             keys: tuple[str, ...] = ("logits",)) -> dict[str, jax.Array]:
   """Eval-mode forward (dropout off) returning the requested outputs."""
-  logits_BxC, out = BertClassifier(cfg).apply({"params": params}, ids_BxL, mask_BxL,
-                                              deterministic=True)
+  logits_BxC, out = models.classifier(cfg).apply({"params": params}, ids_BxL, mask_BxL,
+                                                 deterministic=True)
   out = {"logits": logits_BxC, **out}
   return {k: out[k] for k in keys}
 
 
-def forward_rows(params: Params, cfg: BertConfig, tok: TokenizedTexts, rows: np.ndarray,
+def forward_rows(params: Params, cfg: ModelConfig, tok: TokenizedTexts, rows: np.ndarray,
                  keys: Sequence[str] = ("logits",), batch_size: int = 64,
                  buckets: Sequence[int] = DEFAULT_BUCKETS, progress: bool = False,
                  desc: str = "score") -> dict[str, np.ndarray]:

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
+import time
 from collections.abc import Sequence
 
 import jax
@@ -29,8 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from anchoral_jax import metrics, parallel
-from anchoral_jax.models.bert import BertClassifier, BertConfig, Params
+from anchoral_jax import metrics, models, parallel
+from anchoral_jax.models import ModelConfig, Params
 from anchoral_jax.scoring import forward_rows
 from anchoral_jax.tokenize import DEFAULT_BUCKETS, TokenizedTexts
 
@@ -94,15 +96,16 @@ jax.tree_util.register_dataclass(TrainState, data_fields=["params", "opt_state",
 
 @functools.partial(jax.jit, static_argnames=("cfg", "opt"), donate_argnums=(0,))
 def train_step(state: TrainState, ids_BxL, mask_BxL, labels_B, weight_B, key: jax.Array, *,
-               cfg: BertConfig, opt: optax.GradientTransformation):
+               cfg: ModelConfig, opt: optax.GradientTransformation):
   """One AdamW step on a padded batch; returns the new state, the loss and the training-mode
   predictions (argmax, int32): all `fit` needs, kept small so that its once-per-epoch fetch is
   cheap, and left on device so that dispatch runs ahead of the host."""
   dropout_key = jax.random.fold_in(key, state.step)
 
   def loss_fn(params):
-    logits_BxC, _ = BertClassifier(cfg).apply({"params": params}, ids_BxL, mask_BxL,
-                                              deterministic=False, rngs={"dropout": dropout_key})
+    logits_BxC, _ = models.classifier(cfg).apply({"params": params}, ids_BxL, mask_BxL,
+                                                 deterministic=False,
+                                                 rngs={"dropout": dropout_key})
     ce_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxC, labels_B)
     loss = (ce_B * weight_B).sum() / jnp.maximum(weight_B.sum(), 1.0)
     return loss, logits_BxC
@@ -128,7 +131,10 @@ class FitResult:
   history: list[dict]  # per epoch: loss, train metrics, val metrics
 
 
-def fit(init_params: Params, cfg: BertConfig, tc: TrainConfig, tok: TokenizedTexts,
+log = logging.getLogger(__name__)
+
+
+def fit(init_params: Params, cfg: ModelConfig, tc: TrainConfig, tok: TokenizedTexts,
         rows: np.ndarray, labels: np.ndarray, *, num_classes: int,
         minority_classes: Sequence[int], data_seed: int, dropout_key: jax.Array,
         val: tuple[TokenizedTexts, np.ndarray, np.ndarray] | None = None,
@@ -149,6 +155,7 @@ def fit(init_params: Params, cfg: BertConfig, tc: TrainConfig, tok: TokenizedTex
   history = []
   steps = 0
   for epoch in range(epochs):
+    t_epoch = time.perf_counter()
     perm = order_rng.permutation(len(rows))
     chunks, preds_dev, losses_dev = [], [], []
     # No device-to-host transfer inside the epoch: the host prepares batch i+1 while the device
@@ -187,6 +194,11 @@ def fit(init_params: Params, cfg: BertConfig, tc: TrainConfig, tok: TokenizedTex
       record.update(metrics.classification_metrics(
           vlabels, vlogits, num_classes, minority_classes, prefix="val/"))
     history.append(record)
+    # Progress (a round trains for minutes on a CPU): from the epoch's one fetch, no extra sync.
+    log.info("epoch %d/%d: train loss %.4f, train minority F1 %.3f%s, %.1f s", epoch + 1, epochs,
+             loss_mean, record.get("train/minority_f1", float("nan")),
+             f", val minority F1 {record['val/minority_f1']:.3f}" if val is not None else "",
+             time.perf_counter() - t_epoch)
     if tc.model_selection == "last":
       continue
     score = record["train/minority_f1" if tc.model_selection == "train_minority_f1"

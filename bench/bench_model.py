@@ -38,7 +38,7 @@ import numpy as np
 
 from anchoral_jax import scoring, train
 from anchoral_jax.data import load_task
-from anchoral_jax.models import bert
+from anchoral_jax.models import bert, hf
 from anchoral_jax.tokenize import (
   DEFAULT_BUCKETS,
   TokenizedTexts,
@@ -96,7 +96,7 @@ def torch_model(cfg: bert.BertConfig, params: bert.Params, device: str):
       attention_probs_dropout_prob=cfg.attention_probs_dropout_prob, num_labels=cfg.num_labels,
       hidden_act="gelu")
   model = transformers.BertForSequenceClassification(hf_cfg)
-  flat = bert._flatten(params)
+  flat = hf.flatten(params)
   state = {}
   for path, (name, transpose) in bert._hf_name_map(cfg).items():
     w = np.asarray(flat[path], np.float32)

@@ -1,7 +1,9 @@
 """The Flax BERT against independent references: Hugging Face PyTorch BertModel (when torch is
 installed) or golden values produced by it (tests/make_golden.py)."""
 
+import dataclasses
 import importlib.util
+import json
 from pathlib import Path
 
 import jax
@@ -9,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from anchoral_jax.models import bert
+from anchoral_jax import models
+from anchoral_jax.models import bert, hf
 
 GOLDEN = Path(__file__).parent / "golden" / "minilm.npz"
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -113,6 +116,41 @@ def test_missing_model_errors(tmp_path):
     bert.resolve_model_dir("no-such-org/no-such-model")
   with pytest.raises(FileNotFoundError, match="model.safetensors"):
     bert.read_hf_state_dict(tmp_path)
-  (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
-  with pytest.raises(ValueError, match="BERT-family"):
+  with pytest.raises(models.ModelLoadError, match="config.json is missing"):
+    models.load_pretrained(str(tmp_path), 2, jax.random.key(0))
+  (tmp_path / "config.json").write_text('{"model_type": "bart"}')
+  with pytest.raises(models.ModelLoadError, match="'bart', which has no Flax implementation"):
+    models.load_pretrained(str(tmp_path), 2, jax.random.key(0))
+  with pytest.raises(models.ModelLoadError, match="model_type 'bert'"):
     bert.BertConfig.from_hf(tmp_path)
+
+
+def test_checkpoint_conversion_is_strict(tmp_path):
+  """A checkpoint tensor the model does not read, or one it needs and the checkpoint lacks, is
+  an error naming the tensor: a silent mismatch would train a half-random model."""
+  from safetensors.numpy import save_file
+
+  cfg = dataclasses.replace(bert.PRESETS["tiny"], vocab_size=100, max_position_embeddings=16)
+  params = bert.init_params(cfg, jax.random.key(0))
+  flat = hf.flatten(params)
+  state = {name: np.ascontiguousarray(np.asarray(flat[path]).T if t else np.asarray(flat[path]))
+           for path, (name, t) in bert._hf_name_map(cfg).items()}
+  got, kept = bert.params_from_hf(state, cfg, bert.init_params(cfg, jax.random.key(1)))
+  assert sorted(kept) == ["classifier/bias", "classifier/kernel"]
+  for path, leaf in hf.flatten(got).items():
+    if path[0] != "classifier":
+      np.testing.assert_array_equal(leaf, flat[path])  # every parameter round-trips
+  extra = {**state, "encoder.layer.7.output.dense.weight": np.zeros((2, 2), np.float32)}
+  with pytest.raises(models.ModelLoadError, match=r"not use: encoder\.layer\.7\.output"):
+    bert.params_from_hf(extra, cfg, params)
+  lacking = {k: v for k, v in state.items() if k != "encoder.layer.1.output.dense.bias"}
+  with pytest.raises(models.ModelLoadError, match=r"not in the checkpoint: encoder\.layer\.1"):
+    bert.params_from_hf(lacking, cfg, params)
+  # A whole directory: config.json + model.safetensors, loaded through the family registry.
+  (tmp_path / "config.json").write_text(json.dumps({
+      "model_type": "bert", "vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2,
+      "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 16}))
+  save_file(state, str(tmp_path / "model.safetensors"))
+  cfg2, got2 = models.load_pretrained(str(tmp_path), 2, jax.random.key(1))
+  assert cfg2 == dataclasses.replace(cfg, num_labels=2)
+  np.testing.assert_array_equal(got2["layer_1"]["output"]["bias"], params["layer_1"]["output"]["bias"])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from anchoral_jax import filters, loop, regimes
-from anchoral_jax.models import bert
+from anchoral_jax.models import bert, hf
 from anchoral_jax.tracking import load_metrics
 from anchoral_jax.train import TrainConfig, fit
 
@@ -58,10 +58,10 @@ def test_head_regime_equals_full_model_with_frozen_encoder(setting, selection):
     np.testing.assert_allclose(got.params["classifier"][name], ref.params["classifier"][name],
                                rtol=1e-4, atol=1e-5)
   # The encoder is bit-identical to the initial one, in both paths.
-  for path, leaf in bert._flatten(params).items():
+  for path, leaf in hf.flatten(params).items():
     if path[0] != "classifier":
-      assert np.array_equal(bert._flatten(got.params)[path], leaf)
-      assert np.array_equal(bert._flatten(ref.params)[path], leaf)
+      assert np.array_equal(hf.flatten(got.params)[path], leaf)
+      assert np.array_equal(hf.flatten(ref.params)[path], leaf)
   # The head regime's outputs are the full model's outputs with the same params.
   full = regimes.FullRegime(cfg, tc, {"pool": tok, "test": tok}, 2, (1,), 5, key)
   for k in ("logits", "pooled", "cls", "mean"):

