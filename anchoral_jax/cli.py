@@ -15,6 +15,8 @@ override (`--config.al.budgte=...`) fails with the list of valid keys.
 
 run/embed/index keep XLA's compiled programs in `<data.cache_dir>/xla` (a persistent cache:
 later runs skip most compilation); set ANCHORAL_COMPILATION_CACHE=0 to turn it off.
+ANCHORAL_CACHE_DIR sets the default data.cache_dir (~/.cache/anchoral_jax otherwise).
+`anchoral run --help` (also config, sweep, embed, index) lists every config field with its doc.
 """
 
 from __future__ import annotations
@@ -27,10 +29,23 @@ COMMANDS = ("run", "embed", "index", "sweep", "report", "config", "env")
 USAGE = __doc__
 
 
-def _config_main(command: str):
-  from absl import app, flags
+CONFIG_COMMANDS = ("run", "embed", "index", "sweep", "config")  # the ones taking --config
+HELP_FLAGS = ("-h", "--help", "-?", "--helpshort")  # --helpfull stays absl's (every flag)
+# The flags each command reads (the rest are defined for all, to keep one flag set).
+COMMAND_FLAGS = {"run": ("config", "workdir"), "embed": ("config",), "index": ("config",),
+                 "config": ("config",),
+                 "sweep": ("config", "runs_dir", "parallel", "backend", "sbatch", "devices",
+                           "shard")}
+
+
+def _define_flags() -> None:
+  """The absl flags of the --config commands, once per process (absl refuses a redefinition,
+  and `--help` defines them without starting absl's app)."""
+  from absl import flags
   from ml_collections import config_flags
 
+  if "workdir" in flags.FLAGS:
+    return
   config_flags.DEFINE_config_file("config", None, "Config file: path/to/config.py[:arg]",
                                   lock_config=True)
   flags.DEFINE_string("workdir", None, "Run directory (the unit of resume).")
@@ -44,7 +59,16 @@ def _config_main(command: str):
                             "e.g. --sbatch=--gres=gpu:1 --sbatch=--time=24:00:00.")
   flags.DEFINE_list("devices", [], "sweep --backend local: accelerators to spread the "
                     "--parallel processes over (CUDA_VISIBLE_DEVICES), e.g. --devices=0,1,2,3.")
+  flags.DEFINE_string("shard", "", "sweep: run only share I of N of the runs (I/N, 0-based), "
+                      "e.g. one share per host of a TPU pod; 'auto' = this host's TPU worker "
+                      "id / worker count (or Slurm's node id / node count).")
   flags.mark_flag_as_required("config")
+
+
+def _config_main(command: str):
+  from absl import app, flags
+
+  _define_flags()
   FLAGS = flags.FLAGS
 
   def main(argv):
@@ -65,11 +89,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
   from anchoral_jax.checkpoint import CorruptCheckpointError
   from anchoral_jax.data.user import DataFileNotFound, DataFormatError
   from anchoral_jax.loop import ConfigError
+  from anchoral_jax.models import ModelLoadError
   from anchoral_jax.tracking import CorruptJsonlError
   from anchoral_jax.workdir import WorkdirError
 
   return (ConfigError, CorruptCheckpointError, DataFileNotFound, DataFormatError,
-          CorruptJsonlError, WorkdirError)
+          CorruptJsonlError, WorkdirError, ModelLoadError)
 
 
 def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
@@ -104,7 +129,75 @@ def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
 
     sweep.main(FLAGS["config"].config_filename, FLAGS.runs_dir, parallel=FLAGS.parallel,
                backend=FLAGS.backend, overrides=FLAGS["config"].override_values,
-               sbatch=FLAGS.sbatch, devices=FLAGS.devices)
+               sbatch=FLAGS.sbatch, devices=FLAGS.devices, shard=FLAGS.shard)
+
+
+INTERRUPTED_RC = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd program
+INTERRUPTED_MESSAGE = "interrupted: resume with the same command"
+
+
+def _exit_on_interrupt(signum, frame) -> None:  # noqa: ARG001 (signal handler signature)
+  """SIGINT during run/embed/index: one line, then exit 130 at once, with no unwinding.
+
+  A KeyboardInterrupt raised half-way through JAX's compilation or an orbax save unwinds
+  through XLA's and orbax's threads and crashed the interpreter at exit (a segfault in about 3
+  of 8 tries). Nothing needs that unwinding: every file in the workdir and the caches is
+  written to a temporary name and renamed into place (a dead writer leaves the old file whole),
+  and the workdir and cache locks are flocks the kernel drops with the process. So: flush what
+  was printed, say how to resume, and `os._exit` past the interpreter's and XLA's teardown."""
+  import os
+
+  for stream in (sys.stdout, sys.stderr):
+    try:
+      stream.flush()
+    except Exception:  # noqa: BLE001 (a closed or broken stream must not stop the exit)
+      pass
+  try:
+    os.write(2, f"\n{INTERRUPTED_MESSAGE}\n".encode())
+  except OSError:
+    pass
+  os._exit(INTERRUPTED_RC)
+
+
+def command_help(command: str, args: list[str]) -> str:
+  """`anchoral <command> --help`: its usage, its flags, and every config field with its doc
+  and default, by section (absl's own help says only "Try --helpfull")."""
+  from absl import flags
+
+  from anchoral_jax import config as config_lib
+
+  _define_flags()
+  usage = []
+  for line in USAGE.splitlines():  # the command's line of the docstring, and its continuations
+    if line.startswith(f"  anchoral {command} ") or (usage and line.startswith(" " * 10)):
+      usage.append(line)
+    elif usage:
+      break
+  out = ["usage:", *usage, "", "flags:"]
+  for name in COMMAND_FLAGS[command]:
+    flag = flags.FLAGS[name]
+    default = "" if flag.default in (None, "", []) else f" (default: {flag.default})"
+    out.append(f"  --{name}: {flag.help}{default}")
+  spec = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
+  if spec is None and "--config" in args[:-1]:
+    spec = args[args.index("--config") + 1]
+  config = None
+  if spec:
+    from anchoral_jax import sweep
+
+    path, _, arg = spec.partition(":")
+    try:
+      config = sweep.load_module(path).get_config(arg or None)
+    except Exception:  # noqa: BLE001 (help still helps: the base fields below)
+      config = None
+  if config is not None:
+    out += ["", f"config fields of {spec} (its defaults; override with --config.<key>=value):"]
+  else:
+    out += ["", "config fields (defaults of anchoral_jax/config.py base(); a config file "
+            "changes some: `anchoral config --config FILE` prints its values; override with "
+            "--config.<key>=value):"]
+  out.append(config_lib.fields_help(config))
+  return "\n".join(out)
 
 
 def env_report() -> str:
@@ -115,16 +208,18 @@ def env_report() -> str:
   import jax
 
   from anchoral_jax import parallel, workdir
-  from anchoral_jax.config import base
+  from anchoral_jax.config import CACHE_DIR_ENV, base
 
   cache = os.path.expanduser(base().data.cache_dir)
+  source = (f"from ${CACHE_DIR_ENV}" if os.environ.get(CACHE_DIR_ENV) else
+            f"set ${CACHE_DIR_ENV} to move it")
   on = os.environ.get(parallel.COMPILATION_CACHE_ENV, "1").strip().lower() not in (
       "0", "false", "off", "no")
   lines = [f"jax backend: {jax.default_backend()}",
            f"devices: {', '.join(str(d) for d in jax.devices())}"]
   lines += [f"{k}: {v or 'not installed'}" for k, v in workdir.package_versions().items()]
   lines += [f"git commit: {workdir.git_sha() or '(not a git checkout)'}",
-            f"cache dir (default data.cache_dir): {cache}",
+            f"cache dir (default data.cache_dir; {source}): {cache}",
             "XLA compilation cache: " + (f"on ({cache}/xla; run/embed/index)" if on else
                                          f"off ({parallel.COMPILATION_CACHE_ENV}=0)")]
   return "\n".join(lines)
@@ -185,6 +280,9 @@ def main(argv: list[str] | None = None) -> None:
       sys.exit(2)
     return
   command = argv[1]
+  if command in CONFIG_COMMANDS and any(a in HELP_FLAGS for a in argv[2:]):
+    print(command_help(command, argv[2:]))
+    return
   if command == "report":
     from anchoral_jax import report
 
@@ -202,6 +300,10 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(2)
   from absl import app
 
+  if command in ("run", "embed", "index"):  # before anything compiles, XLA's set-up included
+    import signal
+
+    signal.signal(signal.SIGINT, _exit_on_interrupt)
   app.run(_config_main(command), argv=[f"anchoral {command}"] + argv[2:])
 
 

@@ -57,14 +57,26 @@ def replicate(tree):
   return jax.device_put(tree, NamedSharding(mesh(), PartitionSpec()))
 
 
-def initialize_distributed() -> None:
-  """jax.distributed for multi-host runs; a no-op unless a launcher set the coordinator.
+# "1": always start jax.distributed (launch/multihost.sh.tmpl: one run over all hosts), with no
+# coordinator address on Cloud TPU, where JAX reads the TPU metadata; "0": never (the runs of a
+# local or sharded sweep are independent one-host processes, even under srun or on a pod host);
+# unset: only when a launcher set JAX_COORDINATOR_ADDRESS or Slurm runs several tasks.
+DISTRIBUTED_ENV = "ANCHORAL_DISTRIBUTED"
 
-  TPU pods and Slurm are auto-detected by jax; plain GPU hosts get JAX_COORDINATOR_ADDRESS,
-  JAX_NUM_PROCESSES and JAX_PROCESS_ID from `launch/multihost.sh.tmpl`.
+
+def initialize_distributed() -> None:
+  """jax.distributed for multi-host runs, as `ANCHORAL_DISTRIBUTED` says (see above).
+
+  Without a coordinator address JAX auto-detects TPU pods (metadata) and Slurm; plain GPU hosts
+  get JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID from
+  `launch/multihost.sh.tmpl`.
   """
   env = os.environ
-  if not env.get("JAX_COORDINATOR_ADDRESS") and env.get("SLURM_NTASKS", "1") == "1":
+  mode = env.get(DISTRIBUTED_ENV, "").strip().lower()
+  if mode in ("0", "false", "off", "no"):
+    return
+  if (mode not in ("1", "true", "on", "yes") and not env.get("JAX_COORDINATOR_ADDRESS")
+      and env.get("SLURM_NTASKS", "1") == "1"):
     return
   # CPU processes need a collectives backend to run one program together (tests, CPU
   # clusters); GPU/TPU use NCCL/ICI and ignore this flag.

@@ -20,6 +20,11 @@ same workdir continues from its last checkpoint. Backends:
   multihost  `<runs_dir>/_sweep/<experiment>-multihost.sh`: run it on every host; the runs go one
              after the other, each across all hosts via jax.distributed (launch/multihost.sh.tmpl).
   dry        lists the runs and their commands; writes nothing.
+`--shard=I/N` (local and dry) keeps run i of the expansion when i % N == I: N hosts (a TPU
+pod's workers, Slurm nodes) each run their own share, independently; `--shard=auto` takes I/N
+from the TPU worker id and count, else from Slurm (`shard_from_env`). Every host partitions the
+same full list, whatever is DONE, so the shares never depend on timing; the workdir lock keeps
+two hosts off one run anyway.
 Each backend but dry writes `<run>/overrides.json` (the point, the command) and a manifest
 `<runs_dir>/_sweep/<experiment>.jsonl`; slurm and multihost also write a new
 `<runs_dir>/_sweep/<experiment>-<UTC time>.commands` per submission (see `write_commands`).
@@ -408,6 +413,9 @@ class _Stopped(BaseException):
 def child_env(parallel: int) -> dict[str, str]:
   env = dict(os.environ)
   env.setdefault("WANDB_SILENT", "true")
+  # A local run is one host's process: no jax.distributed, even when the sweep itself was
+  # started on every node by srun (SLURM_NTASKS > 1) or on every worker of a TPU pod.
+  env.setdefault("ANCHORAL_DISTRIBUTED", "0")
   if parallel > 1:  # several runs on one accelerator: allocate on demand, not 75% each
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   return env
@@ -607,24 +615,118 @@ def write_multihost(runs: Sequence[Run], runs_dir: str | os.PathLike, config: st
   return script
 
 
+# ---------------------------------------------------------------------------------------------
+# Shards: each host of a pod (or node of a cluster) runs its own share of a sweep.
+# ---------------------------------------------------------------------------------------------
+
+GCE_METADATA = "http://metadata.google.internal/computeMetadata/v1/instance/attributes/"
+
+
+def _gce_metadata(key: str) -> str | None:
+  """A Cloud TPU VM's instance attribute (where JAX also reads the worker id), or None off GCE.
+
+  Only `--shard=auto` asks, and only on a machine whose DMI says Google Compute Engine: the
+  metadata server is the VM's own (link-local), never the internet."""
+  try:
+    product = Path("/sys/class/dmi/id/product_name").read_text()
+  except OSError:
+    return None
+  if "Google" not in product:
+    return None
+  import urllib.request
+
+  req = urllib.request.Request(GCE_METADATA + key, headers={"Metadata-Flavor": "Google"})
+  try:
+    with urllib.request.urlopen(req, timeout=5) as r:
+      return r.read().decode().strip()
+  except OSError:
+    return None
+
+
+def shard_from_env(environ: Mapping[str, str] | None = None,
+                   metadata: Callable[[str], str | None] = _gce_metadata) -> tuple[int, int]:
+  """(this host's index, number of hosts) for `--shard=auto`.
+
+  In order: TPU_WORKER_ID with TPU_WORKER_HOSTNAMES (or TPU_PROCESS_ADDRESSES), as on GKE; a
+  Cloud TPU VM's metadata (agent-worker-number, worker-network-endpoints), as
+  `gcloud compute tpus tpu-vm ssh --worker=all` gives no environment; Slurm's SLURM_PROCID and
+  SLURM_NTASKS (srun, one task per node)."""
+  env = os.environ if environ is None else environ
+  hosts = env.get("TPU_PROCESS_ADDRESSES") or env.get("TPU_WORKER_HOSTNAMES")
+  if env.get("TPU_WORKER_ID") and hosts:
+    return int(env["TPU_WORKER_ID"]), len(hosts.split(","))
+  worker = metadata("agent-worker-number")
+  endpoints = metadata("worker-network-endpoints") if worker else None
+  if worker and endpoints:
+    return int(worker), len(endpoints.split(","))
+  if env.get("SLURM_PROCID") and env.get("SLURM_NTASKS"):
+    return int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"])
+  raise ValueError("--shard=auto found no TPU worker id (TPU_WORKER_ID and "
+                   "TPU_WORKER_HOSTNAMES, or a Cloud TPU VM's metadata) and no Slurm task "
+                   "(SLURM_PROCID, SLURM_NTASKS): pass --shard=I/N on host I of N.")
+
+
+def parse_shard(shard: str, environ: Mapping[str, str] | None = None,
+                metadata: Callable[[str], str | None] = _gce_metadata) -> tuple[int, int] | None:
+  """'' -> None (every run); 'I/N' -> (I, N) with 0 <= I < N; 'auto' -> `shard_from_env`."""
+  shard = (shard or "").strip()
+  if not shard:
+    return None
+  if shard == "auto":
+    index, count = shard_from_env(environ, metadata)
+  else:
+    i, slash, n = shard.partition("/")
+    if not (slash and i.isdigit() and n.isdigit()):
+      raise ValueError(f"--shard={shard}: expected I/N (e.g. --shard=0/4 on the first of 4 "
+                       "hosts) or auto.")
+    index, count = int(i), int(n)
+  if not 0 <= index < count:
+    raise ValueError(f"--shard: host index {index} is not in 0..{count - 1} (of {count}).")
+  return index, count
+
+
+def select_shard(runs: Sequence[Run], index: int, count: int) -> list[Run]:
+  """Share `index` of `count`: every count-th run of the full expansion, starting at index.
+
+  Round-robin, not blocks: a sweep lists a cell's seeds together, so each host gets a mix of
+  cells (and of run lengths) rather than all seeds of a few."""
+  return list(runs[index::count])
+
+
 def main(config: str, runs_dir: str | os.PathLike, parallel: int = 1, backend: str = "local",
          overrides: Mapping[str, Any] | None = None, sbatch: Sequence[str] = (),
-         devices: Sequence[str] = ()) -> list[Run]:
-  """`anchoral sweep`: expand `config` ("path.py[:arg]") and run or script it on `backend`."""
+         devices: Sequence[str] = (), shard: str = "") -> list[Run]:
+  """`anchoral sweep`: expand `config` ("path.py[:arg]") and run or script it on `backend`;
+  with `shard` ("I/N" or "auto"), only this host's share (local and dry backends)."""
+  from anchoral_jax.loop import ConfigError
+
   if backend not in BACKENDS:
     raise ValueError(f"Unknown backend {backend!r}; choose from {BACKENDS}.")
+  try:
+    part = parse_shard(shard)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  if part is not None and backend not in ("local", "dry"):
+    raise ConfigError(f"--shard splits a sweep between hosts that each run their share locally "
+                      f"(--backend local or dry); --backend {backend} distributes the runs "
+                      "itself: drop --shard.")
   runs = expand(config, overrides)
   runs_dir = Path(runs_dir).resolve()
-  n_done = sum(r.done(runs_dir) for r in runs)
+  mine = runs if part is None else select_shard(runs, *part)
+  where = "" if part is None else f" (shard {part[0]}/{part[1]}: {len(mine)} of {len(runs)} runs)"
+  n_done = sum(r.done(runs_dir) for r in mine)
   if backend == "dry":
-    for r in runs:
+    for r in mine:
       print(f"{'DONE ' if r.done(runs_dir) else 'todo '} {r.name}\n"
             f"      anchoral {shlex.join(r.argv(runs_dir))}")
-    cells = len({r.cell for r in runs})
-    print(f"{len(runs)} runs in {cells} cells ({n_done} DONE) under {runs_dir}.")
-    return runs
-  manifest = write_run_files(runs, runs_dir)
+    cells = len({r.cell for r in mine})
+    print(f"{len(mine)} runs in {cells} cells ({n_done} DONE) under {runs_dir}{where}.")
+    return mine
+  manifest = write_run_files(runs, runs_dir)  # all runs: every host writes the same manifest
   if backend == "local":
+    if part is not None:
+      print(f"shard {part[0]}/{part[1]}: {len(mine)} of the sweep's {len(runs)} runs on this host.")
+    runs = mine
     status = run_local(runs, runs_dir, parallel, devices=devices)
     failed = [n for n, s in status.items() if s == "failed"]
     print(f"{len(runs)} runs: {sum(s == 'done' for s in status.values())} finished now, "

@@ -9,15 +9,15 @@ Mode resolution for W&B (`resolve_wandb_mode`): the configured mode (default "of
 private than the configured mode wins (disabled < offline < online), so a test or CI job that
 exports `WANDB_MODE=offline` can never go online, and `WANDB_MODE=disabled` turns W&B off.
 
-Resume: the W&B run id is stored in `<workdir>/wandb_run_id` (initially a hash of the
-workdir's absolute path), so re-running the same command continues the same W&B run, even
-after the workdir is moved. Offline, each process writes its own `offline-run-*-<id>`
-directory with the same id; sync them oldest first.
+Resume: the W&B run id is stored in `<workdir>/wandb_run_id` (random, made when the file is
+missing), so re-running the same command continues the same W&B run, even after the workdir is
+moved, and a workdir deleted and run again is a new W&B run, not the old one re-synced.
+Offline, each start writes its own `offline-run-*-<id>` directory with the same id; sync them
+oldest first.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -311,22 +311,25 @@ def resolve_wandb_mode(configured: str | None = None) -> str:
   return mode
 
 
-def workdir_run_id(workdir: str | os.PathLike) -> str:
-  """Deterministic W&B run id for a workdir: 16 hex digits of sha256(absolute path)."""
-  path = os.path.abspath(os.path.expanduser(os.fspath(workdir)))
-  return hashlib.sha256(path.encode("utf-8")).hexdigest()[:16]
-
-
 def load_or_create_run_id(workdir: str | os.PathLike) -> str:
-  """The run id stored in `<workdir>/wandb_run_id`, created from `workdir_run_id` if absent."""
+  """The run id stored in `<workdir>/wandb_run_id`; a new random one (16 hex digits) if absent.
+
+  Random, not a hash of the workdir's path: that gave a deleted-and-rerun workdir its old
+  id, so syncing the new run's offline files appended to (and overwrote) the old W&B run. The
+  file is what keeps a resumed run's id; it is written atomically, so a kill leaves none or
+  the whole id."""
+  import secrets
+
+  from anchoral_jax.fileio import write_text_atomic
+
   path = pathlib.Path(workdir) / RUN_ID_NAME
   if path.exists():
     run_id = path.read_text(encoding="utf-8").strip()
     if run_id:
       return run_id
-  run_id = workdir_run_id(workdir)
+  run_id = secrets.token_hex(8)
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(run_id + "\n", encoding="utf-8")
+  write_text_atomic(path, run_id + "\n")
   return run_id
 
 

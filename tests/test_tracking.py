@@ -127,15 +127,20 @@ def test_resolve_wandb_mode(monkeypatch: pytest.MonkeyPatch):
     tracking.resolve_wandb_mode("cloud")
 
 
-def test_run_id_is_deterministic_and_persisted(tmp_path: pathlib.Path):
-  a, b = tmp_path / "a", tmp_path / "b"
-  assert tracking.workdir_run_id(a) == tracking.workdir_run_id(str(a) + "/")
-  assert tracking.workdir_run_id(a) != tracking.workdir_run_id(b)
+def test_run_id_is_stored_and_new_for_a_new_workdir(tmp_path: pathlib.Path):
+  a = tmp_path / "a"
   run_id = tracking.load_or_create_run_id(a)
-  assert run_id == tracking.workdir_run_id(a) and len(run_id) == 16
+  assert len(run_id) == 16 and int(run_id, 16) >= 0
+  assert tracking.load_or_create_run_id(a) == run_id  # a resume keeps it
   moved = tmp_path / "moved"
   a.rename(moved)
   assert tracking.load_or_create_run_id(moved) == run_id  # survives moving the workdir
+  # Deleted and run again at the same path: a new W&B run, not the old one re-synced.
+  import shutil
+
+  shutil.rmtree(moved)
+  again = tracking.load_or_create_run_id(moved)
+  assert again != run_id and tracking.load_or_create_run_id(moved) == again
 
 
 def test_make_tracker_without_wandb(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch):
