@@ -10,6 +10,7 @@ A anchors, K neighbours per anchor, U unique retrieved uids.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -228,3 +229,136 @@ def seals_subpool(index: SearchIndex, state: SealsState, labelled_uids: np.ndarr
   subpool = state.subpool_uids(labelled)
   return subpool, {"num_queries": int(queries.size), "num_retrieved": retrieved,
                    "num_unique": int(subpool.size)}
+
+
+# ------------------------------------------------------------------------------- dispatch
+FILTERS = ("none", "randomsubset", "seals", "anchoral")
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterConfig:
+  """One pool filter and its settings (the config's al.filter/al.subpool_size, anchoral.*,
+  seals.*; defaults are the config's, anchoral_jax/config.py)."""
+
+  name: str = "anchoral"
+  subpool_size: int = 10_000
+  num_anchors: int = 10
+  num_neighbours: int = 50  # AnchorAL: per anchor
+  seals_neighbours: int = 50
+  sampling: str = "topk"
+  anchor_strategy: str = "kmeans_pp"
+  minority_anchor_strategy: str = ""  # "" = anchor_strategy
+  majority_anchor_strategy: str = ""
+  minority: tuple[int, ...] = ()
+
+  def __post_init__(self):
+    for field, value, valid in (("filter", self.name, FILTERS),
+                                ("sampling", self.sampling, SUBPOOL_SAMPLING),
+                                ("anchor_strategy", self.anchor_strategy, ANCHOR_STRATEGIES)):
+      if value not in valid:
+        raise ValueError(f"Unknown {field} {value!r}; choose from {list(valid)}.")
+
+  @classmethod
+  def from_config(cls, c, minority: Iterable[int]) -> FilterConfig:
+    return cls(name=c.al.filter, subpool_size=c.al.subpool_size,
+               num_anchors=c.anchoral.num_anchors, num_neighbours=c.anchoral.num_neighbours,
+               seals_neighbours=c.seals.num_neighbours, sampling=c.anchoral.sampling,
+               anchor_strategy=c.anchoral.anchor_strategy,
+               minority_anchor_strategy=c.anchoral.minority_anchor_strategy,
+               majority_anchor_strategy=c.anchoral.majority_anchor_strategy,
+               minority=tuple(int(k) for k in minority))
+
+  def anchor_strategy_for(self, cls: int) -> str:
+    if cls in self.minority and self.minority_anchor_strategy:
+      return self.minority_anchor_strategy
+    if cls not in self.minority and self.majority_anchor_strategy:
+      return self.majority_anchor_strategy
+    return self.anchor_strategy
+
+  def filters(self, num_unlabelled: int) -> bool:
+    """Whether the filter narrows a pool of `num_unlabelled` rows (RandomSubset and AnchorAL
+    hand over the whole pool when it does not exceed the cap)."""
+    if self.name in ("randomsubset", "anchoral"):
+      return num_unlabelled > self.subpool_size
+    return self.name == "seals"
+
+
+@dataclasses.dataclass
+class FilterState:
+  """What the filters carry from round to round: their generators (one each, persistent, as
+  the paper's) and SEALS' growing subpool. Checkpointed with the run."""
+
+  subset_rng: np.random.Generator
+  anchor_rng: np.random.Generator
+  seals: SealsState
+
+  @classmethod
+  def initial(cls, subset_seed: int = 42, anchor_seed: int = 42) -> FilterState:
+    return cls(np.random.default_rng(subset_seed), np.random.default_rng(anchor_seed),
+               SealsState())
+
+
+@dataclasses.dataclass
+class PoolView:
+  """What a filter reads about the pool besides row numbers: model outputs of pool rows
+  (`outputs(rows, keys) -> {key: array}`, for entropy anchors), the retrieval embeddings
+  (row r = pool row r) and their index (keys = pool rows). The last two only for SEALS and
+  AnchorAL."""
+
+  outputs: Callable[[np.ndarray, tuple[str, ...]], dict[str, np.ndarray]]
+  emb_NxE: np.ndarray | None = None
+  index: SearchIndex | None = None
+
+  def emb_lookup(self, rows: np.ndarray) -> np.ndarray:
+    return self.emb_NxE[np.asarray(rows, np.int64)]
+
+
+def build_subpool(fc: FilterConfig, view: PoolView, state: FilterState, unlabelled: np.ndarray,
+                  labelled_rows: np.ndarray, labelled_labels: np.ndarray,
+                  exclude: np.ndarray | None = None, timers: dict[str, float] | None = None,
+                  info: dict[str, Any] | None = None) -> np.ndarray:
+  """The pool filter `fc.name`: the pool rows the base strategy may pick from.
+
+  `unlabelled` are the candidate rows; `exclude` the rows retrieval must never return (the
+  labelled rows and any held-out validation rows; default: `labelled_rows`). Advances the
+  generators in `state` (and SEALS' union). `timers` gets "anchor_scoring", "anchors" and
+  "search" seconds; `info` the filter's statistics (and AnchorAL's anchors).
+  """
+  from anchoral_jax.strategies import entropy
+  from anchoral_jax.timing import timed
+
+  info = {} if info is None else info
+  unlabelled = np.asarray(unlabelled, np.int64)
+  labelled_rows = np.asarray(labelled_rows, np.int64)
+  exclude = labelled_rows if exclude is None else np.asarray(exclude, np.int64)
+  if fc.name == "none" or not fc.filters(len(unlabelled)):
+    return unlabelled
+  if fc.name == "randomsubset":
+    return random_subset(unlabelled, fc.subpool_size, state.subset_rng)
+  if view.index is None or view.emb_NxE is None:
+    raise ValueError(f"The {fc.name} filter needs the pool's retrieval embeddings and index.")
+  if fc.name == "seals":
+    with timed(timers, "search"):
+      rows, stats = seals_subpool(view.index, state.seals, exclude, view.emb_lookup,
+                                  fc.seals_neighbours)
+    info.update(stats)
+    return np.asarray(rows, np.int64)
+  scores = None
+  classes = np.unique(labelled_labels)
+  if any(fc.anchor_strategy_for(int(k)) == "entropy" for k in classes):
+    with timed(timers, "anchor_scoring"):
+      logits = view.outputs(labelled_rows, ("logits",))["logits"]
+      info["rows_scored"] = info.get("rows_scored", 0) + len(labelled_rows)
+      scores = entropy(logits)
+  with timed(timers, "anchors"):
+    anchor_rows, anchor_cls = anchors_per_class(
+        labelled_rows, labelled_labels, view.emb_lookup, fc.num_anchors,
+        fc.anchor_strategy_for, state.anchor_rng, scores=scores)
+  with timed(timers, "search"):
+    rows, _, stats = anchoral_subpool(
+        view.index, view.emb_lookup(anchor_rows), fc.num_neighbours, exclude, fc.subpool_size,
+        rng=state.anchor_rng, sampling=fc.sampling)
+  info.update(stats)
+  info["anchor_rows"] = np.asarray(anchor_rows)
+  info["anchor_classes"] = np.asarray(anchor_cls)
+  return np.asarray(rows, np.int64)

@@ -13,13 +13,13 @@ speaks in uids.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +43,14 @@ from anchoral_jax import workdir as workdir_lib
 from anchoral_jax.data import TextTask, load_task
 from anchoral_jax.data.task import stratified_rows
 from anchoral_jax.fileio import write_text_atomic
+from anchoral_jax.timing import timed
 from anchoral_jax.tokenize import TokenizedTexts, load_tokenizer, tokenize
 
 log = logging.getLogger(__name__)
 
-FILTERS = ("none", "randomsubset", "seals", "anchoral")
-# Outputs each base strategy needs from the one forward pass over the subpool, by the kind
-# `strategies.STRATEGIES` declares for it.
-_KIND_OUTPUTS = {"none": (), "logits": ("logits",), "gradient": ("logits", "pooled"),
-                 "cls": ("cls",)}
-STRATEGY_OUTPUTS = {name: _KIND_OUTPUTS[kind] for name, kind in strategies.STRATEGIES.items()}
+# The registries live with the code that dispatches on them (one source each).
+FILTERS = filters.FILTERS
+STRATEGY_OUTPUTS = strategies.STRATEGY_OUTPUTS
 
 
 class ConfigError(ValueError):
@@ -206,9 +204,11 @@ class Setup:
       return None
     return self.regime.features["pool"]["mean"]
 
-  def emb_lookup(self, rows: np.ndarray) -> np.ndarray:
-    """Retrieval embeddings of pool rows (the index's keys are pool row numbers)."""
-    return self.emb_NxE[np.asarray(rows, np.int64)]
+  def view(self, params) -> filters.PoolView:
+    """What the filters read about the pool under the classifier `params`."""
+    return filters.PoolView(
+        outputs=lambda rows, keys: self.regime.outputs(params, "pool", rows, keys),
+        emb_NxE=self.emb_NxE, index=self.index)
 
 
 def _cached_tokens(cache: Path, model_dir: Path, fingerprint: str, split: str, texts,
@@ -245,146 +245,145 @@ def initial_set(labels: np.ndarray, rows: np.ndarray, size: int, per_minority: i
   return np.concatenate([chosen, fill]).astype(np.int64)
 
 
+@dataclasses.dataclass
 class ALState:
-  """Labelled rows with their labelling round, plus every RNG the filters/strategies use."""
+  """Where a run stands: the labelled rows with the round each was labelled in (-1 = the
+  initial set), the next round to run, and every generator the filters and the strategy use."""
 
-  def __init__(self, c, setup: Setup):
+  labelled_rows: np.ndarray
+  labelling_round: np.ndarray
+  round: int  # the next round to run
+  strategy_rng: np.random.Generator
+  filter_state: filters.FilterState
+  cumulative_query_s: float = 0.0
+
+  @classmethod
+  def initial(cls, c, setup: Setup) -> ALState:
     task = setup.task
-    init_rng = np.random.default_rng(c.al.initial_seed)
     rows = initial_set(task.train.labels, setup.pool_rows, c.al.initial_size,
-                       c.al.initial_per_minority, tuple(task.minority_classes), init_rng)
-    self.labelled_rows = rows
-    self.labelling_round = np.full(len(rows), -1, np.int64)
-    self.round = 0  # next round to run
-    self.strategy_rng = np.random.default_rng(c.al.strategy_seed)
-    self.subset_rng = np.random.default_rng(c.randomsubset.seed)
-    self.anchor_rng = np.random.default_rng(c.anchoral.seed)
-    self.seals = filters.SealsState()
-    self.cumulative_query_s = 0.0
+                       c.al.initial_per_minority, tuple(task.minority_classes),
+                       np.random.default_rng(c.al.initial_seed))
+    return cls(rows, np.full(len(rows), -1, np.int64), 0,
+               np.random.default_rng(c.al.strategy_seed),
+               filters.FilterState.initial(c.randomsubset.seed, c.anchoral.seed))
+
+  @classmethod
+  def from_checkpoint(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> ALState:
+    return cls(arrays["labelled_rows"].astype(np.int64),
+               arrays["labelling_round"].astype(np.int64), int(meta["round"]),
+               checkpoint.rng_from_state(meta["strategy_rng"]),
+               filters.FilterState(checkpoint.rng_from_state(meta["subset_rng"]),
+                                   checkpoint.rng_from_state(meta["anchor_rng"]),
+                                   filters.SealsState.from_dict(meta["seals"])),
+               float(meta["cumulative_query_s"]))
 
   def arrays(self) -> dict[str, np.ndarray]:
     return {"labelled_rows": self.labelled_rows, "labelling_round": self.labelling_round}
 
   def meta(self) -> dict[str, Any]:
+    fs = self.filter_state
     return {"step": self.round, "round": self.round,
             "strategy_rng": checkpoint.rng_state(self.strategy_rng),
-            "subset_rng": checkpoint.rng_state(self.subset_rng),
-            "anchor_rng": checkpoint.rng_state(self.anchor_rng),
-            "seals": self.seals.to_dict(),
+            "subset_rng": checkpoint.rng_state(fs.subset_rng),
+            "anchor_rng": checkpoint.rng_state(fs.anchor_rng),
+            "seals": fs.seals.to_dict(),
             "cumulative_query_s": self.cumulative_query_s}
 
-  def load(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    self.labelled_rows = arrays["labelled_rows"].astype(np.int64)
-    self.labelling_round = arrays["labelling_round"].astype(np.int64)
-    self.round = int(meta["round"])
-    self.strategy_rng = checkpoint.rng_from_state(meta["strategy_rng"])
-    self.subset_rng = checkpoint.rng_from_state(meta["subset_rng"])
-    self.anchor_rng = checkpoint.rng_from_state(meta["anchor_rng"])
-    self.seals = filters.SealsState.from_dict(meta["seals"])
-    self.cumulative_query_s = float(meta["cumulative_query_s"])
+  def commit(self, new_rows: np.ndarray) -> None:
+    """Adds a round's picks (labelled in round `self.round + 1`) and moves to the next round."""
+    self.filter_state.seals.mark_labelled(new_rows)  # SEALS searches from them next round
+    self.labelled_rows = np.concatenate([self.labelled_rows, new_rows])
+    self.labelling_round = np.concatenate(
+        [self.labelling_round, np.full(len(new_rows), self.round + 1, np.int64)])
+    self.round += 1
 
 
 # ---------------------------------------------------------------------------------------------
-# One query step.
+# One round.
 # ---------------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _timer(timers: dict[str, float], name: str) -> Iterator[None]:
-  """Adds the block's wall seconds to `timers[name]`, less the JAX compilation inside it, which
-  goes to `timers["compile"]`: compiling a program (once per shape and process, or read from
-  the persistent cache) is no cost of the step itself (a round-0 query was ~50x round 1's)."""
-  t0 = time.perf_counter()
-  with parallel.compile_clock() as compiled:
-    yield
-  timers[name] = timers.get(name, 0.0) + time.perf_counter() - t0 - compiled.seconds
-  timers["compile"] = timers.get("compile", 0.0) + compiled.seconds
+@dataclasses.dataclass
+class RoundResult:
+  record: dict[str, Any]  # the metrics line
+  new_rows: np.ndarray  # the picks (empty in the last round)
+  subpool: np.ndarray | None  # None in the last round (no query)
+  info: dict[str, Any]  # the filter's and strategy's statistics (AnchorAL's anchors)
 
 
-def _anchor_strategy_for(c, minority: tuple[int, ...]):
-  default = c.anchoral.anchor_strategy
+def query(c, setup: Setup, state: ALState, params, timers: dict[str, float],
+          info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The pool filter, then the base strategy: (unlabelled, subpool, picks) in pool rows."""
+  labels = setup.task.train.labels
+  is_unlabelled = np.zeros(len(labels), bool)  # a mask: setdiff1d costs ~1 s at 1M rows
+  is_unlabelled[setup.pool_rows] = True
+  is_unlabelled[state.labelled_rows] = False
+  unlabelled = np.flatnonzero(is_unlabelled)
+  view = setup.view(params)
+  fc = filters.FilterConfig.from_config(c, setup.task.minority_classes)
+  subpool = filters.build_subpool(
+      fc, view, state.filter_state, unlabelled, state.labelled_rows,
+      labels[state.labelled_rows], exclude=np.concatenate([state.labelled_rows, setup.val_rows]),
+      timers=timers, info=info)  # validation rows are never queried
+  picks = strategies.acquire(c.al.strategy, view.outputs, subpool, unlabelled, c.al.query_size,
+                             state.strategy_rng, timers, info)
+  return unlabelled, subpool, picks
 
-  def pick(cls: int) -> str:
-    if cls in minority and c.anchoral.minority_anchor_strategy:
-      return c.anchoral.minority_anchor_strategy
-    if cls not in minority and c.anchoral.majority_anchor_strategy:
-      return c.anchoral.majority_anchor_strategy
-    return default
 
-  return pick
-
-
-def build_subpool(c, setup: Setup, state: ALState, params, unlabelled: np.ndarray,
-                  timers: dict[str, float], info: dict[str, Any]) -> np.ndarray:
-  """The pool filter: rows the base strategy may pick from."""
+def run_round(c, setup: Setup, state: ALState, num_rounds: int) -> RoundResult:
+  """Round `state.round`: train from the initial weights on the labelled set, test, and (unless
+  it is the last round) query. Advances the generators in `state`; `state.commit` adds the
+  picks."""
   task = setup.task
-  f = c.al.filter
-  if f == "none" or (f in ("randomsubset", "anchoral") and len(unlabelled) <= c.al.subpool_size):
-    return unlabelled
-  if f == "randomsubset":
-    return filters.random_subset(unlabelled, c.al.subpool_size, state.subset_rng)
-  exclude = np.concatenate([state.labelled_rows, setup.val_rows])  # val rows are never queried
-  if f == "seals":
-    with _timer(timers, "search"):
-      rows, stats = filters.seals_subpool(setup.index, state.seals, exclude, setup.emb_lookup,
-                                          c.seals.num_neighbours)
-    info.update(stats)
-    return np.asarray(rows, np.int64)
-  # anchoral
   labels = task.train.labels
-  scores = None
-  strategy_for = _anchor_strategy_for(c, tuple(task.minority_classes))
-  if any(strategy_for(k) == "entropy" for k in range(task.num_classes)):
-    with _timer(timers, "anchor_scoring"):
-      logits = setup.regime.outputs(params, "pool", state.labelled_rows, ("logits",))["logits"]
-      info["rows_scored"] = info.get("rows_scored", 0) + len(state.labelled_rows)
-      scores = strategies.entropy(logits)
-  with _timer(timers, "anchors"):
-    anchor_rows, anchor_cls = filters.anchors_per_class(
-        state.labelled_rows, labels[state.labelled_rows], setup.emb_lookup,
-        c.anchoral.num_anchors, strategy_for, state.anchor_rng, scores=scores)
-  with _timer(timers, "search"):
-    rows, sub_scores, stats = filters.anchoral_subpool(
-        setup.index, setup.emb_NxE[anchor_rows], c.anchoral.num_neighbours, exclude,
-        c.al.subpool_size, rng=state.anchor_rng, sampling=c.anchoral.sampling)
-  info.update(stats)
-  info["anchor_rows"] = np.asarray(anchor_rows)
-  info["anchor_classes"] = np.asarray(anchor_cls)
-  return np.asarray(rows, np.int64)
-
-
-def acquire(c, setup: Setup, state: ALState, params, subpool: np.ndarray, unlabelled: np.ndarray,
-            timers: dict[str, float], info: dict[str, Any]) -> np.ndarray:
-  """The base strategy picks `query_size` rows of the subpool (topped up if it is too small)."""
-  q = c.al.query_size
-  k = min(q, len(subpool))
-  name = c.al.strategy
-  keys = STRATEGY_OUTPUTS[name]
-  out = {}
-  if keys and k:
-    with _timer(timers, "score"):
-      out = setup.regime.outputs(params, "pool", subpool, keys)
-    info["rows_scored"] = info.get("rows_scored", 0) + len(subpool)
-  with _timer(timers, "acquisition"):
-    rng = state.strategy_rng
-    if name == "random":
-      pick = strategies.random_select(len(subpool), k, rng)
-    elif name in strategies.UNCERTAINTY_SCORES:
-      pick = strategies.topk(strategies.UNCERTAINTY_SCORES[name](out["logits"]), k)
-    elif name == "badge":
-      # numpy, not jax.nn.softmax: host arrays of a new shape every round would compile anew.
-      probs = strategies.softmax(out["logits"])
-      pick = strategies.badge_select(probs, out["pooled"], k, rng)
-    else:
-      pick = strategies.ftbertkm_select(out["cls"], k, rng)
-    chosen = subpool[np.asarray(pick, np.int64)]
-    if k < q:  # Documented graceful behaviour: top up uniformly from the rest of the pool.
-      rest = np.setdiff1d(unlabelled, chosen)
-      extra = rng.choice(rest, size=min(q - k, len(rest)), replace=False)
-      log.warning("Subpool has %d items < query_size %d: topped up %d uniformly from the pool.",
-                  len(subpool), q, len(extra))
-      chosen = np.concatenate([chosen, extra])
-      info["topped_up"] = len(extra)
-  return chosen
+  minority = tuple(task.minority_classes)
+  val = (setup.val_rows, labels[setup.val_rows]) if len(setup.val_rows) else None
+  r = state.round
+  timers: dict[str, float] = {}
+  t_round = time.perf_counter()
+  with timed(timers, "train"):
+    fitted = setup.regime.fit(setup.init_params, state.labelled_rows,
+                              labels[state.labelled_rows], val=val)
+  with timed(timers, "test"):
+    logits = setup.regime.outputs(fitted.params, "test", setup.test_rows, ("logits",))["logits"]
+    test_m = metrics.classification_metrics(task.test.labels[setup.test_rows], logits,
+                                            task.num_classes, minority, prefix="test/")
+  counts = metrics.class_counts(labels[state.labelled_rows], task.num_classes)
+  record: dict[str, Any] = {
+      "round": r, "budget": int(len(state.labelled_rows)), **test_m,
+      **{f"labelled/count_class_{k}": int(v) for k, v in enumerate(counts)},
+      "labelled/minority_share": float(np.isin(labels[state.labelled_rows], minority).mean()),
+      "train/epochs": fitted.epochs_run, "train/best_epoch": fitted.best_epoch,
+      "train/steps": fitted.steps,
+      **{k: v for k, v in fitted.history[fitted.best_epoch].items() if k != "epoch"},
+  }
+  info: dict[str, Any] = {}
+  new_rows, subpool = np.zeros(0, np.int64), None
+  if r < num_rounds:
+    t_query = time.perf_counter()
+    compile_before = timers.get("compile", 0.0)
+    # time/query excludes compilation (time/compile): see `timing.timed`.
+    with parallel.compile_clock() as compiled:
+      unlabelled, subpool, new_rows = query(c, setup, state, fitted.params, timers, info)
+    timers["query"] = time.perf_counter() - t_query - compiled.seconds
+    # The part timers took their own compilation out; the query's clock spans them all.
+    timers["compile"] = compile_before + compiled.seconds
+    state.cumulative_query_s += timers["query"]
+    record.update({
+        "subpool/size": int(len(subpool)),
+        "subpool/minority_share": float(np.isin(labels[subpool], minority).mean())
+        if len(subpool) else 0.0,
+        "query/minority_share": float(np.isin(labels[new_rows], minority).mean()),
+        "pool/minority_share": float(np.isin(labels[unlabelled], minority).mean()),
+        # Rows the model scored this round (subpool, entropy anchors): what a full-regime run
+        # pushes through the encoder, the cost the paper's Time measures.
+        "query/rows_scored": int(info.get("rows_scored", 0)),
+        **{f"anchoral/{k}": int(v) for k, v in info.items()
+           if k in ("num_anchors", "num_retrieved", "num_unique", "num_queries", "topped_up")},
+    })
+  timers["round"] = time.perf_counter() - t_round
+  record.update({f"time/{k}": v for k, v in timers.items()})
+  record["time/cumulative_query"] = state.cumulative_query_s
+  return RoundResult(record, new_rows, subpool, info)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,6 +409,17 @@ def _truncate_jsonl(path: Path, keep_round_below: int) -> None:
   text = "".join(json.dumps(r) + "\n" for r in records if r.get("round", -1) < keep_round_below)
   if text.encode() != path.read_bytes():  # the same lines re-dumped are the same bytes
     write_text_atomic(path, text)
+
+
+def _write_round_files(workdir: Path, task: TextTask, r: int, result: RoundResult) -> None:
+  """The round's subpool and anchors (in uids), appended before the round's checkpoint."""
+  if result.subpool is not None:
+    _append_jsonl(workdir / "subpools.jsonl",
+                  {"round": r, "uids": task.train.uid[result.subpool].tolist()})
+  if "anchor_rows" in result.info:
+    _append_jsonl(workdir / "anchors.jsonl",
+                  {"round": r, "uids": task.train.uid[result.info["anchor_rows"]].tolist(),
+                   "classes": np.asarray(result.info["anchor_classes"]).tolist()})
 
 
 def _write_labelled(path: Path, task: TextTask, state: ALState) -> None:
@@ -505,12 +515,13 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> list[dict]:
                 "pool. Lower al.subpool_size to filter.", c.al.filter,
                 len(setup.pool_rows) - c.al.initial_size, c.al.initial_size, c.al.subpool_size)
   log.info("%s", task.describe())
-  state = ALState(c, setup)
   ckpt = checkpoint.RoundCheckpointer(workdir / "checkpoints")
   restored = ckpt.restore_latest()
-  if restored is not None:
+  if restored is None:
+    state = ALState.initial(c, setup)
+  else:
     _, arrays, meta = restored
-    state.load(arrays, meta)
+    state = ALState.from_checkpoint(arrays, meta)
     log.info("Resuming %s at round %d (%d labelled).", workdir, state.round,
              len(state.labelled_rows))
   if primary:
@@ -526,84 +537,17 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> list[dict]:
              if primary else tracking.NoOpTracker())
   ran: list[dict] = []  # this process's records (what a non-primary process returns)
   num_rounds = common.num_query_rounds(c)
-  labels = task.train.labels
-  minority = tuple(task.minority_classes)
-  val = (setup.val_rows, labels[setup.val_rows]) if len(setup.val_rows) else None
   try:
     while state.round <= num_rounds:
       r = state.round
-      timers: dict[str, float] = {}
-      t_round = time.perf_counter()
-      with _timer(timers, "train"):
-        fitted = setup.regime.fit(setup.init_params, state.labelled_rows,
-                                  labels[state.labelled_rows], val=val)
-      with _timer(timers, "test"):
-        logits = setup.regime.outputs(fitted.params, "test", setup.test_rows,
-                                      ("logits",))["logits"]
-        test_m = metrics.classification_metrics(
-            task.test.labels[setup.test_rows], logits, task.num_classes, minority,
-            prefix="test/")
-      counts = metrics.class_counts(labels[state.labelled_rows], task.num_classes)
-      record: dict[str, Any] = {
-          "round": r, "budget": int(len(state.labelled_rows)), **test_m,
-          **{f"labelled/count_class_{k}": int(v) for k, v in enumerate(counts)},
-          "labelled/minority_share": float(np.isin(labels[state.labelled_rows], minority).mean()),
-          "train/epochs": fitted.epochs_run, "train/best_epoch": fitted.best_epoch,
-          "train/steps": fitted.steps,
-          **{k: v for k, v in fitted.history[fitted.best_epoch].items() if k != "epoch"},
-      }
-      info: dict[str, Any] = {}
-      new_rows = np.zeros(0, np.int64)
-      if r < num_rounds:
-        t_query = time.perf_counter()
-        compile_before = timers.get("compile", 0.0)
-        # time/query excludes compilation (time/compile): see `_timer`.
-        with parallel.compile_clock() as compiled:
-          is_unlabelled = np.zeros(len(labels), bool)  # a mask: setdiff1d costs ~1 s at 1M rows
-          is_unlabelled[setup.pool_rows] = True
-          is_unlabelled[state.labelled_rows] = False
-          unlabelled = np.flatnonzero(is_unlabelled)
-          subpool = build_subpool(c, setup, state, fitted.params, unlabelled, timers, info)
-          new_rows = acquire(c, setup, state, fitted.params, subpool, unlabelled, timers, info)
-        timers["query"] = time.perf_counter() - t_query - compiled.seconds
-        # The part timers took their own compilation out; the query's clock spans them all.
-        timers["compile"] = compile_before + compiled.seconds
-        state.cumulative_query_s += timers["query"]
-        record.update({
-            "subpool/size": int(len(subpool)),
-            "subpool/minority_share": float(np.isin(labels[subpool], minority).mean())
-            if len(subpool) else 0.0,
-            "query/minority_share": float(np.isin(labels[new_rows], minority).mean()),
-            "pool/minority_share": float(np.isin(labels[unlabelled], minority).mean()),
-            # Rows the model scored this round (subpool, entropy anchors): what a full-regime
-            # run pushes through the encoder, the cost the paper's Time measures.
-            "query/rows_scored": int(info.get("rows_scored", 0)),
-            **{f"anchoral/{k}": int(v) for k, v in info.items()
-               if k in ("num_anchors", "num_retrieved", "num_unique", "num_queries",
-                        "topped_up")},
-        })
-        if primary:
-          _append_jsonl(workdir / "subpools.jsonl",
-                        {"round": r, "uids": task.train.uid[subpool].tolist()})
-        if primary and "anchor_rows" in info:
-          _append_jsonl(workdir / "anchors.jsonl",
-                        {"round": r, "uids": task.train.uid[info["anchor_rows"]].tolist(),
-                         "classes": np.asarray(info["anchor_classes"]).tolist()})
-      timers["round"] = time.perf_counter() - t_round
-      record.update({f"time/{k}": v for k, v in timers.items()})
-      record["time/cumulative_query"] = state.cumulative_query_s
-      tracker.log(record, step=r)
-      ran.append(record)
+      result = run_round(c, setup, state, num_rounds)
+      tracker.log(result.record, step=r)
+      ran.append(result.record)
       if primary:
-        _print_round(record, num_rounds)
-
+        _print_round(result.record, num_rounds)
+        _write_round_files(workdir, task, r, result)
       # Commit: labelled set for the next round, then the checkpoint (the commit point).
-      if c.al.filter == "seals":
-        state.seals.mark_labelled(new_rows)
-      state.labelled_rows = np.concatenate([state.labelled_rows, new_rows])
-      state.labelling_round = np.concatenate(
-          [state.labelling_round, np.full(len(new_rows), r + 1, np.int64)])
-      state.round = r + 1
+      state.commit(result.new_rows)
       if primary:
         _write_labelled(workdir / "labelled.parquet", task, state)
       ckpt.save(state.round, state.arrays(), state.meta())  # all processes (orbax syncs them)

@@ -9,9 +9,15 @@ Shape letters: N candidates, C classes, H hidden size.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from anchoral_jax.clustering import closest_distinct, kmeans, kmeans_pp, standardise
+
+log = logging.getLogger(__name__)
 
 # name -> what the strategy needs from the model forward:
 #   "none": nothing; "logits": logits_NxC; "gradient": probs_NxC and pooled_NxH (BADGE);
@@ -115,3 +121,58 @@ def ftbertkm_select(cls_NxH: np.ndarray, k: int, rng: np.random.Generator) -> np
     return np.arange(n, dtype=np.int64)
   z_NxH = standardise(x_NxH)
   return closest_distinct(kmeans(z_NxH, k, rng), z_NxH)
+
+
+# Outputs each strategy needs from the one forward pass over the subpool, by its kind.
+_KIND_OUTPUTS = {"none": (), "logits": ("logits",), "gradient": ("logits", "pooled"),
+                 "cls": ("cls",)}
+STRATEGY_OUTPUTS: dict[str, tuple[str, ...]] = {
+    name: _KIND_OUTPUTS[kind] for name, kind in STRATEGIES.items()}
+# What a caller provides: model outputs (numpy, float32) of pool rows, by output name.
+Outputs = Callable[[np.ndarray, tuple[str, ...]], dict[str, np.ndarray]]
+
+
+def acquire(name: str, outputs: Outputs, subpool: np.ndarray, unlabelled: np.ndarray,
+            query_size: int, rng: np.random.Generator, timers: dict[str, float] | None = None,
+            info: dict[str, Any] | None = None) -> np.ndarray:
+  """The base strategy `name` picks `query_size` rows of `subpool` (pool row numbers).
+
+  `outputs(rows, keys)` gives the model outputs the strategy needs (STRATEGY_OUTPUTS[name]),
+  computed once over the whole subpool. A subpool smaller than `query_size` is topped up
+  uniformly from the rest of `unlabelled` (a warning, and `info["topped_up"]`). `rng` is the
+  strategy's one persistent generator (random, BADGE's and FTbertKM's seeding, the top-up).
+  `timers` gets "score" and "acquisition" seconds; `info["rows_scored"]` counts scored rows.
+  """
+  from anchoral_jax.timing import timed
+
+  info = {} if info is None else info
+  keys = STRATEGY_OUTPUTS.get(name)
+  if keys is None:
+    strategy_kind(name)  # raises, naming the known strategies
+  subpool = np.asarray(subpool, np.int64)
+  q = int(query_size)
+  k = min(q, len(subpool))
+  out: dict[str, np.ndarray] = {}
+  if keys and k:
+    with timed(timers, "score"):
+      out = outputs(subpool, keys)
+    info["rows_scored"] = info.get("rows_scored", 0) + len(subpool)
+  with timed(timers, "acquisition"):
+    if name == "random":
+      pick = random_select(len(subpool), k, rng)
+    elif name in UNCERTAINTY_SCORES:
+      pick = topk(UNCERTAINTY_SCORES[name](out["logits"]), k)
+    elif name == "badge":
+      # numpy, not jax.nn.softmax: host arrays of a new shape every round would compile anew.
+      pick = badge_select(softmax(out["logits"]), out["pooled"], k, rng)
+    else:
+      pick = ftbertkm_select(out["cls"], k, rng)
+    chosen = subpool[np.asarray(pick, np.int64)]
+    if k < q:  # documented graceful behaviour: top up uniformly from the rest of the pool
+      rest = np.setdiff1d(unlabelled, chosen)
+      extra = rng.choice(rest, size=min(q - k, len(rest)), replace=False)
+      log.warning("Subpool has %d items < query_size %d: topped up %d uniformly from the pool.",
+                  len(subpool), q, len(extra))
+      chosen = np.concatenate([chosen, extra])
+      info["topped_up"] = len(extra)
+  return chosen

@@ -4,9 +4,9 @@
                                                              # + index builds once (1M: ~16 min at M=16)
   .venv/bin/python bench/bench_query.py --sizes 10000,100000 --rounds 5
 
-Times exactly what `loop.run` times as `time/query`: the unlabelled set, `loop.build_subpool`
-(anchors + index search, or SEALS' growing union) and `loop.acquire` (scoring the subpool with
-`forward_rows` + entropy top-25), over a few consecutive rounds that add 25 oracle labels each.
+Times exactly what `loop.run` times as `time/query`: `loop.query` = the unlabelled set,
+`filters.build_subpool` (anchors + index search, or SEALS' growing union) and
+`strategies.acquire` (scoring the subpool with `forward_rows` + entropy top-25), over a few consecutive rounds that add 25 oracle labels each.
 Training is not part of query time (and not run: the model stays fixed across rounds).
 
 Synthetic pool: N unit embeddings (dim 384, 200 Gaussian clusters; clusters 0 and 1 are the
@@ -91,22 +91,17 @@ def get_index(emb: np.ndarray, connectivity: int, expansion_add: int, cache: Pat
 def run_filter(c, setup, params, labels: np.ndarray, init: np.ndarray, rounds: int
                ) -> list[dict[str, float]]:
   """`rounds` query rounds of one filter, timed as `loop.run` times them."""
-  state = SimpleNamespace(labelled_rows=init.copy(), seals=filters.SealsState(),
-                          anchor_rng=np.random.default_rng(c.anchoral.seed),
-                          subset_rng=np.random.default_rng(c.randomsubset.seed),
-                          strategy_rng=np.random.default_rng(c.al.strategy_seed))
+  state = loop.ALState(init.copy(), np.full(len(init), -1, np.int64), 0,
+                       np.random.default_rng(c.al.strategy_seed),
+                       filters.FilterState.initial(c.randomsubset.seed, c.anchoral.seed))
   out = []
   for _ in range(rounds):
     timers: dict[str, float] = {}
     info: dict = {}
     t_query = time.perf_counter()  # --- the loop's query block, verbatim ---
-    unlabelled = np.setdiff1d(setup.pool_rows, state.labelled_rows)
-    subpool = loop.build_subpool(c, setup, state, params, unlabelled, timers, info)
-    new_rows = loop.acquire(c, setup, state, params, subpool, unlabelled, timers, info)
+    _, subpool, new_rows = loop.query(c, setup, state, params, timers, info)
     timers["query"] = time.perf_counter() - t_query
-    if c.al.filter == "seals":
-      state.seals.mark_labelled(new_rows)
-    state.labelled_rows = np.concatenate([state.labelled_rows, new_rows])
+    state.commit(new_rows)
     out.append({**timers, "subpool": float(len(subpool)),
                 "minority": float(labels[new_rows].sum())})
   return out

@@ -178,7 +178,7 @@ def test_index_is_built_once_and_setup_loads_the_same_files(tmp_path, task, monk
   assert Path(setup.emb_NxE.filename).parent == (tmp_path / "cache" / "embeddings").resolve()
   assert setup.index.path == str(built) and len(setup.index) == POOL
   assert setup.index.ef_search == c.index.ef_search
-  q = setup.emb_lookup(np.array([7, 11]))
+  q = setup.view(None).emb_lookup(np.array([7, 11]))
   uids, _ = setup.index.search(q, 1, exact=True)
   np.testing.assert_array_equal(uids[:, 0], [7, 11])  # keys are pool row numbers
 

@@ -115,7 +115,7 @@ def test_every_filter_x_strategy_x_anchor_strategy_picks_a_valid_batch(cache_dir
   setup = loop.Setup(c)
   assert isinstance(setup.regime, regimes.HeadRegime if regime == "head" else regimes.FullRegime)
   labels = setup.task.train.labels
-  state0 = loop.ALState(c, setup)
+  state0 = loop.ALState.initial(c, setup)
   fitted = setup.regime.fit(setup.init_params, state0.labelled_rows,
                             labels[state0.labelled_rows])
   unlabelled = np.setdiff1d(setup.pool_rows, state0.labelled_rows)
@@ -124,9 +124,8 @@ def test_every_filter_x_strategy_x_anchor_strategy_picks_a_valid_batch(cache_dir
   for filter_, strategy, anchors in grid:
     cc = ml_collections.ConfigDict(c.to_dict())
     cc.al.filter, cc.al.strategy, cc.anchoral.anchor_strategy = filter_, strategy, anchors
-    state, info = loop.ALState(cc, setup), {}
-    subpool = loop.build_subpool(cc, setup, state, fitted.params, unlabelled, {}, info)
-    picked = loop.acquire(cc, setup, state, fitted.params, subpool, unlabelled, {}, info)
+    state, info = loop.ALState.initial(cc, setup), {}
+    _, subpool, picked = loop.query(cc, setup, state, fitted.params, {}, info)
     assert len(set(picked.tolist())) == len(picked) == 25, (filter_, strategy, anchors)
     assert set(picked.tolist()) <= set(unlabelled.tolist())
     if not info.get("topped_up"):
