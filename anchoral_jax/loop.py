@@ -506,6 +506,11 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> list[dict]:
   # Before any round: checkpoints address pool rows by position (workdir.py).
   workdir_lib.check_data_fingerprint(
       workdir, workdir_lib.data_fingerprint(task, c.data.name), write=primary)
+  if primary:  # metrics index classes (`f1/class_1`): what the indices are called
+    write_text_atomic(workdir / "classes.json", json.dumps(
+        {"class_names": list(task.class_names),
+         "minority": [task.class_names[k] for k in task.minority_classes],
+         "minority_indices": list(task.minority_classes)}, indent=2) + "\n")
   if (c.al.filter in ("anchoral", "randomsubset")
       and len(setup.pool_rows) - c.al.initial_size <= c.al.subpool_size):
     # build_subpool then hands the whole unlabelled pool to the strategy every round: the run

@@ -54,6 +54,9 @@ def _check_outputs(workdir, c):
       assert picked <= set(s["uids"])
   assert (workdir / "DONE").exists() and (workdir / "summary.json").exists()
   assert json.loads((workdir / "hparams.json").read_text())["al"]["filter"] == c.al.filter
+  classes = json.loads((workdir / "classes.json").read_text())  # names for `class_<k>` keys
+  assert len(classes["class_names"]) == sum(k.startswith("labelled/count_class_") for k in recs[0])
+  assert classes["minority"] == [classes["class_names"][k] for k in classes["minority_indices"]]
   return recs, lab
 
 
