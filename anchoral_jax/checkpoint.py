@@ -42,6 +42,11 @@ class RoundCheckpointer:
         meta=ocp.args.JsonSave(meta)), force=True)
     self._mngr.wait_until_finished()
 
+  def delete(self, step: int) -> None:
+    """Removes one step (extending a finished run rewinds its last, query-less round)."""
+    if step in self.all_steps():
+      self._mngr.delete(step)
+
   def all_steps(self) -> list[int]:
     return sorted(self._mngr.all_steps())
 

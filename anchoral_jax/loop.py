@@ -411,6 +411,21 @@ def _truncate_jsonl(path: Path, keep_round_below: int) -> None:
     write_text_atomic(path, text)
 
 
+def _rewind_last_round(workdir: Path, old_rounds: int, primary: bool) -> None:
+  """Makes a run that ended after round `old_rounds` (its last: train and test, no query)
+  resumable into a longer run: drops the checkpoint committed after that round, so the round
+  runs again and queries; the JSONL files are cut back on resume; DONE and summary.json go.
+  Idempotent (a kill part-way through is redone by the next try)."""
+  ckpt = checkpoint.RoundCheckpointer(workdir / "checkpoints")
+  try:
+    ckpt.delete(old_rounds + 1)
+  finally:
+    ckpt.close()
+  if primary:
+    for name in ("DONE", "summary.json"):
+      (workdir / name).unlink(missing_ok=True)
+
+
 def _write_round_files(workdir: Path, task: TextTask, r: int, result: RoundResult) -> None:
   """The round's subpool and anchors (in uids), appended before the round's checkpoint."""
   if result.subpool is not None:
@@ -477,12 +492,19 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> list[dict]:
   def inert(key: str) -> bool:
     return key.startswith("wandb.") or key in ("data.cache_dir", "index.path", "index.view")
 
+  extend_from = None  # the old budget when a run is extended to a larger one
   if previous != resolved:
     old, new = flat(previous or {}), flat(resolved)
     changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k, "<unset>") !=
                new.get(k, "<unset>")]
     blocking = [k for k in changed if not inert(k)] if previous is not None else ["<all>"]
-    if not blocking:
+    if blocking == ["al.budget"] and new["al.budget"] > old["al.budget"]:
+      # A larger budget continues the run: its rounds so far are the first rounds of the
+      # longer run (same seeds, same picks), except that the old last round did not query.
+      extend_from, blocking = int(old["al.budget"]), []
+      log.info("%s: extending the run from al.budget %d to %d.", workdir, extend_from,
+               c.al.budget)
+    elif not blocking:
       log.info("%s: only settings that cannot change results differ (%s); resuming with them "
                "updated.", hparams, ", ".join(changed))
     elif workdir_lib.has_committed_round(workdir):
@@ -495,13 +517,17 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> list[dict]:
       # No round committed (an earlier try failed in its set-up, or before its first
       # checkpoint): nothing to mix, so the corrected command may take the workdir over.
       log.warning("%s: no round committed yet; replacing the config of an earlier try.", hparams)
-  if primary:
+  if primary and extend_from is None:
     write_text_atomic(hparams, json.dumps(resolved, indent=2, sort_keys=True))
-  if (workdir / "DONE").exists():
+  if (workdir / "DONE").exists() and extend_from is None:
     log.info("%s is DONE; nothing to do.", workdir)
     return tracking.load_metrics(workdir / "metrics.jsonl")[0]
 
-  setup = Setup(c)
+  setup = Setup(c)  # checks the budget against the pool before an extension touches anything
+  if extend_from is not None:
+    _rewind_last_round(workdir, (extend_from - c.al.initial_size) // c.al.query_size, primary)
+    if primary:  # after the rewind: a kill in between finds the old budget and rewinds again
+      write_text_atomic(hparams, json.dumps(resolved, indent=2, sort_keys=True))
   task = setup.task
   # Before any round: checkpoints address pool rows by position (workdir.py).
   workdir_lib.check_data_fingerprint(

@@ -205,3 +205,27 @@ def test_query_larger_than_subpool_is_topped_up(tmp_path, cache_dir):
   rec = _records(tmp_path)[0]
   assert rec["subpool/size"] <= 10 and rec["anchoral/topped_up"] == 25 - rec["subpool/size"]
   _check_outputs(tmp_path, c)
+
+
+def test_finished_run_extends_to_a_larger_budget(tmp_path, cache_dir):
+  """A DONE run re-run with a larger al.budget continues (its last round, which did not query,
+  runs again and queries) and ends exactly where a fresh run of the larger budget ends."""
+  ext, fresh = tmp_path / "ext", tmp_path / "fresh"
+  loop.run(tiny_config(cache_dir, **{"al.budget": 125}), ext)
+  assert (ext / "DONE").exists()
+  longer = tiny_config(cache_dir, **{"al.budget": 175})
+  loop._rewind_last_round(ext, 1, True)  # as if an extension was killed right after its rewind
+  assert not (ext / "DONE").exists()
+  loop.run(longer, ext)
+  loop.run(longer, fresh)
+  assert (ext / "DONE").exists() and [r["round"] for r in _records(ext)] == [0, 1, 2, 3]
+  assert _comparable(_records(ext)) == _comparable(_records(fresh))
+  pd.testing.assert_frame_equal(pd.read_parquet(ext / "labelled.parquet"),
+                                pd.read_parquet(fresh / "labelled.parquet"))
+  assert _read_jsonl(ext / "subpools.jsonl") == _read_jsonl(fresh / "subpools.jsonl")
+  def summary(d):
+    return {k: v for k, v in json.loads((d / "summary.json").read_text()).items() if "time" not in k}
+
+  assert summary(ext) == summary(fresh)
+  with pytest.raises(loop.ConfigError, match=r"al.budget: 175 -> 150"):  # shrinking is refused
+    loop.run(tiny_config(cache_dir, **{"al.budget": 150}), ext)
