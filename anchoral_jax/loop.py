@@ -303,6 +303,46 @@ class ALState:
 # ---------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
+class FitRequest:
+  """One run's training of a round: `regime.fit(*args)`, args = (init_params, rows, labels,
+  val)."""
+
+  regime: regimes.Regime
+  args: tuple
+
+
+@dataclasses.dataclass
+class FitOutcome:
+  result: regimes.FitResult
+  timers: dict[str, float]  # "train" and "compile" seconds of the program that trained it
+  runs_in_program: int = 1  # > 1: trained with other runs in one vmapped program
+
+
+def fit_requests(requests: list[FitRequest]) -> list[FitOutcome]:
+  """Trains one round of several runs: frozen-encoder runs of equal shapes and settings (the
+  seeds of a table cell, in lockstep) as one vmapped program (`regimes.fit_group`), any other
+  one after another (the full regime: sequential, sharing this process's compiled programs)."""
+  groups: dict[Any, list[int]] = {}
+  for i, req in enumerate(requests):
+    key = (req.regime.group_key(req.args[1]) if isinstance(req.regime, regimes.HeadRegime)
+           else ("alone", i))
+    groups.setdefault(key, []).append(i)
+  out: list[FitOutcome | None] = [None] * len(requests)
+  for members in groups.values():
+    timers: dict[str, float] = {}
+    with timed(timers, "train"):
+      if len(members) > 1:
+        fits = regimes.fit_group([requests[i].regime for i in members],
+                                 [requests[i].args for i in members])
+      else:
+        req = requests[members[0]]
+        fits = [req.regime.fit(*req.args)]
+    for i, fitted in zip(members, fits, strict=True):
+      out[i] = FitOutcome(fitted, dict(timers), len(members))
+  return out
+
+
+@dataclasses.dataclass
 class RoundResult:
   record: dict[str, Any]  # the metrics line
   new_rows: np.ndarray  # the picks (empty in the last round)
@@ -329,10 +369,11 @@ def query(c, setup: Setup, state: ALState, params, timers: dict[str, float],
   return unlabelled, subpool, picks
 
 
-def run_round(c, setup: Setup, state: ALState, num_rounds: int) -> RoundResult:
+def run_round(c, setup: Setup, state: ALState, num_rounds: int,
+              fit: FitOutcome | None = None) -> RoundResult:
   """Round `state.round`: train from the initial weights on the labelled set, test, and (unless
   it is the last round) query. Advances the generators in `state`; `state.commit` adds the
-  picks."""
+  picks. `fit`: the round's training done already (`fit_requests`, several runs at once)."""
   task = setup.task
   labels = task.train.labels
   minority = tuple(task.minority_classes)
@@ -340,9 +381,13 @@ def run_round(c, setup: Setup, state: ALState, num_rounds: int) -> RoundResult:
   r = state.round
   timers: dict[str, float] = {}
   t_round = time.perf_counter()
-  with timed(timers, "train"):
-    fitted = setup.regime.fit(setup.init_params, state.labelled_rows,
-                              labels[state.labelled_rows], val=val)
+  if fit is None:
+    fit = fit_requests([FitRequest(setup.regime, (setup.init_params, state.labelled_rows,
+                                                  labels[state.labelled_rows], val))])[0]
+  else:
+    t_round -= sum(fit.timers.values())  # time/round spans the training done before
+  fitted = fit.result
+  timers.update(fit.timers)
   with timed(timers, "test"):
     logits = setup.regime.outputs(fitted.params, "test", setup.test_rows, ("logits",))["logits"]
     test_m = metrics.classification_metrics(task.test.labels[setup.test_rows], logits,
@@ -381,6 +426,8 @@ def run_round(c, setup: Setup, state: ALState, num_rounds: int) -> RoundResult:
            if k in ("num_anchors", "num_retrieved", "num_unique", "num_queries", "topped_up")},
     })
   timers["round"] = time.perf_counter() - t_round
+  if fit.runs_in_program > 1:  # time/train is then the shared program's, for all its runs
+    timers["train_runs_in_program"] = fit.runs_in_program
   record.update({f"time/{k}": v for k, v in timers.items()})
   record["time/cumulative_query"] = state.cumulative_query_s
   return RoundResult(record, new_rows, subpool, info)
@@ -461,13 +508,60 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
   One run per workdir: the primary process holds `<workdir>/.lock` throughout (a second run
   fails with workdir.WorkdirInUseError before writing anything).
   """
-  validate(config)
-  workdir = Path(workdir)
-  with workdir_lib.lock(workdir) if parallel.is_primary() else contextlib.nullcontext():
-    return _run_locked(config, workdir)
+  return run_many([config], [workdir])[0]
 
 
-def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> list[dict]:
+def run_many(configs: list[ml_collections.ConfigDict], workdirs: list[str | os.PathLike]
+             ) -> list[list[dict]]:
+  """Runs (or resumes) several simulations in one process, round by round in lockstep: the
+  seeds of a table cell (same settings but `data.seed`, `model.seed`, `al.initial_seed`).
+  Each round, the frozen-encoder runs train as one vmapped program (`fit_requests`); every
+  run keeps its own workdir, lock, checkpoints, W&B run and files, and ends as it would alone
+  (tests/test_seeds.py). Returns each run's records."""
+  if len(configs) != len(workdirs):
+    raise ValueError(f"{len(configs)} configs for {len(workdirs)} workdirs.")
+  paths = [Path(w) for w in workdirs]
+  if len({p.resolve() for p in paths}) != len(paths):
+    raise ConfigError(f"Two runs on one workdir: {[str(p) for p in paths]}.")
+  for c in configs:
+    validate(c)
+  with contextlib.ExitStack() as stack:
+    if parallel.is_primary():
+      for p in paths:
+        stack.enter_context(workdir_lib.lock(p))
+    return _drive([_run_steps(c, p) for c, p in zip(configs, paths, strict=True)])
+
+
+def _drive(runs: list) -> list[list[dict]]:
+  """Advances run generators (`_run_steps`) together: each yields its round's FitRequest and
+  receives the FitOutcome; the requests of one round are trained together."""
+  results: list[Any] = [None] * len(runs)
+  pending: dict[int, FitRequest] = {}
+
+  def advance(i: int, value) -> None:
+    try:
+      pending[i] = runs[i].send(value)
+    except StopIteration as stop:
+      pending.pop(i, None)
+      results[i] = stop.value
+
+  try:
+    for i in range(len(runs)):
+      advance(i, None)
+    while pending:
+      order = sorted(pending)
+      outcomes = fit_requests([pending[i] for i in order])
+      for i, outcome in zip(order, outcomes, strict=True):
+        advance(i, outcome)
+    return results
+  finally:
+    for g in runs:
+      g.close()  # a failed run: the others' trackers and checkpointers close too
+
+
+def _run_steps(config: ml_collections.ConfigDict, workdir: Path):
+  """One run, as a generator: yields each round's FitRequest, receives its FitOutcome, and
+  returns the run's records (the body of `run`; `_drive` advances it)."""
   c = config
   from anchoral_jax import prepare
 
@@ -568,10 +662,14 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> list[dict]:
              if primary else tracking.NoOpTracker())
   ran: list[dict] = []  # this process's records (what a non-primary process returns)
   num_rounds = common.num_query_rounds(c)
+  setup_val = ((setup.val_rows, task.train.labels[setup.val_rows]) if len(setup.val_rows)
+               else None)
   try:
     while state.round <= num_rounds:
       r = state.round
-      result = run_round(c, setup, state, num_rounds)
+      fit = yield FitRequest(setup.regime, (setup.init_params, state.labelled_rows,
+                                            task.train.labels[state.labelled_rows], setup_val))
+      result = run_round(c, setup, state, num_rounds, fit=fit)
       tracker.log(result.record, step=r)
       ran.append(result.record)
       if primary:

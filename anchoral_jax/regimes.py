@@ -224,6 +224,13 @@ class HeadRegime:
   max_labelled: int = 0  # the run's final labelled size (al.budget): one padded shape per run
 
   def fit(self, init_params, rows, labels, val=None) -> FitResult:
+    t0 = time.perf_counter()
+    args, static = self._program_inputs(init_params, rows, labels, val)
+    out = jax.device_get(fit_head(*args, **static))
+    return self._result(init_params, labels, val, out, time.perf_counter() - t0)
+
+  def _program_inputs(self, init_params, rows, labels, val) -> tuple[tuple, dict]:
+    """`fit_head`'s arguments: (arrays and sizes, static settings)."""
     tc = self.tc
     rows = np.asarray(rows, np.int64)
     labels = np.asarray(labels, np.int32)
@@ -246,12 +253,18 @@ class HeadRegime:
     xval[:nv] = pooled[np.asarray(vrows, np.int64)]
     yval = np.zeros(max(nv, 1), np.int32)
     yval[:nv] = vlabels
+    args = (init_params["classifier"], x_PxH, y_P, n, perms_ExQ, epochs, self.dropout_key, xval,
+            yval, nv)
     # The optimiser sees only the head's parameters here: plain AdamW (tc's, unmasked).
-    t0 = time.perf_counter()
-    head, best_epoch, run, steps, losses_E, preds_ExP = jax.device_get(fit_head(
-        init_params["classifier"], x_PxH, y_P, n, perms_ExQ, epochs, self.dropout_key, xval,
-        yval, nv, opt=make_optimizer(dataclasses.replace(tc, trainable="all")), batch_size=bs, minority=self.minority,
-        selection=tc.model_selection, patience=tc.patience, dropout=self.cfg.hidden_dropout_prob))
+    static = dict(opt=make_optimizer(dataclasses.replace(tc, trainable="all")), batch_size=bs,
+                  minority=self.minority, selection=tc.model_selection, patience=tc.patience,
+                  dropout=self.cfg.hidden_dropout_prob)
+    return args, static
+
+  def _result(self, init_params, labels, val, out, seconds: float) -> FitResult:
+    head, best_epoch, run, steps, losses_E, preds_ExP = out
+    labels = np.asarray(labels, np.int32)
+    n = len(labels)
     params = {**init_params, "classifier": head}  # the encoder: the very same arrays
     eye = np.eye(self.num_classes, dtype=np.float32)
     history = []
@@ -261,16 +274,24 @@ class HeadRegime:
                                                     prefix="train/")
       history.append({"epoch": e, "train/loss": float(losses_E[e]),
                       **{k: v for k, v in m.items() if k not in ("train/loss", "train/ece")}})
-    if nv:  # validation metrics of the selected head (train.fit logs them every epoch)
-      vlogits = self.outputs(params, "pool", vrows, ("logits",))["logits"]
+    if val is not None and len(val[0]):  # the selected head's validation metrics (as train.fit)
+      vlogits = self.outputs(params, "pool", val[0], ("logits",))["logits"]
       history[int(best_epoch)].update(metrics.classification_metrics(
-          vlabels, vlogits, self.num_classes, self.minority, prefix="val/"))
+          val[1], vlogits, self.num_classes, self.minority, prefix="val/"))
     # Progress: the round is one compiled call, so one line for it (train.fit logs per epoch).
-    log.info("head trained: %d/%d epochs run, best epoch %d (train minority F1 %.3f), %.1f s",
-             int(run), epochs, int(best_epoch) + 1,
+    log.info("head trained: %d epochs run, best epoch %d (train minority F1 %.3f), %.1f s",
+             int(run), int(best_epoch) + 1,
              history[int(best_epoch)].get("train/minority_f1", float("nan")) if history else
-             float("nan"), time.perf_counter() - t0)
+             float("nan"), seconds)
     return FitResult(params, int(best_epoch), int(run), int(steps), history)
+
+  def group_key(self, rows) -> tuple:
+    """Fits whose keys are equal can run as one vmapped program (`fit_group`): the same
+    static settings and the same array shapes (labelled size, padding, feature width)."""
+    n = len(rows)
+    return (type(self), self.tc, self.num_classes, self.minority, self.cfg.hidden_dropout_prob,
+            n, _capacity(max(n, self.max_labelled)), self.features["pool"]["pooled"].shape[1])
+
 
   def outputs(self, params, split, rows, keys):
     feats = self.features[split]
@@ -288,6 +309,41 @@ class HeadRegime:
       else:
         raise KeyError(f"The head regime caches {list(FEATURE_KEYS)} and logits, not {k!r}.")
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _fit_head_vmapped(opt, batch_size: int, minority: tuple[int, ...], selection: str,
+                      patience: int, dropout: float):
+  """`fit_head` over a leading seed axis (one compiled program for S runs); cached per static
+  settings so that every round of a process reuses it. Labelled size, epochs and validation
+  size are shared (in_axes None): runs in lockstep have equal labelled-set sizes."""
+  fn = functools.partial(fit_head.__wrapped__, opt=opt, batch_size=batch_size, minority=minority,
+                         selection=selection, patience=patience, dropout=dropout)
+  return jax.jit(jax.vmap(fn, in_axes=(0, 0, 0, None, 0, None, 0, 0, 0, None)))
+
+
+def fit_group(regimes_: Sequence[HeadRegime], requests: Sequence[tuple]) -> list[FitResult]:
+  """Trains S heads (one per run; `requests[s]` = (init_params, rows, labels, val)) as one
+  vmapped `fit_head`: the S runs of a table cell in one program. Every run gets what its own
+  `fit` would give (float tolerance: batched matmuls may sum in another order)."""
+  t0 = time.perf_counter()
+  inputs = [r._program_inputs(*req) for r, req in zip(regimes_, requests, strict=True)]
+  static = inputs[0][1]
+  stacked = []
+  for i, first in enumerate(inputs[0][0]):
+    if i in (3, 5, 9):  # n, epochs, nv: shared
+      if any(a[i] != first for a, _ in inputs):
+        raise ValueError("fit_group needs runs with equal labelled and validation sizes.")
+      stacked.append(first)
+    elif i == 6:  # PRNG keys
+      stacked.append(jnp.stack([a[i] for a, _ in inputs]))
+    else:
+      stacked.append(jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]),
+                                  *[a[i] for a, _ in inputs]))
+  out = jax.device_get(_fit_head_vmapped(**static)(*stacked))
+  seconds = time.perf_counter() - t0
+  return [r._result(req[0], req[2], req[3], jax.tree.map(lambda x, s=s: x[s], out), seconds)
+          for s, (r, req) in enumerate(zip(regimes_, requests, strict=True))]
 
 
 def make(c, task, cfg: ModelConfig, init_params: Params, dropout_key: jax.Array,

@@ -272,6 +272,7 @@ class WandbTracker:
         id=resume_id,
         resume="allow" if resume_id else None,
         settings=wandb.Settings(**run_settings),
+        reinit="create_new",  # several runs at once in one process (loop.run_many)
     )
     self.budget_key = budget_key
     self.run.define_metric("round")
