@@ -9,6 +9,8 @@
   anchoral report RUNS_DIR [--out DIR]   (tables as Markdown/CSV and PNG plots)
   anchoral config --config ...[:arg] [--config.key=value ...]  (print the resolved config, JSON)
   anchoral env    (JAX backend and devices, package versions, cache dir, compilation cache)
+  anchoral label  init|next|status|export|apply ...  (label your own data: a human answers
+                  each batch; `anchoral label --help`, anchoral_jax/label.py)
 
 Configs are Python files with `get_config(arg)`; the config is locked, so a typo in an
 override (`--config.al.budgte=...`) fails with the list of valid keys.
@@ -24,7 +26,7 @@ from __future__ import annotations
 import logging
 import sys
 
-COMMANDS = ("run", "embed", "index", "sweep", "report", "config", "env")
+COMMANDS = ("run", "embed", "index", "sweep", "report", "config", "env", "label")
 
 USAGE = __doc__
 
@@ -293,6 +295,15 @@ def main(argv: list[str] | None = None) -> None:
       print(f"anchoral env takes no arguments (got {' '.join(argv[2:])}).", file=sys.stderr)
       sys.exit(2)
     print(env_report())
+    return
+  if command == "label":  # argparse, no config file: a labelling session (anchoral_jax/label.py)
+    import signal
+
+    from anchoral_jax import label
+
+    # Ctrl-C as in run: its files are written atomically or appended whole (label.py's docstring)
+    signal.signal(signal.SIGINT, _exit_on_interrupt)
+    label.main(argv[2:])
     return
   unknown = _unknown_override(argv[2:])
   if unknown:
