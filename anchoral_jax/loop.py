@@ -178,6 +178,13 @@ class Setup:
       self.cfg = models.preset(c.model.name, task.num_classes, c.model.dtype, c.model.pooling)
       self.init_params = models.init_params(self.cfg, init_key)
       encoder_id = f"random:{c.model.name}:{c.model.seed}"
+    top = max((int(t.flat_ids_T.max()) for t in (self.pool_tok, self.test_tok)
+               if len(t.flat_ids_T)), default=0)
+    if top >= self.cfg.vocab_size:  # an out-of-range id embeds as NaN, silently
+      raise ConfigError(
+          f"The tokenizer ({model_dir}) gives token ids up to {top}, but the model "
+          f"({c.model.name}) has vocab_size {self.cfg.vocab_size}: they do not belong together. "
+          "Set model.tokenizer to the model's own tokenizer.")
     self.regime = regimes.make(c, task, self.cfg, self.init_params, self.dropout_key,
                                {"pool": self.pool_tok, "test": self.test_tok}, cache, encoder_id)
 

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from anchoral_jax import metrics
+from anchoral_jax import metrics, models
 from anchoral_jax.models import ModelConfig, Params
 from anchoral_jax.scoring import forward_rows
 from anchoral_jax.tokenize import TokenizedTexts
@@ -121,7 +121,7 @@ def fit_head(head: Params, x_PxH, y_P, n, perms_ExQ, epochs, key, xval_VxH, yval
   nb = (n + batch_size - 1) // batch_size
 
   def loss_fn(h, x_BxH, y_B, w_B, k):
-    if dropout > 0:  # the head's input dropout, as nn.Dropout(hidden_dropout_prob) in the model
+    if dropout > 0:  # the head's input dropout, as the model's (models.head_dropout)
       keep = jax.random.bernoulli(k, 1.0 - dropout, x_BxH.shape)
       x_BxH = jnp.where(keep, x_BxH / (1.0 - dropout), 0.0)
     logits_BxC = x_BxH @ h["kernel"] + h["bias"]
@@ -258,7 +258,7 @@ class HeadRegime:
     # The optimiser sees only the head's parameters here: plain AdamW (tc's, unmasked).
     static = dict(opt=make_optimizer(dataclasses.replace(tc, trainable="all")), batch_size=bs,
                   minority=self.minority, selection=tc.model_selection, patience=tc.patience,
-                  dropout=self.cfg.hidden_dropout_prob)
+                  dropout=models.head_dropout(self.cfg))
     return args, static
 
   def _result(self, init_params, labels, val, out, seconds: float) -> FitResult:
@@ -289,7 +289,7 @@ class HeadRegime:
     """Fits whose keys are equal can run as one vmapped program (`fit_group`): the same
     static settings and the same array shapes (labelled size, padding, feature width)."""
     n = len(rows)
-    return (type(self), self.tc, self.num_classes, self.minority, self.cfg.hidden_dropout_prob,
+    return (type(self), self.tc, self.num_classes, self.minority, models.head_dropout(self.cfg),
             n, _capacity(max(n, self.max_labelled)), self.features["pool"]["pooled"].shape[1])
 
 

@@ -19,12 +19,44 @@ import numpy as np
 DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512)
 
 
+# The files a checkpoint directory's tokenizer is read from, per model family.
+TOKENIZER_FILES = {"bert": "vocab.txt", "albert": "spiece.model", "t5": "spiece.model",
+                   "deberta-v2": "spm.model", "gpt2": "vocab.json + merges.txt"}
+
+
 def load_tokenizer(model_dir: str | os.PathLike):
-  """A fast Hugging Face tokenizer from a local directory (never the hub)."""
+  """A fast Hugging Face tokenizer from a local directory (never the hub). A directory without
+  tokenizer files fails naming the files its family needs (models.ModelLoadError)."""
   os.environ.setdefault("HF_HUB_OFFLINE", "1")
   from transformers import AutoTokenizer
 
-  return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+  from anchoral_jax.models.hf import ModelLoadError
+
+  model_dir = Path(model_dir)
+
+  def missing(why: str) -> ModelLoadError:
+    try:
+      import json
+
+      family = json.loads((model_dir / "config.json").read_text()).get("model_type", "")
+    except (OSError, ValueError):
+      family = ""
+    need = TOKENIZER_FILES.get(family, "its tokenizer files")
+    return ModelLoadError(
+        f"No usable tokenizer in {model_dir} ({why}). A {family or 'Hugging Face'} checkpoint "
+        f"directory needs tokenizer.json (or {need}) and tokenizer_config.json: copy them "
+        "from the model's Hugging Face page, or set model.tokenizer to a directory that has "
+        "them.")
+
+  # Without any vocabulary file transformers may build an empty tokenizer (every word <unk>).
+  vocab_files = ("tokenizer.json", "vocab.txt", "spiece.model", "spm.model", "vocab.json",
+                 "sentencepiece.bpe.model", "tokenizer.model")
+  if not any((model_dir / f).exists() for f in vocab_files):
+    raise missing("no vocabulary file")
+  try:
+    return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+  except (OSError, ValueError, TypeError) as e:
+    raise missing(f"{type(e).__name__}: {str(e).splitlines()[0]}") from e
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,5 +127,15 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int, chunk: int = 4096
   offsets = np.zeros(len(lengths) + 1, np.int64)
   np.cumsum(lengths, out=offsets[1:])
   flat = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
-  return TokenizedTexts(flat, offsets, int(tokenizer.pad_token_id or 0))
+  return TokenizedTexts(flat, offsets, pad_id(tokenizer))
+
+
+def pad_id(tokenizer) -> int:
+  """The id batches are padded with: the tokenizer's pad token, else its eos (GPT-2 defines no
+  pad token; pad = eos as the paper's official code, SPEC.md §5), else 0. Padded positions are
+  masked out, so the id only has to be a valid embedding row."""
+  for pid in (tokenizer.pad_token_id, getattr(tokenizer, "eos_token_id", None)):
+    if pid is not None:
+      return int(pid)
+  return 0
 

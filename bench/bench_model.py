@@ -10,8 +10,24 @@
     same hyper-parameters, batch 32 padded to one fixed length.
 
 The PyTorch model is built from OUR parameters (same numbers on both sides), and the logits of
-the two scoring passes are compared. MiniLM uses the real all-MiniLM-L6-v2 weights; bert-base
-is randomly initialised (no bert-base weights offline), which changes nothing for speed.
+the two scoring passes are compared. MiniLM uses the real all-MiniLM-L6-v2 weights; bert-base,
+albert-base-v2 and gpt2 are randomly initialised at their real sizes (no weights offline), which
+changes nothing for speed:
+
+  .venv/bin/python bench/bench_model.py --models albert-base-v2,gpt2
+
+ALBERT and GPT-2 read the same MiniLM token ids (folded into a smaller vocabulary with a modulo:
+speed does not depend on which ids); GPT-2's PyTorch side finds the last token by the pad id, 0
+in these batches, as our mask does. Its `score` head has no bias, so ours is zeroed.
+
+deberta-v3-base and t5-base (random init, real sizes) run against
+DebertaV2ForSequenceClassification and, for T5, T5EncoderModel under the same mean-pooled linear
+head as ours (models/t5.py: the encoder-only head), both holding our parameters:
+
+  .venv/bin/python bench/bench_model.py --models deberta-v3-base,t5-base
+
+The FLOP count is the BERT formula (q, k, v, output, FFN, QK^T, PV); DeBERTa's c2p/p2c terms
+and T5's gated third FFN matrix are not counted, so their GFLOP/s and MFU read low.
 
 Warm-up is excluded from the timings and reported on its own: for ours, XLA compilation of
 every batch shape done ahead of time with `.lower().compile()` (the jit cache reuses it), for
@@ -36,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anchoral_jax import scoring, train
+from anchoral_jax import models, scoring, train
 from anchoral_jax.data import load_task
 from anchoral_jax.models import bert, hf
 from anchoral_jax.tokenize import (
@@ -47,7 +63,9 @@ from anchoral_jax.tokenize import (
   tokenize,
 )
 
-MODELS = {"minilm": "all-MiniLM-L6-v2", "bert-base": "bert-base"}
+MODELS = {"minilm": "all-MiniLM-L6-v2", "bert-base": "bert-base", "albert-base-v2": "albert",
+          "gpt2": "gpt2", "deberta-v3-base": "deberta",
+          "t5-base": "t5"}  # name -> checkpoint (minilm) or family
 COLUMNS = ("date", "load 1/5/15", "device", "model", "weights", "bench", "batch",
            "tokens real/padded", "framework", "throughput", "warm-up s (excl.)", "GFLOP/s", "MFU",
            "max abs dlogits")
@@ -56,7 +74,8 @@ COLUMNS = ("date", "load 1/5/15", "device", "model", "weights", "bench", "batch"
 # ------------------------------------------------------------------------------- FLOPs
 def flops_per_token(cfg: bert.BertConfig, length: int) -> float:
   """Forward model FLOPs per token at sequence length `length` (embeddings are lookups)."""
-  h, f, n = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+  h, n = cfg.hidden_size, cfg.num_hidden_layers
+  f = getattr(cfg, "mlp_size", None) or cfg.intermediate_size  # GPT-2: n_inner or 4 H
   matmul_params = n * (4 * h * h + 2 * h * f)  # q, k, v, attention output; two FFN matrices
   return 2.0 * matmul_params + 4.0 * n * length * h  # + QK^T and PV
 
@@ -82,10 +101,121 @@ def scoring_work(cfg: bert.BertConfig, tok: TokenizedTexts, rows: np.ndarray, ba
 
 
 # ------------------------------------------------------------------------------- PyTorch side
+def torch_model_other(cfg, params, device: str):
+  """ALBERT / GPT-2: the HF *ForSequenceClassification holding exactly our parameters (the
+  family's checkpoint conversion in reverse), loaded strictly."""
+  import torch
+  import transformers
+
+  fam = models.family(cfg)
+  common = {"vocab_size": cfg.vocab_size, "num_labels": cfg.num_labels}
+  if cfg.model_type == "albert":
+    hf_cfg = transformers.AlbertConfig(**common, **{
+        k: getattr(cfg, k) for k in (
+            "embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+            "intermediate_size", "hidden_act", "max_position_embeddings", "type_vocab_size",
+            "layer_norm_eps", "hidden_dropout_prob", "attention_probs_dropout_prob",
+            "classifier_dropout_prob")})
+    model, prefix = transformers.AlbertForSequenceClassification(hf_cfg), "albert."
+    head = {"classifier.weight": params["classifier"]["kernel"].T,
+            "classifier.bias": params["classifier"]["bias"]}
+  else:
+    hf_cfg = transformers.GPT2Config(
+        **common, n_embd=cfg.hidden_size, n_layer=cfg.num_hidden_layers,
+        n_head=cfg.num_attention_heads, n_inner=cfg.intermediate_size,
+        n_positions=cfg.max_position_embeddings, activation_function=cfg.hidden_act,
+        layer_norm_epsilon=cfg.layer_norm_eps, resid_pdrop=cfg.hidden_dropout_prob,
+        embd_pdrop=cfg.embd_pdrop, attn_pdrop=cfg.attention_probs_dropout_prob,
+        pad_token_id=0)  # the MiniLM batches pad with 0
+    model, prefix = transformers.GPT2ForSequenceClassification(hf_cfg), "transformer."
+    head = {"score.weight": params["classifier"]["kernel"].T}
+  flat = hf.flatten(params)
+  state = {prefix + name: torch.tensor(np.asarray(flat[path], np.float32).T if t is True
+                                       else np.asarray(flat[path], np.float32))
+           for path, (name, t) in fam._hf_name_map(cfg).items()}
+  state.update({k: torch.tensor(np.asarray(v, np.float32)) for k, v in head.items()})
+  model.load_state_dict(state, strict=True)
+  return model.to(device)
+
+
+def torch_model_deberta_t5(cfg, params, device: str):
+  """DeBERTa: `DebertaV2ForSequenceClassification`; T5: `T5EncoderModel` + our head (masked
+  mean, Linear) in PyTorch. Both hold exactly our parameters, loaded strictly."""
+  import torch
+  import transformers
+
+  from anchoral_jax.models import deberta, t5
+
+  flat = hf.flatten(params)
+
+  def tensors(name_map, prefix: str) -> dict:
+    return {(prefix if not name.startswith("pooler.") else "") + name:
+            torch.tensor(np.asarray(flat[path], np.float32).T if t
+                         else np.asarray(flat[path], np.float32))
+            for path, (name, t) in name_map.items()}
+
+  head_w = torch.tensor(np.asarray(params["classifier"]["kernel"], np.float32).T)
+  head_b = torch.tensor(np.asarray(params["classifier"]["bias"], np.float32))
+  if cfg.model_type == "deberta-v2":
+    kw = {k: getattr(cfg, k) for k in (
+        "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+        "intermediate_size", "max_position_embeddings", "type_vocab_size", "layer_norm_eps",
+        "hidden_dropout_prob", "attention_probs_dropout_prob", "relative_attention",
+        "max_relative_positions", "position_buckets", "share_att_key", "norm_rel_ebd",
+        "position_biased_input", "pooler_hidden_act", "pooler_dropout", "num_labels")}
+    kw["pos_att_type"] = "|".join(cfg.pos_att_type)
+    kw.update({k: getattr(cfg, k) for k in ("embedding_size", "cls_dropout")
+               if getattr(cfg, k) is not None})
+    model = transformers.DebertaV2ForSequenceClassification(transformers.DebertaV2Config(**kw))
+    state = tensors(deberta._hf_name_map(cfg), "deberta.")
+    state.update({"classifier.weight": head_w, "classifier.bias": head_b})
+    model.load_state_dict(state, strict=True)
+    return model.to(device)
+
+  hf_cfg = transformers.T5Config(
+      vocab_size=cfg.vocab_size, d_model=cfg.hidden_size, d_kv=cfg.head_dim,
+      d_ff=cfg.intermediate_size, num_layers=cfg.num_hidden_layers,
+      num_heads=cfg.num_attention_heads,
+      relative_attention_num_buckets=cfg.relative_attention_num_buckets,
+      relative_attention_max_distance=cfg.relative_attention_max_distance,
+      dropout_rate=cfg.hidden_dropout_prob, layer_norm_epsilon=cfg.layer_norm_eps,
+      feed_forward_proj=cfg.feed_forward_proj, num_labels=cfg.num_labels)
+
+  class T5MeanHead(torch.nn.Module):
+    """T5EncoderModel + masked mean + Linear: models/t5.py's classifier, in PyTorch."""
+
+    def __init__(self):
+      super().__init__()
+      self.config = hf_cfg
+      self.encoder = transformers.T5EncoderModel(hf_cfg)
+      self.dropout = torch.nn.Dropout(cfg.hidden_dropout_prob)
+      self.classifier = torch.nn.Linear(cfg.hidden_size, cfg.num_labels)
+
+    def forward(self, input_ids, attention_mask, labels=None):
+      h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+      m = attention_mask[..., None].to(h.dtype)
+      mean = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+      logits = self.classifier(self.dropout(mean))
+      loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+      return transformers.modeling_outputs.SequenceClassifierOutput(loss=loss, logits=logits)
+
+  model = T5MeanHead()
+  state = {"encoder." + k: v for k, v in tensors(t5._hf_name_map(cfg), "").items()}
+  state["encoder.encoder.embed_tokens.weight"] = state["encoder.shared.weight"]  # tied
+  state.update({"classifier.weight": head_w, "classifier.bias": head_b})
+  model.load_state_dict(state, strict=True)
+  return model.to(device)
+
+
 def torch_model(cfg: bert.BertConfig, params: bert.Params, device: str):
   """`BertForSequenceClassification` holding exactly our parameters."""
   import torch
   import transformers
+
+  if cfg.model_type in ("deberta-v2", "t5"):
+    return torch_model_deberta_t5(cfg, params, device)
+  if cfg.model_type != "bert":
+    return torch_model_other(cfg, params, device)
 
   hf_cfg = transformers.BertConfig(
       vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
@@ -249,6 +379,12 @@ def load_model(name: str, dtype: str) -> tuple[bert.BertConfig, bert.Params, str
   if name == "minilm":
     cfg, params = bert.load_pretrained(MODELS[name], 2, key, dtype=dtype)
     return cfg, params, "real (all-MiniLM-L6-v2)"
+  if name in ("albert-base-v2", "gpt2", "deberta-v3-base", "t5-base"):  # real-size preset
+    cfg = models.preset(name, num_labels=2, dtype=dtype)
+    params = models.init_params(cfg, key)
+    if cfg.model_type == "gpt2":  # HF's score head has no bias: make ours match
+      params["classifier"]["bias"] = jnp.zeros_like(params["classifier"]["bias"])
+    return cfg, params, "random init (both sides)"
   cfg = bert.BertConfig(num_labels=2, dtype=dtype)
   return cfg, bert.init_params(cfg, key), "random init (both sides)"
 
@@ -286,7 +422,8 @@ def main(argv: Sequence[str] | None = None) -> None:
   print(info, flush=True)
 
   task = load_task("tweets_iphone")
-  tok = tokenize(load_tokenizer(bert.resolve_model_dir(MODELS["minilm"])), task.train.text, 128)
+  tokenizer = load_tokenizer(bert.resolve_model_dir(MODELS["minilm"]))
+  tok = tokenize(tokenizer, task.train.text, 128)
   rng = np.random.default_rng(0)
   sample = rng.permutation(len(tok))
   train_rows = rng.choice(len(tok), 32, replace=False)
@@ -295,19 +432,23 @@ def main(argv: Sequence[str] | None = None) -> None:
 
   results = []
   for name in args.models.split(","):
-    big = name == "bert-base"
+    big = name != "minilm"
     t0 = time.perf_counter()
     cfg, params, weights = load_model(name, args.dtype)
+    mtok, m_ids = tok, ids
+    if cfg.vocab_size < len(tokenizer):  # ALBERT's 30000 < MiniLM's 30522: fold the ids
+      mtok = TokenizedTexts(tok.flat_ids_T % cfg.vocab_size, tok.offsets, tok.pad_id)
+      m_ids = ids % cfg.vocab_size
     tmodel = torch_model(cfg, params, tdevice).eval()
     print(f"{name}: loaded in {time.perf_counter() - t0:.1f}s", flush=True)
     reps = args.reps or (1 if big else 2)
     rows_out = []
     for b in (int(x) for x in args.batches.split(",")):
       n = max(b, args.texts or (64 if big else 256))
-      rows_out += bench_scoring(cfg, params, tmodel, tok, sample[:n], b, reps, tdevice,
+      rows_out += bench_scoring(cfg, params, tmodel, mtok, sample[:n], b, reps, tdevice,
                                 args.dtype, args.peak_tflops)
       print(f"  scoring batch {b} done", flush=True)
-    rows_out += bench_train(cfg, params, tmodel, ids, mask, labels,
+    rows_out += bench_train(cfg, params, tmodel, m_ids, mask, labels,
                             args.train_steps or (3 if big else 5), tdevice, args.dtype,
                             args.peak_tflops)
     print("  train done", flush=True)

@@ -93,7 +93,7 @@ def main() -> None:
     shutil.rmtree(tmp, ignore_errors=True)
   if a.no_record:
     return
-  lines = [f"\n## Seeds in one process (`loop.run_many`) vs one process per seed (issue 15)\n",
+  lines = ["\n## Seeds in one process (`loop.run_many`) vs one process per seed (issue 15)\n",
            f"{harness.now()}, {harness.machine()}, {harness.versions(['jax', 'jaxlib'])}. "
            f"Cell: reproduce_cpu bbc_tech AnchorAL+entropy, frozen MiniLM + head, "
            f"{a.rounds} query rounds; process start, set-up and compile included (features, "

@@ -4,21 +4,24 @@ Lesci & Vlachos (NAACL 2024), "other models" analysis; official launcher pietrol
 `bin/run_other_models.sh` (its stray `num_neighbours=500,5000` is not carried over). Models:
 bert-tiny (google/bert_uncased_L-2_H-128_A-2), albert-base-v2, deberta-v3-base, gpt2, t5-base.
 
-Decision: only BERT-family encoders are implemented (anchoral_jax/models/bert.py). The other
-four keep their entries in MODELS (checkpoint, family, the paper's notes) but `get_config` of
-one of them raises NotImplementedError at once (before a job is queued, rather than failing
-deep in the loader with a misleading "not in the HF cache"), and the sweep leaves them out.
-When a family lands in anchoral_jax/models, flip its `implemented` flag.
-So the sweep is 2 datasets x 3 filters x bert-tiny x 8 seeds = 48 runs.
+Every family has a Flax implementation (anchoral_jax/models: bert.py, albert.py, gpt2.py,
+deberta.py, t5.py; parity with transformers' PyTorch models in tests/test_model_*.py), so the
+sweep is 2 datasets x 3 filters x 5 models x 8 seeds = 240 runs. Per-family choices: GPT-2
+classifies from its last non-pad token (pad = eos, with a correct attention mask where the
+official code's was wrong); T5 is its encoder, mean-pooled, with a linear head (see t5.py for
+why, instead of HF's encoder-decoder T5ForSequenceClassification); `model.pooling` "pooler"
+(the config default) means each family's own default pooling.
 
-Tiny (offline; bert-tiny's architecture randomly initialised on 1,500 embedded tweets;
-24 runs, ~40 s each, ~10 min with --parallel 2 on 2 CPU cores):
+Tiny (offline; each architecture small and randomly initialised, on 1,500 embedded tweets,
+tokenised with the packaged MiniLM WordPiece vocabulary for every family, since the real
+tokenizers of ALBERT/DeBERTa/T5 are not available offline: runlocal checks the pipeline, not
+the models; 120 runs at seeds=8, `seeds=1` for 15 runs of ~40 s each):
 
-  anchoral sweep --config configs/other_models.py:runlocal --runs_dir runs/other-local --parallel 2
+  anchoral sweep --config configs/other_models.py:runlocal,seeds=1 --runs_dir runs/other-local --parallel 2
   anchoral report runs/other-local
 
-Full size (datasets in $ANCHORAL_DATA_DIR, the checkpoint in the local HF cache; bert-tiny runs
-take minutes on a GPU):
+Full size (datasets in $ANCHORAL_DATA_DIR, each checkpoint with its tokenizer files in the
+local HF cache; a directory without them fails naming the files to fetch):
 
   anchoral sweep --config configs/other_models.py --runs_dir runs/other_models --backend slurm
   anchoral report runs/other_models
@@ -27,7 +30,7 @@ Expected (paper, shape): AnchorAL's advantage over RandomSubset and SEALS holds 
 sizes; the small bert-tiny reaches a much lower minority F1 than bert-base.
 
 Arguments: model=bert-tiny|albert-base-v2|deberta-v3-base|gpt2|t5-base  dataset=  filter=
-  runlocal (alias tiny). Sweep only: models=a+b (implemented ones), datasets=, filters=, seeds=N.
+  runlocal (alias tiny). Sweep only: models=a+b, datasets=, filters=, seeds=N.
 """
 
 from __future__ import annotations
@@ -51,25 +54,24 @@ STRATEGY = "entropy"
 @dataclasses.dataclass(frozen=True)
 class Model:
   checkpoint: str  # Hugging Face name, read from the local cache (never downloaded)
-  family: str  # HF model_type
-  implemented: bool
-  local_preset: str = "tiny"  # runlocal: randomly initialised anchoral_jax.models.bert preset
+  family: str  # HF model_type (the anchoral_jax/models family that reads it)
+  local_preset: str = "tiny"  # runlocal: a randomly initialised anchoral_jax.models preset
   note: str = ""
 
 
 MODELS = {
-    "bert-tiny": Model("google/bert_uncased_L-2_H-128_A-2", "bert", True, "bert-tiny",
+    "bert-tiny": Model("google/bert_uncased_L-2_H-128_A-2", "bert", "bert-tiny",
                        "2 layers, hidden 128 (Turc et al. 2019)"),
-    "albert-base-v2": Model("albert-base-v2", "albert", False,
+    "albert-base-v2": Model("albert-base-v2", "albert", "albert-tiny",
                             note="shared layers, factorised embeddings"),
-    "deberta-v3-base": Model("microsoft/deberta-v3-base", "deberta-v2", False,
+    "deberta-v3-base": Model("microsoft/deberta-v3-base", "deberta-v2", "deberta-tiny",
                              note="disentangled attention, SentencePiece vocabulary"),
-    "gpt2": Model("gpt2", "gpt2", False,
+    "gpt2": Model("gpt2", "gpt2", "gpt2-tiny",
                   note="pad = eos; classify from the last non-pad token. QUIRK: the official "
                   "code padded the attention mask with the pad id (a bug), not to be copied"),
-    "t5-base": Model("t5-base", "t5", False, note="encoder only, mean-pooled, linear head"),
+    "t5-base": Model("t5-base", "t5", "t5-tiny",
+                     note="encoder only, mean-pooled, linear head"),
 }
-IMPLEMENTED = tuple(k for k, m in MODELS.items() if m.implemented)
 SWEEP_ARGS = ("models", "datasets", "filters", "seeds")
 
 
@@ -84,12 +86,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if a.model not in MODELS:
     raise ValueError(f"Unknown model {a.model!r}; choose from {list(MODELS)}.")
   m = MODELS[a.model]
-  if not m.implemented:
-    raise NotImplementedError(
-        f"model={a.model} ({m.checkpoint}, model_type {m.family!r}) is not implemented yet: "
-        f"anchoral_jax.models has BERT-family encoders only (implemented: {list(IMPLEMENTED)}). "
-        "Add the family under anchoral_jax/models, then set implemented=True in "
-        "configs/other_models.py MODELS.")
   if a.filter not in FILTERS:
     raise ValueError(f"Unknown filter {a.filter!r}; choose from {list(FILTERS)}.")
   runlocal = a.runlocal or a.tiny
@@ -105,12 +101,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def sweep(add: main.Add, arg: str | None = None) -> None:
   a = parse(arg)
-  # Not yet implemented, so left out by default (see the module docstring): albert-base-v2,
-  # deberta-v3-base, gpt2, t5-base. Asking for one by name fails with the explanation.
-  models = main.pick(a.models, tuple(MODELS), "models") if a.models else IMPLEMENTED
-  for name in models:
-    if not MODELS[name].implemented:
-      get_config(f"model={name}")  # raises NotImplementedError
+  models = main.pick(a.models, tuple(MODELS), "models")
   if a.runlocal or a.tiny:
     datasets = (main.LOCAL_DATASET,)
   else:

@@ -1,7 +1,11 @@
-"""Regenerates tests/golden/minilm.npz from the independent references (needs torch and
-sentence-transformers): `python tests/make_golden.py`. The tests use the live references when
-they import and these stored values otherwise."""
+"""Regenerates tests/golden/*.npz from the independent references (needs torch and
+sentence-transformers): `python tests/make_golden.py [minilm] [albert] [gpt2] [deberta] [t5]`
+(all by default). The tests use the live references when they import and these stored values
+otherwise. A model family's golden file comes from `write_golden` in its
+tests/test_model_<family>.py (a small random HF model: its weights, inputs and outputs)."""
 
+import importlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,4 +40,10 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  names = sys.argv[1:] or ["minilm", "albert", "gpt2", "deberta", "t5"]
+  if "minilm" in names:
+    main()
+  sys.path.insert(0, str(Path(__file__).parent))
+  for family in (n for n in names if n != "minilm"):
+    importlib.import_module(f"test_model_{family}").write_golden()
+    print("wrote", Path(__file__).parent / "golden" / f"{family}.npz")

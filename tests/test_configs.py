@@ -118,19 +118,18 @@ def test_ablations_reject_mixed_knobs():
     ablations.get_config("ablation=anchors")
 
 
-def test_other_models_bert_tiny_builds_and_the_rest_is_not_implemented():
+def test_other_models_every_family_builds():
   c = other_models.get_config("model=bert-tiny,dataset=amazoncat_agri,filter=seals")
   assert c.model.name == "google/bert_uncased_L-2_H-128_A-2" and c.model.pretrained
   assert (c.data.name, c.al.strategy, c.al.filter) == ("amazoncat_agri", "entropy", "seals")
-  local = other_models.get_config("model=bert-tiny,runlocal")
-  assert (local.model.name, local.model.pretrained) == ("bert-tiny", False)
+  from anchoral_jax import loop, models
+
   for name, m in other_models.MODELS.items():
-    if m.implemented:
-      continue
-    with pytest.raises(NotImplementedError, match="not implemented yet"):
-      other_models.get_config(f"model={name}")
-    with pytest.raises(NotImplementedError, match=name):
-      sweep.expand(f"{ROOT}/configs/other_models.py:models={name}")
+    local = other_models.get_config(f"model={name},runlocal")
+    assert (local.model.name, local.model.pretrained) == (m.local_preset, False)
+    assert models.family(models.PRESETS[m.local_preset]) is models.FAMILIES[m.family]
+    loop.validate(local)
+    assert other_models.get_config(f"model={name}").model.name == m.checkpoint
   assert set(other_models.MODELS) == {"bert-tiny", "albert-base-v2", "deberta-v3-base", "gpt2",
                                       "t5-base"}
 
@@ -139,7 +138,7 @@ def test_other_models_bert_tiny_builds_and_the_rest_is_not_implemented():
     ("main.py", 320, 40), ("main.py:runlocal", 80, 10),
     ("main.py:datasets=wikitoxic+agnews_business,fullpool", 208, 26),
     ("ablations.py", 72, 9), ("ablations.py:runlocal", 72, 9),
-    ("other_models.py", 48, 6), ("other_models.py:runlocal", 24, 3),
+    ("other_models.py", 240, 30), ("other_models.py:runlocal", 120, 15),
 ])
 def test_every_sweep_expands_into_unique_runs_with_8_seeds_per_cell(spec, runs, cells):
   expanded = sweep.expand(f"{ROOT}/configs/{spec}")  # builds and validates every run's config

@@ -154,3 +154,11 @@ def test_checkpoint_conversion_is_strict(tmp_path):
   cfg2, got2 = models.load_pretrained(str(tmp_path), 2, jax.random.key(1))
   assert cfg2 == dataclasses.replace(cfg, num_labels=2)
   np.testing.assert_array_equal(got2["layer_1"]["output"]["bias"], params["layer_1"]["output"]["bias"])
+
+
+def test_checkpoint_without_tokenizer_files_names_them(tmp_path):
+  from anchoral_jax.tokenize import load_tokenizer
+
+  (tmp_path / "config.json").write_text('{"model_type": "albert"}')
+  with pytest.raises(models.ModelLoadError, match=r"tokenizer.json \(or spiece.model\)"):
+    load_tokenizer(tmp_path)

@@ -1,4 +1,5 @@
-"""Fast paths: data-parallel sharding, no recompiles across AL rounds, bf16 compute.
+"""Fast paths: data-parallel sharding (every model family), no recompiles across AL rounds,
+bf16 compute.
 
 Sharding is checked on 4 fake CPU devices (`--xla_force_host_platform_device_count=4`), which
 must be set before jax is imported, hence one subprocess per device count running the same
@@ -27,8 +28,10 @@ _SCRIPT = textwrap.dedent("""
     import jax
     import numpy as np
 
-    from anchoral_jax import parallel, scoring, train
+    from anchoral_jax import models, parallel, scoring, train
     from anchoral_jax.models import bert
+
+    FAMILY_PRESETS = ("albert-tiny", "gpt2-tiny", "deberta-tiny", "t5-tiny")
     from anchoral_jax.tokenize import TokenizedTexts
 
     want, out_path = int(sys.argv[1]), sys.argv[2]
@@ -48,11 +51,24 @@ _SCRIPT = textwrap.dedent("""
     trained = scoring.forward_rows(res.params, cfg, tok, np.arange(150), ("logits",),
                                    batch_size=32)
     leaves = jax.tree_util.tree_leaves_with_path(res.params)
+    fam = {}
+    for name in FAMILY_PRESETS:  # every other model family: scoring and one epoch of training
+      fcfg = models.preset(name, num_labels=2)
+      fparams = models.init_params(fcfg, jax.random.key(0))
+      ftok = TokenizedTexts(tok.flat_ids_T % 1000, tok.offsets, 0)  # within every tiny vocab
+      fam[name + "/logits"] = scoring.forward_rows(fparams, fcfg, ftok, np.arange(150),
+                                                   ("logits",), batch_size=32)["logits"]
+      fres = train.fit(fparams, fcfg, train.TrainConfig(learning_rate=1e-3, epochs=1,
+                                                        min_steps=1, model_selection="last"),
+                       ftok, np.arange(70), labels[:70], num_classes=2, minority_classes=(1,),
+                       data_seed=0, dropout_key=jax.random.key(1))
+      fam[name + "/trained_logits"] = scoring.forward_rows(
+          fres.params, fcfg, ftok, np.arange(150), ("logits",), batch_size=32)["logits"]
     np.savez(out_path, logits=scored["logits"], pooled=scored["pooled"],
              trained_logits=trained["logits"], steps=res.steps,
              losses=np.array([h["train/loss"] for h in res.history]),
              devices=parallel.num_devices(), train_traces=train.train_step._cache_size(),
-             **{"param" + jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves})
+             **{"param" + jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves}, **fam)
 """)
 
 
@@ -72,8 +88,11 @@ def test_sharded_equals_unsharded(tmp_path):
   one, four = _run(1, tmp_path), _run(4, tmp_path)
   assert int(one["devices"]) == 1 and int(four["devices"]) == 4
   assert int(one["steps"]) == int(four["steps"]) == 6
-  # One trace: a state whose sharding changed after step 1 would have compiled twice.
-  assert int(four["train_traces"]) == int(one["train_traces"]) == 1
+  # One trace: a state whose sharding changed after step 1 would have compiled twice (the
+  # other families' fits add one trace each).
+  assert int(four["train_traces"]) == int(one["train_traces"]) == 5
+  assert {k.split("/")[0] for k in one if "/" in k} == {
+      "albert-tiny", "gpt2-tiny", "deberta-tiny", "t5-tiny"}  # every family, sharded
   assert one.keys() == four.keys()
   for k in sorted(set(one) - {"devices", "train_traces"}):
     np.testing.assert_allclose(four[k], one[k], atol=1e-5, rtol=1e-5, err_msg=k)

@@ -32,7 +32,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from anchoral_jax.models import bert
+from anchoral_jax.models import albert, bert, deberta, gpt2, t5
 from anchoral_jax.models.bert import BertClassifier, BertConfig
 from anchoral_jax.models.hf import (
     ModelLoadError,
@@ -42,7 +42,7 @@ from anchoral_jax.models.hf import (
     resolve_model_dir,
 )
 
-FAMILY_MODULES: tuple[ModuleType, ...] = (bert,)
+FAMILY_MODULES: tuple[ModuleType, ...] = (bert, albert, gpt2, deberta, t5)
 FAMILIES: dict[str, ModuleType] = {t: m for m in FAMILY_MODULES for t in m.MODEL_TYPES}
 PRESETS = {name: cfg for m in FAMILY_MODULES for name, cfg in m.PRESETS.items()}
 ModelConfig = Any  # a family's frozen Config dataclass (hashable: a static jit argument)
@@ -61,6 +61,12 @@ def family(cfg_or_type) -> ModuleType:
         f"model_type {model_type!r} has no Flax implementation here; implemented: "
         f"{sorted(FAMILIES)} (anchoral_jax/models).")
   return FAMILIES[model_type]
+
+
+def head_dropout(cfg) -> float:
+  """The dropout rate on the head's input ("pre_logits" = dropout(pooled)): the family's
+  `head_dropout_prob` where it has one (HF's classifier dropout), else `hidden_dropout_prob`."""
+  return float(getattr(cfg, "head_dropout_prob", cfg.hidden_dropout_prob))
 
 
 def classifier(cfg) -> nn.Module:
