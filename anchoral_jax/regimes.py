@@ -227,7 +227,7 @@ class HeadRegime:
     t0 = time.perf_counter()
     args, static = self._program_inputs(init_params, rows, labels, val)
     out = jax.device_get(fit_head(*args, **static))
-    return self._result(init_params, labels, val, out, time.perf_counter() - t0)
+    return self._result(init_params, labels, val, out, args[5], time.perf_counter() - t0)
 
   def _program_inputs(self, init_params, rows, labels, val) -> tuple[tuple, dict]:
     """`fit_head`'s arguments: (arrays and sizes, static settings)."""
@@ -261,7 +261,7 @@ class HeadRegime:
                   dropout=models.head_dropout(self.cfg))
     return args, static
 
-  def _result(self, init_params, labels, val, out, seconds: float) -> FitResult:
+  def _result(self, init_params, labels, val, out, epochs: int, seconds: float) -> FitResult:
     head, best_epoch, run, steps, losses_E, preds_ExP = out
     labels = np.asarray(labels, np.int32)
     n = len(labels)
@@ -279,8 +279,8 @@ class HeadRegime:
       history[int(best_epoch)].update(metrics.classification_metrics(
           val[1], vlogits, self.num_classes, self.minority, prefix="val/"))
     # Progress: the round is one compiled call, so one line for it (train.fit logs per epoch).
-    log.info("head trained: %d epochs run, best epoch %d (train minority F1 %.3f), %.1f s",
-             int(run), int(best_epoch) + 1,
+    log.info("head trained: %d/%d epochs run, best epoch %d (train minority F1 %.3f), %.1f s",
+             int(run), epochs, int(best_epoch) + 1,
              history[int(best_epoch)].get("train/minority_f1", float("nan")) if history else
              float("nan"), seconds)
     return FitResult(params, int(best_epoch), int(run), int(steps), history)
@@ -342,7 +342,8 @@ def fit_group(regimes_: Sequence[HeadRegime], requests: Sequence[tuple]) -> list
                                   *[a[i] for a, _ in inputs]))
   out = jax.device_get(_fit_head_vmapped(**static)(*stacked))
   seconds = time.perf_counter() - t0
-  return [r._result(req[0], req[2], req[3], jax.tree.map(lambda x, s=s: x[s], out), seconds)
+  return [r._result(req[0], req[2], req[3], jax.tree.map(lambda x, s=s: x[s], out),
+                    stacked[5], seconds)
           for s, (r, req) in enumerate(zip(regimes_, requests, strict=True))]
 
 

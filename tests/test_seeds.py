@@ -4,7 +4,6 @@ heads of a round trained as one vmapped program, end where S separate runs end."
 import json
 
 import conftest
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -56,18 +55,19 @@ def test_vmapped_seeds_equal_separate_runs(tmp_path, cache_dir):
           "model"]["seed"] == SEEDS[i]["model.seed"]
 
 
-def test_run_many_resumes_and_mixes_regimes(tmp_path, cache_dir):
-  """A run killed alone resumes inside a group (lockstep from different rounds: the fits of
-  unequal sizes train apart), and full-regime runs train one after another."""
+def test_run_many_resumes_a_run_inside_a_group(tmp_path, cache_dir):
+  """A run that ran alone for a while resumes inside a group (lockstep from different rounds:
+  fits of unequal labelled sizes train apart) and ends as it would alone; one workdir twice
+  is refused."""
   a, b = tmp_path / "a", tmp_path / "b"
-  loop.run(_config(cache_dir, SEEDS[0], "all"), tmp_path / "ref")
+  loop.run(_config(cache_dir, SEEDS[0]), tmp_path / "ref")
   short = conftest.tiny_config(cache_dir, 1500, 200, **{
       "data.test_size": 0, "al.budget": 125, "al.subpool_size": 400, "al.filter": "anchoral",
-      "train.trainable": "all", **SEEDS[0]})
-  loop.run(short, a)  # one query round done: extended to 150 below, from round 1
-  loop.run_many([_config(cache_dir, SEEDS[0], "all"), _config(cache_dir, SEEDS[1])], [a, b])
+      "train.trainable": "head", **SEEDS[0]})
+  loop.run(short, a)  # extended to 150 below: resumes at round 1 while b starts at round 0
+  loop.run_many([_config(cache_dir, SEEDS[0]), _config(cache_dir, SEEDS[1])], [a, b])
   _assert_same(_outputs(a), _outputs(tmp_path / "ref"))
   assert (b / "DONE").exists()
+  assert [r["round"] for r in load_metrics(b / "metrics.jsonl")[0]] == [0, 1, 2]
   with pytest.raises(loop.ConfigError, match="Two runs on one workdir"):
     loop.run_many([_config(cache_dir, SEEDS[0])] * 2, [a, a])
-  assert np.all([r["round"] for r in load_metrics(b / "metrics.jsonl")[0]] == np.arange(3))

@@ -78,3 +78,26 @@ def test_random_select_and_registry():
   assert set(S.UNCERTAINTY_SCORES) == {k for k, v in S.STRATEGIES.items() if v == "logits"}
   with pytest.raises(ValueError, match="known strategies: badge, entropy"):
     S.strategy_kind("bald")
+
+
+def test_badge_embeddings_are_the_last_layer_gradient_by_jax_grad():
+  """An independent reference: jax.grad of the cross-entropy at the model's own prediction
+  with respect to the linear head's kernel, per example (BADGE, Ash et al. 2020)."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  rng = np.random.default_rng(3)
+  h_NxH = rng.normal(size=(7, 5)).astype(np.float32)
+  w_HxC = rng.normal(size=(5, 3)).astype(np.float32)
+  b_C = rng.normal(size=3).astype(np.float32)
+  logits_NxC = h_NxH @ w_HxC + b_C
+
+  def loss(w, h, y):
+    return optax.softmax_cross_entropy_with_integer_labels(h @ w + b_C, y)
+
+  y_N = logits_NxC.argmax(1)
+  grads_NxHxC = jax.vmap(jax.grad(loss), in_axes=(None, 0, 0))(jnp.asarray(w_HxC), h_NxH, y_N)
+  want = np.asarray(grads_NxHxC).transpose(0, 2, 1).reshape(7, 15)  # [N, C*H], class-major
+  got = S.badge_embeddings(S.softmax(logits_NxC), h_NxH)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

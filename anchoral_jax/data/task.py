@@ -100,10 +100,3 @@ def stratified_rows(labels: np.ndarray, size: int, rng: np.random.Generator) -> 
     k = max(1, round(size * len(idx) / len(labels)))
     keep.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
   return np.sort(np.concatenate(keep))
-
-
-def load_task(name: str, **kwargs) -> TextTask:
-  """Build a task by registry name (see `anchoral_jax.data.registry`)."""
-  from anchoral_jax.data import registry
-
-  return registry.load(name, **kwargs)
