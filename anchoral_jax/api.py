@@ -139,18 +139,14 @@ class Selector:
     """JSON-able generator and SEALS state, to resume a session (`load_state_dict`)."""
     from anchoral_jax import checkpoint
 
-    fs = self.filter_state
     return {"strategy_rng": checkpoint.rng_state(self.strategy_rng),
-            "subset_rng": checkpoint.rng_state(fs.subset_rng),
-            "anchor_rng": checkpoint.rng_state(fs.anchor_rng), "seals": fs.seals.to_dict()}
+            **self.filter_state.to_dict()}
 
   def load_state_dict(self, d: dict[str, Any]) -> None:
     from anchoral_jax import checkpoint
 
     self.strategy_rng = checkpoint.rng_from_state(d["strategy_rng"])
-    self.filter_state = filters.FilterState(checkpoint.rng_from_state(d["subset_rng"]),
-                                            checkpoint.rng_from_state(d["anchor_rng"]),
-                                            filters.SealsState.from_dict(d["seals"]))
+    self.filter_state = filters.FilterState.from_dict(d)
 
 
 def select(scores: Callable, labelled_rows, labelled_labels, *, query_size: int = 25,

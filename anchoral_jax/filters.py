@@ -297,6 +297,20 @@ class FilterState:
     return cls(np.random.default_rng(subset_seed), np.random.default_rng(anchor_seed),
                SealsState())
 
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-able (the run's checkpoint meta and a labelling session's state use these keys)."""
+    from anchoral_jax.checkpoint import rng_state
+
+    return {"subset_rng": rng_state(self.subset_rng), "anchor_rng": rng_state(self.anchor_rng),
+            "seals": self.seals.to_dict()}
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> FilterState:
+    from anchoral_jax.checkpoint import rng_from_state
+
+    return cls(rng_from_state(d["subset_rng"]), rng_from_state(d["anchor_rng"]),
+               SealsState.from_dict(d["seals"]))
+
 
 @dataclasses.dataclass
 class PoolView:

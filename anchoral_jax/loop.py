@@ -211,6 +211,13 @@ class Setup:
       return None
     return self.regime.features["pool"]["mean"]
 
+  @property
+  def val(self) -> tuple[np.ndarray, np.ndarray] | None:
+    """The held-out validation rows and their labels (None without `data.val_size`)."""
+    if not len(self.val_rows):
+      return None
+    return self.val_rows, self.task.train.labels[self.val_rows]
+
   def view(self, params) -> filters.PoolView:
     """What the filters read about the pool under the classifier `params`."""
     return filters.PoolView(
@@ -279,21 +286,16 @@ class ALState:
     return cls(arrays["labelled_rows"].astype(np.int64),
                arrays["labelling_round"].astype(np.int64), int(meta["round"]),
                checkpoint.rng_from_state(meta["strategy_rng"]),
-               filters.FilterState(checkpoint.rng_from_state(meta["subset_rng"]),
-                                   checkpoint.rng_from_state(meta["anchor_rng"]),
-                                   filters.SealsState.from_dict(meta["seals"])),
+               filters.FilterState.from_dict(meta),
                float(meta["cumulative_query_s"]))
 
   def arrays(self) -> dict[str, np.ndarray]:
     return {"labelled_rows": self.labelled_rows, "labelling_round": self.labelling_round}
 
   def meta(self) -> dict[str, Any]:
-    fs = self.filter_state
     return {"step": self.round, "round": self.round,
             "strategy_rng": checkpoint.rng_state(self.strategy_rng),
-            "subset_rng": checkpoint.rng_state(fs.subset_rng),
-            "anchor_rng": checkpoint.rng_state(fs.anchor_rng),
-            "seals": fs.seals.to_dict(),
+            **self.filter_state.to_dict(),
             "cumulative_query_s": self.cumulative_query_s}
 
   def commit(self, new_rows: np.ndarray) -> None:
@@ -384,13 +386,12 @@ def run_round(c, setup: Setup, state: ALState, num_rounds: int,
   task = setup.task
   labels = task.train.labels
   minority = tuple(task.minority_classes)
-  val = (setup.val_rows, labels[setup.val_rows]) if len(setup.val_rows) else None
   r = state.round
   timers: dict[str, float] = {}
   t_round = time.perf_counter()
   if fit is None:
     fit = fit_requests([FitRequest(setup.regime, (setup.init_params, state.labelled_rows,
-                                                  labels[state.labelled_rows], val))])[0]
+                                                  labels[state.labelled_rows], setup.val))])[0]
   else:
     t_round -= sum(fit.timers.values())  # time/round spans the training done before
   fitted = fit.result
@@ -669,13 +670,11 @@ def _run_steps(config: ml_collections.ConfigDict, workdir: Path):
              if primary else tracking.NoOpTracker())
   ran: list[dict] = []  # this process's records (what a non-primary process returns)
   num_rounds = common.num_query_rounds(c)
-  setup_val = ((setup.val_rows, task.train.labels[setup.val_rows]) if len(setup.val_rows)
-               else None)
   try:
     while state.round <= num_rounds:
       r = state.round
       fit = yield FitRequest(setup.regime, (setup.init_params, state.labelled_rows,
-                                            task.train.labels[state.labelled_rows], setup_val))
+                                            task.train.labels[state.labelled_rows], setup.val))
       result = run_round(c, setup, state, num_rounds, fit=fit)
       tracker.log(result.record, step=r)
       ran.append(result.record)
