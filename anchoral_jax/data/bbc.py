@@ -49,7 +49,13 @@ from importlib import resources
 
 import numpy as np
 
-from anchoral_jax.data.task import Split, TextTask, downsample_minority, stratified_rows
+from anchoral_jax.data.sampling import (
+    downsample_minority,
+    keep_and_sample,
+    stratified_rows,
+    stratified_test_split,
+)
+from anchoral_jax.data.task import Split, TextTask
 
 CATEGORIES = ("business", "entertainment", "politics", "sports", "tech")  # folder names
 MIN_WORDS = 5
@@ -135,11 +141,9 @@ def _split_by_article(cat_N: np.ndarray, uid_N: np.ndarray, test_fraction: float
                       rng: np.random.Generator) -> np.ndarray:
   """Boolean [N]: the sentence belongs to a test article (stratified share per category)."""
   art_N = article_of(uid_N)
-  test_art = []
-  for c in range(len(CATEGORIES)):
-    arts = np.unique(art_N[cat_N == c])
-    test_art.append(rng.choice(arts, size=round(test_fraction * len(arts)), replace=False))
-  return np.isin(art_N, np.concatenate(test_art))
+  arts_A, first_A = np.unique(art_N, return_index=True)  # A articles, in key order
+  is_test_A = stratified_test_split(cat_N[first_A], test_fraction, rng)
+  return np.isin(art_N, arts_A[is_test_A])
 
 
 def multi_minority_count(num_others: int, prevalence: float, num_minorities: int) -> int:
@@ -160,13 +164,9 @@ def _build(labels_fn, minority: tuple[int, ...], prevalence: float, test_fractio
   if len(minority) == 1:
     pool = downsample_minority(pool, minority[0], prevalence, rng)
   else:
-    is_min_N = np.isin(pool.labels, minority)
-    count = multi_minority_count(int((~is_min_N).sum()), prevalence, len(minority))
-    keep = [np.flatnonzero(~is_min_N)]
-    for c in minority:
-      rows = np.flatnonzero(pool.labels == c)
-      keep.append(rng.choice(rows, size=min(count, len(rows)), replace=False))
-    pool = pool.subset(np.sort(np.concatenate(keep)))
+    n_others = int((~np.isin(pool.labels, minority)).sum())
+    count = multi_minority_count(n_others, prevalence, len(minority))
+    pool = pool.subset(keep_and_sample(pool.labels, dict.fromkeys(minority, count), rng))
   if pool_size and pool_size < len(pool):
     pool = pool.subset(stratified_rows(pool.labels, pool_size, rng))
   if test_size and test_size < len(test):

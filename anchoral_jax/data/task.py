@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 
 import numpy as np
+
+# The sampling recipes live in sampling.py; re-exported here, where loop.py and tests import them.
+from anchoral_jax.data.sampling import downsample_minority as downsample_minority
+from anchoral_jax.data.sampling import minority_count as minority_count
+from anchoral_jax.data.sampling import stratified_rows as stratified_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,32 +75,3 @@ class TextTask:
 
     return (f"{self.name}: pool {len(self.train)} ({counts(self.train)}); "
             f"test {len(self.test)} ({counts(self.test)}); minority {self.minority_classes}")
-
-
-def minority_count(num_negatives: int, prevalence: float) -> int:
-  """Positives to keep so they make up `prevalence` of the pool: ceil(p * N_neg / (1 - p)).
-
-  SPEC.md §7: agnews keeps ceil(0.01 * 90000 / 0.99) = 910 positives.
-  """
-  return math.ceil(prevalence * num_negatives / (1.0 - prevalence))
-
-
-def downsample_minority(split: Split, minority: int, prevalence: float,
-                        rng: np.random.Generator) -> Split:
-  """Keep every non-`minority` row and a uniform sample of minority rows (paper's construction)."""
-  is_min = split.labels == minority
-  neg = np.flatnonzero(~is_min)
-  pos = np.flatnonzero(is_min)
-  keep = min(len(pos), minority_count(len(neg), prevalence))
-  chosen = rng.choice(pos, size=keep, replace=False)
-  return split.subset(np.sort(np.concatenate([neg, chosen])))
-
-
-def stratified_rows(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-  """Sorted rows of a sample of about `size` keeping class proportions (>= 1 per class)."""
-  keep = []
-  for c in np.unique(labels):
-    idx = np.flatnonzero(labels == c)
-    k = max(1, round(size * len(idx) / len(labels)))
-    keep.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
-  return np.sort(np.concatenate(keep))

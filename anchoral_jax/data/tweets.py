@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from anchoral_jax.data.task import Split, TextTask, downsample_minority, stratified_rows
+from anchoral_jax.data.sampling import downsample_minority, stratified_rows, stratified_test_split
+from anchoral_jax.data.task import Split, TextTask
 
 SOURCES = ("Twitter Web Client", "Twitter for Android", "Twitter for iPhone")
 MINORITY_SOURCE = "Twitter for iPhone"
@@ -46,12 +47,7 @@ def build(prevalence: float = 0.01, test_fraction: float = 0.2, seed: int = 42,
   full = Split(text, labels, uid)
 
   rng = np.random.default_rng(seed)
-  test_idx = []
-  for c in (0, 1):  # stratified test split
-    idx = np.flatnonzero(labels == c)
-    test_idx.append(rng.choice(idx, size=round(test_fraction * len(idx)), replace=False))
-  is_test = np.zeros(len(full), bool)
-  is_test[np.concatenate(test_idx)] = True
+  is_test = stratified_test_split(labels, test_fraction, rng)
   test = full.subset(np.flatnonzero(is_test))
   pool = downsample_minority(full.subset(np.flatnonzero(~is_test)), 1, prevalence, rng)
   if pool_size and pool_size < len(pool):
