@@ -27,7 +27,7 @@ class SearchIndex(Protocol):
   """What the filters need from an index (`anchoral_jax.index.PoolIndex` satisfies it)."""
 
   def search(self, queries_QxE: np.ndarray, k: int,
-             exclude_uids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+             exclude_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def _uids(x: Iterable[int] | np.ndarray | None) -> np.ndarray:

@@ -5,6 +5,9 @@ ef_construction=200) once over the train split and hides labelled ids from resul
 usearch in the same role. `brute_force_knn` is the exact numpy reference the tests and the
 benchmark compare against.
 
+Keys are pool row numbers (positions in `task.train`, the loop's bookkeeping unit); any unique
+int64 ids work. The files (usearch + sidecar, resumable partials) belong to `cache.py`.
+
 Shape letters: N pool size, E embedding dim, Q queries, K neighbours per query.
 Distances are cosine distances, 1 - cos(q, x), in [0, 2]; vectors need not be unit-norm.
 """
@@ -12,8 +15,6 @@ Distances are cosine distances, 1 - cos(q, x), in [0, 2]; vectors need not be un
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -22,19 +23,14 @@ from pathlib import Path
 import numpy as np
 from usearch.index import Index
 
-from anchoral_jax.workdir import CorruptCacheError
-
-# Sidecar with what usearch does not store in its own file (build and query-time settings).
-_META_SUFFIX = ".meta.json"
-log = logging.getLogger(__name__)
-_BUILD_HINT = "build it with `anchoral index` (or PoolIndex.build(...).save(path))"
+from anchoral_jax import cache
 
 
-def _as_uids(uids: np.ndarray | Iterable[int] | None) -> np.ndarray:
-  """Unique int64 uids (empty for None)."""
-  if uids is None:
+def _as_rows(rows: np.ndarray | Iterable[int] | None) -> np.ndarray:
+  """Unique int64 keys (empty for None)."""
+  if rows is None:
     return np.zeros((0,), np.int64)
-  return np.unique(np.asarray(list(uids) if not isinstance(uids, np.ndarray) else uids,
+  return np.unique(np.asarray(list(rows) if not isinstance(rows, np.ndarray) else rows,
                               dtype=np.int64).ravel())
 
 
@@ -46,56 +42,16 @@ def _as_queries(queries_QxE: np.ndarray, ndim: int) -> np.ndarray:
   if q.ndim != 2 or q.shape[1] != ndim:
     raise ValueError(
         f"Queries have shape {q.shape} but the index holds {ndim}-d vectors: embed the queries "
-        "with the same retrieval model the index was built from (or rebuild with `anchoral index`).")
+        "with the same retrieval model the index was built from (or rebuild with "
+        "`anchoral index`).")
   return np.ascontiguousarray(q)
 
 
-def _save_partial(index: Index, path: str | os.PathLike, settings: dict, rows: int) -> None:
-  """The first `rows` rows' index, atomically, then the sidecar that vouches for it."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  sidecar = Path(str(path) + ".json")
-  sidecar.unlink(missing_ok=True)  # a file without its sidecar is never trusted
-  tmp = path.with_name(path.name + ".tmp")
-  index.save(str(tmp))
-  os.replace(tmp, path)
-  sidecar.write_text(json.dumps({**settings, "rows": rows}))
-
-
-def _restore_partial(path: str | os.PathLike, settings: dict) -> tuple[Index | None, int]:
-  """(index, rows) of a partial build of the same embeddings and settings, else (None, 0)."""
-  path, sidecar = Path(path), Path(str(path) + ".json")
-  if not (path.is_file() and sidecar.is_file()):
-    return None, 0
-  try:
-    meta = json.loads(sidecar.read_text())
-    rows = int(meta.pop("rows"))
-    if meta != settings:
-      log.warning("Ignoring the partial index at %s: built for other embeddings or settings.",
-                  path)
-      return None, 0
-    index = Index.restore(str(path))
-    if index is None or len(index) != rows:
-      raise ValueError(f"holds {0 if index is None else len(index)} vectors, sidecar says {rows}")
-    index.expansion_add = settings["expansion_add"]  # not stored in the file (restores as 128)
-  except (ValueError, KeyError, RuntimeError, OSError) as e:
-    log.warning("Ignoring the unreadable partial index at %s (%s); building from the start.",
-                path, e)
-    return None, 0
-  log.info("Resuming the index build at row %d of %d from %s.", rows, settings["n"], path)
-  return index, rows
-
-
-def discard_partial(path: str | os.PathLike) -> None:
-  Path(path).unlink(missing_ok=True)
-  Path(str(path) + ".json").unlink(missing_ok=True)
-
-
 class PoolIndex:
-  """usearch HNSW over pool uids, cosine metric, float32 storage.
+  """usearch HNSW over pool rows, cosine metric, float32 storage.
 
-  Build once per (dataset, retrieval model); every AL round only searches. Keys are the pool
-  uids (int64, stored by usearch as uint64 and converted back).
+  Build once per (dataset, retrieval model); every AL round only searches. Keys are pool row
+  numbers (int64, stored by usearch as uint64 and converted back).
   """
 
   def __init__(self, index: Index, *, connectivity: int, expansion_add: int,
@@ -108,12 +64,12 @@ class PoolIndex:
 
   # ---------------------------------------------------------------- construction and storage
   @classmethod
-  def build(cls, emb_NxE: np.ndarray, uids: np.ndarray, *, connectivity: int = 64,
+  def build(cls, emb_NxE: np.ndarray, rows: np.ndarray, *, connectivity: int = 64,
             expansion_add: int = 200, expansion_search: int = 50, batch_size: int = 65536,
             threads: int = 0, progress: bool = True, partial_path: str | os.PathLike | None = None,
             save_every_s: float = 600.0,
             on_chunk: Callable[[int, int], None] | None = None) -> PoolIndex:
-    """Index `emb_NxE` under `uids`, streaming `batch_size` rows at a time.
+    """Index `emb_NxE` under the keys `rows`, streaming `batch_size` rows at a time.
 
     Defaults follow the official hnswlib index: M=64, ef_construction=200. Streaming keeps
     memory flat when `emb_NxE` is a memmap of a million-row pool.
@@ -124,25 +80,27 @@ class PoolIndex:
 
     Resumable: with `partial_path`, the index built so far is saved there (atomically, with a
     `.json` sidecar) every `save_every_s` seconds, and a later call with the same embeddings,
-    uids and settings restores it and adds only the rows after it (a killed 1.2M-row build
-    loses at most `save_every_s` of work). The caller deletes it (`discard_partial`) once the
-    finished index is saved. `on_chunk(start, stop)` is called after each added chunk.
+    rows and settings restores it and adds only the rows after it (a killed 1.2M-row build
+    loses at most `save_every_s` of work). The caller deletes it once the finished index is
+    saved (`cache.discard_partial_index`). `on_chunk(start, stop)` is called after each chunk.
     """
     if emb_NxE.ndim != 2 or emb_NxE.shape[0] == 0:
       raise ValueError(f"Expected a non-empty [N, E] embedding matrix, got shape {emb_NxE.shape}.")
-    uids = np.asarray(uids, dtype=np.int64).ravel()
+    rows = np.asarray(rows, dtype=np.int64).ravel()
     n, e = emb_NxE.shape
-    if uids.shape != (n,):
-      raise ValueError(f"{n} embeddings but {uids.shape[0]} uids: they must match one to one.")
-    if len(np.unique(uids)) != n:
-      raise ValueError("Pool uids must be unique to be used as index keys.")
-    # What a partial must match to be resumed: settings, uids and (cheaply) the embeddings.
+    if rows.shape != (n,):
+      raise ValueError(f"{n} embeddings but {rows.shape[0]} rows: they must match one to one.")
+    if len(np.unique(rows)) != n:
+      raise ValueError("Pool rows must be unique to be used as index keys.")
+    # What a partial must match to be resumed: settings, rows and (cheaply) the embeddings.
+    # ("uids_sha1" is the sidecar's name for the keys' hash: kept, so old partials resume.)
     probe = np.ascontiguousarray(np.concatenate([emb_NxE[:256], emb_NxE[-256:]]), np.float32)
     settings = {"n": n, "ndim": e, "connectivity": int(connectivity),
                 "expansion_add": int(expansion_add),
-                "uids_sha1": hashlib.sha1(uids.tobytes()).hexdigest(),
+                "uids_sha1": hashlib.sha1(rows.tobytes()).hexdigest(),
                 "emb_probe_sha1": hashlib.sha1(probe.tobytes()).hexdigest()}
-    index, done = _restore_partial(partial_path, settings) if partial_path else (None, 0)
+    index, done = (cache.restore_partial_index(partial_path, settings) if partial_path
+                   else (None, 0))
     if index is None:
       index = Index(ndim=e, metric="cos", dtype="f32", connectivity=int(connectivity),
                     expansion_add=int(expansion_add), expansion_search=int(expansion_search))
@@ -154,11 +112,11 @@ class PoolIndex:
     for start in range(done, n, batch_size):
       stop = min(n, start + batch_size)
       chunk = np.ascontiguousarray(emb_NxE[start:stop], dtype=np.float32)
-      index.add(uids[start:stop].astype(np.uint64), chunk, threads=threads)
+      index.add(rows[start:stop].astype(np.uint64), chunk, threads=threads)
       if bar is not None:
         bar.update(stop - start)
       if partial_path and stop < n and time.monotonic() - last_save >= save_every_s:
-        _save_partial(index, partial_path, settings, stop)
+        cache.save_partial_index(index, partial_path, settings, stop)
         last_save = time.monotonic()
       if on_chunk is not None:
         on_chunk(start, stop)
@@ -169,47 +127,22 @@ class PoolIndex:
 
   def save(self, path: str | os.PathLike) -> None:
     """Write the usearch file at `path` and a `<path>.meta.json` sidecar with the settings."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    self._index.save(str(tmp))
-    os.replace(tmp, path)  # atomic: a crash never leaves a half-written index behind
-    meta = {"connectivity": self.connectivity, "expansion_add": self.expansion_add,
-            "ef_search": self.ef_search, "ndim": self.ndim, "size": len(self),
-            "metric": "cos", "dtype": "f32", "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    Path(str(path) + _META_SUFFIX).write_text(json.dumps(meta, indent=2))
-    self.path = str(path)
+    cache.save_index(self._index, path, {
+        "connectivity": self.connectivity, "expansion_add": self.expansion_add,
+        "ef_search": self.ef_search, "ndim": self.ndim, "size": len(self), "metric": "cos",
+        "dtype": "f32"})
+    self.path = str(Path(path))
 
   @classmethod
   def load(cls, path: str | os.PathLike, view: bool = False) -> PoolIndex:
     """Load an index saved by `save`; `view=True` memory-maps it (read-only, for big pools)."""
-    path = Path(path)
-    if not path.is_file():
-      raise FileNotFoundError(f"No retrieval index at {path}: {_BUILD_HINT}.")
-    fix = f"delete it (and {path.name}{_META_SUFFIX}) and {_BUILD_HINT}"
-    try:
-      info = Index.metadata(str(path))
-    except (ValueError, RuntimeError, OSError) as e:
-      raise CorruptCacheError(f"{path} is not a readable usearch index ({e}): {fix}.") from e
-    if not info:
-      raise CorruptCacheError(f"{path} is not a usearch index file: {fix}.")
-    if "cos" not in str(info["kind_metric"]).lower():
-      raise ValueError(f"{path} uses metric {info['kind_metric']}, expected cosine: {_BUILD_HINT}.")
-    meta_path = Path(str(path) + _META_SUFFIX)
-    try:
-      meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-      index = Index.restore(str(path), view=view)
-      if index is None:
-        raise ValueError("usearch could not restore it")
-    except (ValueError, RuntimeError, OSError) as e:  # truncated file, garbled sidecar
-      raise CorruptCacheError(f"The index {path} (or its sidecar {meta_path.name}) is corrupt "
-                              f"or truncated ({e}): {fix}.") from e
+    index, meta = cache.load_index(path, view=view)
     connectivity = int(meta.get("connectivity", index.connectivity))
     expansion_add = int(meta.get("expansion_add", index.expansion_add))
     ef_search = int(meta.get("ef_search", index.expansion_search))
     index.expansion_search = ef_search
     return cls(index, connectivity=connectivity, expansion_add=expansion_add,
-               expansion_search=ef_search, path=str(path))
+               expansion_search=ef_search, path=str(Path(path)))
 
   # ---------------------------------------------------------------- properties
   def __len__(self) -> int:
@@ -219,37 +152,37 @@ class PoolIndex:
   def ndim(self) -> int:
     return int(self._index.ndim)
 
-  def contains(self, uids: np.ndarray) -> np.ndarray:
-    """Boolean mask: which uids are keys of the index."""
-    uids = np.asarray(uids, dtype=np.int64).ravel()
-    if uids.size == 0:
+  def contains(self, rows: np.ndarray) -> np.ndarray:
+    """Boolean mask: which rows are keys of the index."""
+    rows = np.asarray(rows, dtype=np.int64).ravel()
+    if rows.size == 0:
       return np.zeros((0,), bool)
-    return np.asarray(self._index.contains(uids.astype(np.uint64)), dtype=bool)
+    return np.asarray(self._index.contains(rows.astype(np.uint64)), dtype=bool)
 
-  def vectors(self, uids: np.ndarray) -> np.ndarray:
-    """Stored embeddings [len(uids), E] (float32), e.g. the anchors' or SEALS queries'."""
-    uids = np.asarray(uids, dtype=np.int64).ravel()
-    if uids.size == 0:
+  def vectors(self, rows: np.ndarray) -> np.ndarray:
+    """Stored embeddings [len(rows), E] (float32), e.g. the anchors' or SEALS queries'."""
+    rows = np.asarray(rows, dtype=np.int64).ravel()
+    if rows.size == 0:
       return np.zeros((0, self.ndim), np.float32)
-    rows = self._index.get(uids.astype(np.uint64), dtype="f32")
-    missing = [int(u) for u, r in zip(uids, rows, strict=True) if r is None]
+    vecs = self._index.get(rows.astype(np.uint64), dtype="f32")
+    missing = [int(u) for u, v in zip(rows, vecs, strict=True) if v is None]
     if missing:
-      raise KeyError(f"uids not in the index: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
-    return np.stack([r.reshape(-1) for r in rows]).astype(np.float32, copy=False)
+      raise KeyError(f"rows not in the index: {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+    return np.stack([v.reshape(-1) for v in vecs]).astype(np.float32, copy=False)
 
   # ---------------------------------------------------------------- search
-  def search(self, queries_QxE: np.ndarray, k: int, exclude_uids: np.ndarray | None = None, *,
+  def search(self, queries_QxE: np.ndarray, k: int, exclude_rows: np.ndarray | None = None, *,
              ef_search: int | None = None, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """k nearest pool uids per query, never returning `exclude_uids` (e.g. the labelled set).
+    """k nearest pool rows per query, never returning `exclude_rows` (e.g. the labelled set).
 
-    Returns (uids_QxK int64 padded with -1, dist_QxK float32 cosine distance padded with inf),
+    Returns (rows_QxK int64 padded with -1, dist_QxK float32 cosine distance padded with inf),
     each row sorted by increasing distance. A row is short only when fewer than k
     non-excluded items exist in the pool.
 
     Exclusion is over-fetch-and-filter: the official code marks labelled ids deleted in
     hnswlib, which still walks through them but never returns them. usearch has no such filter
     in Python, so we ask for k + m results (m = min(#excluded in index, k) at first), drop
-    excluded uids, and re-query only the rows still short with a doubled fetch, up to
+    excluded rows, and re-query only the queries still short with a doubled fetch, up to
     k + #excluded-in-index, which is enough by construction (at most that many can be
     removed). Rows whose neighbourhood is not dominated by labelled items (nearly all of them)
     finish in one pass.
@@ -263,12 +196,12 @@ class PoolIndex:
       raise ValueError(f"k must be >= 1, got {k}.")
     q_QxE = _as_queries(queries_QxE, self.ndim)
     num_q = q_QxE.shape[0]
-    uids_QxK = np.full((num_q, k), -1, np.int64)
+    rows_QxK = np.full((num_q, k), -1, np.int64)
     dist_QxK = np.full((num_q, k), np.inf, np.float32)
     n = len(self)
     if num_q == 0 or n == 0:
-      return uids_QxK, dist_QxK
-    excl = _as_uids(exclude_uids)
+      return rows_QxK, dist_QxK
+    excl = _as_rows(exclude_rows)
     excl = excl[self.contains(excl)] if excl.size else excl
     num_excl = int(excl.size)
     fetch_cap = min(n, k + num_excl)  # fetching this many always leaves >= min(k, n - m) rows
@@ -291,10 +224,10 @@ class PoolIndex:
         # Stable order keeps usearch's distance order among the surviving entries.
         order = np.argsort(~valid, axis=1, kind="stable")[:, :k]
         got = np.take_along_axis(valid, order, axis=1)
-        row_uids = np.where(got, np.take_along_axis(keys, order, axis=1), -1)
+        found = np.where(got, np.take_along_axis(keys, order, axis=1), -1)
         row_dist = np.where(got, np.take_along_axis(dists, order, axis=1), np.inf)
-        width = row_uids.shape[1]
-        uids_QxK[pending, :width] = row_uids
+        width = found.shape[1]
+        rows_QxK[pending, :width] = found
         dist_QxK[pending, :width] = row_dist.astype(np.float32)
         short = got.sum(axis=1) < min(k, n - num_excl)
         if fetch >= fetch_cap or not short.any():
@@ -303,11 +236,11 @@ class PoolIndex:
         fetch = min(fetch_cap, 2 * fetch)
     finally:
       self._index.expansion_search = previous_ef
-    return uids_QxK, dist_QxK
+    return rows_QxK, dist_QxK
 
 
-def brute_force_knn(emb_NxE: np.ndarray, uids: np.ndarray, queries_QxE: np.ndarray, k: int,
-                    exclude_uids: np.ndarray | None = None, *, chunk_rows: int = 1 << 25
+def brute_force_knn(emb_NxE: np.ndarray, rows: np.ndarray, queries_QxE: np.ndarray, k: int,
+                    exclude_rows: np.ndarray | None = None, *, chunk_rows: int = 1 << 25
                     ) -> tuple[np.ndarray, np.ndarray]:
   """Exact cosine kNN in numpy: the reference for `PoolIndex.search` (same output contract).
 
@@ -320,22 +253,22 @@ def brute_force_knn(emb_NxE: np.ndarray, uids: np.ndarray, queries_QxE: np.ndarr
     q = q[None, :]
   if emb.ndim != 2 or q.ndim != 2 or emb.shape[1] != q.shape[1]:
     raise ValueError(f"Dimension mismatch: pool {emb.shape}, queries {q.shape}.")
-  uids = np.asarray(uids, dtype=np.int64).ravel()
+  rows = np.asarray(rows, dtype=np.int64).ravel()
   n = emb.shape[0]
   emb_n = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
   q_n = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-  allowed_N = ~np.isin(uids, _as_uids(exclude_uids))
+  allowed_N = ~np.isin(rows, _as_rows(exclude_rows))
   num_q = q.shape[0]
-  uids_QxK = np.full((num_q, k), -1, np.int64)
+  rows_QxK = np.full((num_q, k), -1, np.int64)
   dist_QxK = np.full((num_q, k), np.inf, np.float32)
   kk = min(k, int(allowed_N.sum()))
   if kk == 0:
-    return uids_QxK, dist_QxK
+    return rows_QxK, dist_QxK
   step = max(1, chunk_rows // max(n, 1))
   for s in range(0, num_q, step):
     d_BxN = 1.0 - q_n[s:s + step] @ emb_n.T
     d_BxN[:, ~allowed_N] = np.inf
     order_BxN = np.argsort(d_BxN, axis=1, kind="stable")[:, :kk]
-    uids_QxK[s:s + step, :kk] = uids[order_BxN]
+    rows_QxK[s:s + step, :kk] = rows[order_BxN]
     dist_QxK[s:s + step, :kk] = np.take_along_axis(d_BxN, order_BxN, axis=1)
-  return uids_QxK, dist_QxK
+  return rows_QxK, dist_QxK

@@ -5,8 +5,8 @@
   .venv/bin/python bench/bench_prepare.py --n 20000 --dim 64 --no-record   # smoke, ~1 min
 
 Writes synthetic unit vectors (AmazonCat's pool: 1,186,239 x 768, all-mpnet-base-v2) as the real
-embeddings cache file (`embed.open_matrix`/`commit_matrix`, chunk by chunk), opens it with mmap
-as the loop does, builds the usearch index with `prepare.build_index` (official settings:
+embeddings cache file (`cache.open_embeddings`/`commit_embeddings`, chunk by chunk), opens it
+with mmap as the loop does, builds the usearch index with `prepare.build_index` (official settings:
 cosine, M=64, ef_construction=200) and saves it, then measures what an AL round does: search
 k=50 with 1,000 labelled (excluded) ids, queries being labelled items as AnchorAL's anchors
 are. Recall@k is against an exact numpy scan streamed over the mmap (independent of usearch)
@@ -32,8 +32,8 @@ import harness  # bench/harness.py: bench/ is sys.path[0] when run as a script
 import numpy as np
 import usearch
 
+from anchoral_jax import cache, embed, prepare
 from anchoral_jax import config as config_lib
-from anchoral_jax import embed, prepare
 from anchoral_jax.index import PoolIndex
 
 RESULTS = harness.RESULTS
@@ -68,7 +68,7 @@ def write_cache(directory: Path, key: str, n: int, dim: int, kind: str, seed: in
   """Synthetic unit vectors written chunk by chunk into the cache format; returns the mmap."""
   rng = np.random.default_rng(seed)
   centres_CxE = rng.standard_normal((200, dim), dtype=np.float32)
-  out_NxE = embed.open_matrix(directory, key, n, dim)
+  out_NxE = cache.open_embeddings(directory, key, n, dim)
   for s in range(0, n, CHUNK):
     m = min(CHUNK, n - s)
     if kind == "isotropic":
@@ -77,8 +77,8 @@ def write_cache(directory: Path, key: str, n: int, dim: int, kind: str, seed: in
       x = centres_CxE[rng.integers(0, 200, m)] + 0.6 * rng.standard_normal((m, dim),
                                                                           dtype=np.float32)
     out_NxE[s:s + m] = embed.normalise(x)
-  return embed.commit_matrix(directory, key, out_NxE, np.arange(n, dtype=np.int64),
-                             source="synthetic")
+  return cache.commit_embeddings(directory, key, out_NxE, np.arange(n, dtype=np.int64),
+                                 source="synthetic")
 
 
 def exact_knn(emb_NxE: np.ndarray, q_QxE: np.ndarray, k: int, exclude: np.ndarray) -> np.ndarray:
@@ -137,7 +137,7 @@ def main() -> None:
   t0 = time.perf_counter()
   write_cache(directory, key, args.n, args.dim, args.data, args.seed)
   write_s = time.perf_counter() - t0
-  emb_NxE = embed.load_cached(directory, key, np.arange(args.n, dtype=np.int64))
+  emb_NxE = cache.load_embeddings(directory, key, np.arange(args.n, dtype=np.int64))
   assert isinstance(emb_NxE, np.memmap)
   print(f"cache written: {emb_NxE.shape} in {write_s:.1f}s, {prepare.memory_mib()}", flush=True)
 

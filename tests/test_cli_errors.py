@@ -202,17 +202,17 @@ def _small_task(n: int = 40):
 
 @pytest.mark.parametrize("which", ["npz", "npy"])
 def test_corrupt_embeddings_cache_names_the_file(tmp_path, which):
-  from anchoral_jax import embed
+  from anchoral_jax import cache
   from anchoral_jax.workdir import CorruptCacheError
 
   uid = np.arange(5, dtype=np.int64)
-  mm = embed.open_matrix(tmp_path, "k", 5, 4)
+  mm = cache.open_embeddings(tmp_path, "k", 5, 4)
   mm[:] = 1.0
-  embed.commit_matrix(tmp_path, "k", mm, uid, source="encoder")
+  cache.commit_embeddings(tmp_path, "k", mm, uid, source="encoder")
   bad = tmp_path / f"k.{which}"
   bad.write_bytes(b"garbage" * 20)
   with pytest.raises(CorruptCacheError) as e:
-    embed.load_cached(tmp_path, "k", uid)
+    cache.load_embeddings(tmp_path, "k", uid)
   assert str(bad) in str(e.value) and "delete" in str(e.value)
   assert "allow_pickle" not in str(e.value)
 
@@ -222,12 +222,12 @@ def _index_config(tmp_path, **kw):
 
 
 def test_corrupt_cached_index_is_rebuilt_with_a_warning(tmp_path, caplog):
-  from anchoral_jax import prepare
+  from anchoral_jax import cache, prepare
 
   task = _small_task()
   emb = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
   config = _index_config(tmp_path)
-  path = prepare.index_path(config, task)
+  path = cache.index_path(config, task)
   assert len(prepare.cached_index(config, task, emb)) == 40
   path.write_bytes(path.read_bytes()[:200])  # truncated
   with caplog.at_level("WARNING"):
@@ -249,6 +249,7 @@ def test_corrupt_user_index_path_names_the_file(tmp_path):
 
 
 def test_cli_corrupt_embeddings_exit_2_naming_the_file(tmp_path):
+  from anchoral_jax import cache as cache_lib
   from anchoral_jax import prepare
 
   cache = tmp_path / "cache"
@@ -257,7 +258,7 @@ def test_cli_corrupt_embeddings_exit_2_naming_the_file(tmp_path):
           "--config.data.test_size=50", "--config.al.subpool_size=100"]  # AnchorAL filters
   config = tiny_config(cache, 300, 50, **{"data.test_size": 50})
   task = prepare._task(config)
-  directory, key = prepare.embed_dir(config), prepare._key(config, task)
+  directory, key = cache_lib.embed_dir(config), cache_lib.config_key(config, task)
   directory.mkdir(parents=True)
   (directory / f"{key}.npz").write_bytes(b"garbage" * 20)
   proc = _cli("run", "--config", "configs/default.py:tiny", f"--workdir={tmp_path / 'w'}", *args)
@@ -374,19 +375,19 @@ def test_cli_sweep_bad_value_fails_before_any_run(tmp_path, override, needle):
 
 
 def test_corrupt_token_cache_is_rebuilt_with_a_warning(tmp_path, cache_dir, caplog):
-  from anchoral_jax import loop
+  from anchoral_jax import cache
   from anchoral_jax.models.bert import resolve_model_dir
   from anchoral_jax.tokenize import load_tokenizer
 
   model_dir = resolve_model_dir("all-MiniLM-L6-v2")
   tok = load_tokenizer(model_dir)
   texts = ("one sentence here", "and another one")
-  first = loop._cached_tokens(tmp_path, model_dir, "fp", "train", texts, tok, 16)
+  first = cache.cached_tokens(tmp_path, model_dir, "fp", "train", texts, tok, 16)
   (path,) = (tmp_path / "tokens").glob("*.npz")
   path.write_bytes(b"not a zip file")
   with caplog.at_level("WARNING"):
-    again = loop._cached_tokens(tmp_path, model_dir, "fp", "train", texts, tok, 16)
+    again = cache.cached_tokens(tmp_path, model_dir, "fp", "train", texts, tok, 16)
   assert str(path) in caplog.text
   assert np.array_equal(again.flat_ids_T, first.flat_ids_T)
-  assert np.array_equal(loop._cached_tokens(tmp_path, model_dir, "fp", "train", texts, tok,
+  assert np.array_equal(cache.cached_tokens(tmp_path, model_dir, "fp", "train", texts, tok,
                                             16).offsets, first.offsets)  # rewritten, readable

@@ -35,8 +35,8 @@ def test_recall_at_50_vs_brute_force(pool):
   emb, uids, _, index = pool
   rows = np.random.default_rng(5).choice(N, Q, replace=False)
   queries, labelled = emb[rows], uids[rows]
-  found, dist = index.search(queries, K, exclude_uids=labelled)
-  truth, truth_dist = brute_force_knn(emb, uids, queries, K, exclude_uids=labelled)
+  found, dist = index.search(queries, K, exclude_rows=labelled)
+  truth, truth_dist = brute_force_knn(emb, uids, queries, K, exclude_rows=labelled)
   assert found.shape == (Q, K) and found.dtype == np.int64 and dist.dtype == np.float32
   assert _recall(found, truth) >= 0.95
   assert np.all(np.diff(dist, axis=1) >= -1e-6)  # sorted by distance
@@ -61,17 +61,17 @@ def test_exclusion_never_returns_excluded_and_still_fills_k(pool):
   truth, _ = brute_force_knn(emb, uids, queries, 300)
   # Exclude each query's 200 true nearest neighbours (forces the fetch to grow) + random ids.
   excluded = np.union1d(truth[:, :200].ravel(), rng.choice(uids, 2000, replace=False))
-  found, dist = index.search(queries, K, exclude_uids=excluded)
+  found, dist = index.search(queries, K, exclude_rows=excluded)
   assert not np.isin(found, excluded).any()
   assert (found >= 0).all() and np.isfinite(dist).all()
   assert all(len(set(r)) == K for r in found)
-  ref, _ = brute_force_knn(emb, uids, queries, K, exclude_uids=excluded)
+  ref, _ = brute_force_knn(emb, uids, queries, K, exclude_rows=excluded)
   assert _recall(found, ref) >= 0.9
 
 
 def test_exclusion_accepts_lists_and_unknown_ids(pool):
   _, uids, queries, index = pool
-  found, _ = index.search(queries[:3], 5, exclude_uids=[int(uids[0]), -7, 123])
+  found, _ = index.search(queries[:3], 5, exclude_rows=[int(uids[0]), -7, 123])
   assert (found >= 0).all() and int(uids[0]) not in found
 
 
@@ -81,11 +81,11 @@ def test_exhausted_pool_pads_with_minus_one_and_inf():
   uids = np.arange(100, 130, dtype=np.int64)
   index = PoolIndex.build(emb, uids, progress=False)
   excluded = uids[:25]
-  found, dist = index.search(emb[:4], 10, exclude_uids=excluded)
+  found, dist = index.search(emb[:4], 10, exclude_rows=excluded)
   assert (found[:, :5] >= 0).all() and (found[:, 5:] == -1).all()
   assert np.isinf(dist[:, 5:]).all() and np.isfinite(dist[:, :5]).all()
   assert set(found[0, :5]) == set(uids[25:].tolist())
-  ref, ref_dist = brute_force_knn(emb, uids, emb[:4], 10, exclude_uids=excluded)
+  ref, ref_dist = brute_force_knn(emb, uids, emb[:4], 10, exclude_rows=excluded)
   np.testing.assert_array_equal(np.sort(found, axis=1), np.sort(ref, axis=1))
   np.testing.assert_allclose(np.sort(dist[:, :5], axis=1), np.sort(ref_dist[:, :5], axis=1),
                              atol=1e-5)
@@ -106,12 +106,12 @@ def test_save_load_and_view_round_trip(pool, tmp_path):
   path = tmp_path / "sub" / "pool.usearch"
   index.save(path)
   excluded = uids[:500]
-  want = index.search(queries, K, exclude_uids=excluded)
+  want = index.search(queries, K, exclude_rows=excluded)
   for view in (False, True):
     loaded = PoolIndex.load(path, view=view)
     assert len(loaded) == N and loaded.ndim == E
     assert (loaded.connectivity, loaded.expansion_add, loaded.ef_search) == (64, 200, 50)
-    got = loaded.search(queries, K, exclude_uids=excluded)
+    got = loaded.search(queries, K, exclude_rows=excluded)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
 
@@ -163,8 +163,8 @@ def test_single_query_search_matches_batch():
   rng = np.random.default_rng(3)
   emb = rng.normal(size=(500, 16)).astype(np.float32)
   idx = PoolIndex.build(emb, np.arange(500), progress=False)
-  one_u, one_d = idx.search(emb[:1], 10, exclude_uids=np.array([0, 5]))
-  two_u, two_d = idx.search(emb[:2], 10, exclude_uids=np.array([0, 5]))
+  one_u, one_d = idx.search(emb[:1], 10, exclude_rows=np.array([0, 5]))
+  two_u, two_d = idx.search(emb[:2], 10, exclude_rows=np.array([0, 5]))
   np.testing.assert_array_equal(one_u[0], two_u[0])
   assert 0 not in one_u and one_u.shape == (1, 10)
 
@@ -184,7 +184,7 @@ def _kill_after(n_chunks: int, starts: list[int]):
 
 def test_killed_build_resumes_from_partial(tmp_path, caplog):
   """A build killed after 3 chunks restarts at the saved row, not at 0, and is complete."""
-  from anchoral_jax.index import discard_partial
+  from anchoral_jax.cache import discard_partial_index
 
   rng = np.random.default_rng(6)
   emb = _unit(rng.standard_normal((2_000, 32)))
@@ -197,7 +197,7 @@ def test_killed_build_resumes_from_partial(tmp_path, caplog):
     PoolIndex.build(emb, uids, on_chunk=_kill_after(3, first), **kw)
   assert first == [0, 300, 600] and partial.is_file()  # saved after chunks 1 and 2, 3, ...
   resumed: list[int] = []
-  with caplog.at_level("INFO", logger="anchoral_jax.index"):
+  with caplog.at_level("INFO", logger="anchoral_jax.cache"):
     idx = PoolIndex.build(emb, uids, on_chunk=lambda a, b: resumed.append(a), **kw)
   assert resumed[0] == 900 and resumed[-1] == 1800  # only the rows after the partial
   assert "Resuming the index build at row 900" in caplog.text
@@ -221,8 +221,8 @@ def test_killed_build_resumes_from_partial(tmp_path, caplog):
     PoolIndex.build(emb, uids, on_chunk=_kill_after(2, []), **kw)
   partial.write_bytes(b"not an index")
   again: list[int] = []
-  with caplog.at_level("WARNING", logger="anchoral_jax.index"):
+  with caplog.at_level("WARNING", logger="anchoral_jax.cache"):
     PoolIndex.build(emb, uids, on_chunk=lambda a, b: again.append(a), **kw)
   assert again[0] == 0 and "unreadable partial index" in caplog.text
-  discard_partial(partial)
+  discard_partial_index(partial)
   assert not partial.exists() and not (tmp_path / "pool.usearch.partial.json").exists()

@@ -2,6 +2,7 @@
 published parquet embeddings (alignment, normalisation, clear errors), idempotent index build
 that `loop.Setup` then loads from the same files."""
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from anchoral_jax import embed, loop, prepare
+from anchoral_jax import cache, embed, loop, prepare
 from anchoral_jax.data import load_task
 from anchoral_jax.index import PoolIndex
 
@@ -100,7 +101,7 @@ def test_import_aligns_to_pool_uids_and_normalises(tmp_path, task, fixed):
   want /= np.linalg.norm(want, axis=1, keepdims=True)
   np.testing.assert_allclose(emb, want, rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-6)
-  assert embed.manifest_source(out.parent, out.stem) == f"import:{path}"
+  assert cache.embedding_source(out.parent, out.stem) == f"import:{path}"
 
 
 def test_import_streams_in_small_batches(tmp_path, task):
@@ -145,11 +146,32 @@ def test_import_errors_are_clear_and_leave_no_cache(tmp_path, task):
   assert _no_cache_left(cache / "embeddings")
 
 
+def test_cache_keys_and_paths_are_stable(tmp_path):
+  """Existing caches must keep being found: the keys and the layout are pinned here."""
+  c = tiny_config(tmp_path / "c", embed_model="all-MiniLM-L6-v2", embed_max_length=128,
+                  connectivity=16)
+
+  class Task:
+    def fingerprint(self, split="train"):
+      return f"fp{split}"
+
+  assert cache.embedding_key("all-MiniLM-L6-v2", "fpx", 256) == "all-MiniLM-L6-v2-L256-fpx"
+  assert cache.embedding_key("/some/dir/my model", "fpx", 64) == "my_model-L64-fpx"
+  assert cache.embedding_paths(tmp_path, "k") == (tmp_path / "k.npy", tmp_path / "k.npz")
+  assert cache.embed_dir(c) == tmp_path / "c" / "embeddings"
+  assert cache.index_path(c, Task()) == (
+      tmp_path / "c" / "index" / "all-MiniLM-L6-v2-L128-fptrain-M16.usearch")
+  model_dir = tmp_path / "model"
+  tok = cache.token_path(tmp_path, model_dir, "fp", "test", 16)
+  digest = hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:8]
+  assert tok == tmp_path / "tokens" / f"{digest}-fp-test-L16.npz"
+
+
 def test_legacy_npz_cache_is_converted_to_mmap(tmp_path):
   emb = embed.normalise(np.random.default_rng(0).standard_normal((5, 3)))
   uid = np.arange(5, dtype=np.int64)
   np.savez(tmp_path / "k.npz", emb_NxE=emb, uid_N=uid)
-  got = embed.load_cached(tmp_path, "k", uid)
+  got = cache.load_embeddings(tmp_path, "k", uid)
   assert isinstance(got, np.memmap)
   np.testing.assert_array_equal(got, emb)
 
@@ -160,7 +182,7 @@ def test_index_is_built_once_and_setup_loads_the_same_files(tmp_path, task, monk
   c.index.connectivity = 8
   c.index.expansion_add = 32
   built = prepare.index(c, progress=False)  # embeds (imports) first: nothing was cached
-  assert built == prepare.index_path(c, task) and built.parent.name == "index"
+  assert built == cache.index_path(c, task) and built.parent.name == "index"
   assert built.name.endswith("-M8.usearch") and Path(str(built) + ".meta.json").exists()
   assert not list(built.parent.glob("*.tmp"))
   stamp = built.stat().st_mtime_ns
@@ -197,11 +219,9 @@ def test_index_is_built_once_and_setup_loads_the_same_files(tmp_path, task, monk
 
 def test_build_index_checkpoints_partials_and_removes_them(tmp_path, monkeypatch):
   """`anchoral index` saves resumable partials while building and leaves none behind."""
-  from anchoral_jax import index as index_lib
-
   saved = []
-  real = index_lib._save_partial
-  monkeypatch.setattr(index_lib, "_save_partial",
+  real = cache.save_partial_index
+  monkeypatch.setattr(cache, "save_partial_index",
                       lambda idx, path, settings, rows: (saved.append(rows),
                                                          real(idx, path, settings, rows)))
   emb = np.random.default_rng(0).standard_normal((400, 8)).astype(np.float32)
@@ -216,7 +236,7 @@ def test_mismatched_index_fails_with_the_fix(tmp_path, task):
   path, _ = synthetic_file(tmp_path, task, dim=16)
   c = tiny_config(tmp_path / "cache", import_path=str(path), embed_model="synthetic")
   c.index.connectivity = 8
-  out = prepare.index_path(c, task)
+  out = cache.index_path(c, task)
   emb = np.random.default_rng(0).standard_normal((10, 16)).astype(np.float32)
   PoolIndex.build(emb, np.arange(10), connectivity=8, progress=False).save(out)
   with pytest.raises(ValueError, match="delete it and run `anchoral index`"):
