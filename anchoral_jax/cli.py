@@ -1,10 +1,12 @@
 """`anchoral`: a thin shell around the library (CONTRIBUTING.md §3).
 
   anchoral run    --config configs/default.py[:arg] --workdir DIR [--config.al.budget=100 ...]
+                  [--seeds=S,S,...|D:M:I,...  (a cell's seeds in one process, DIR/dseed=..)]
   anchoral embed  --config ... (sentence embeddings of the pool, cached; resumable)
   anchoral index  --config ... (usearch index over those embeddings, cached)
   anchoral sweep  --config configs/ablations.py[:arg] --runs_dir DIR [--parallel N]
                   [--backend local|slurm|multihost|dry] [--sbatch=--gres=gpu:1 ...]
+                  [--group_seeds  (one job per table cell: its seeds in one process)]
                   [--config.key=value ...  (applied to every run)]
   anchoral report RUNS_DIR [--out DIR]   (tables as Markdown/CSV and PNG plots)
   anchoral config --config ...[:arg] [--config.key=value ...]  (print the resolved config, JSON)
@@ -34,10 +36,10 @@ USAGE = __doc__
 CONFIG_COMMANDS = ("run", "embed", "index", "sweep", "config")  # the ones taking --config
 HELP_FLAGS = ("-h", "--help", "-?", "--helpshort")  # --helpfull stays absl's (every flag)
 # The flags each command reads (the rest are defined for all, to keep one flag set).
-COMMAND_FLAGS = {"run": ("config", "workdir"), "embed": ("config",), "index": ("config",),
+COMMAND_FLAGS = {"run": ("config", "workdir", "seeds"), "embed": ("config",), "index": ("config",),
                  "config": ("config",),
                  "sweep": ("config", "runs_dir", "parallel", "backend", "sbatch", "devices",
-                           "shard")}
+                           "shard", "group_seeds")}
 
 
 def _define_flags() -> None:
@@ -64,6 +66,13 @@ def _define_flags() -> None:
   flags.DEFINE_string("shard", "", "sweep: run only share I of N of the runs (I/N, 0-based), "
                       "e.g. one share per host of a TPU pod; 'auto' = this host's TPU worker "
                       "id / worker count (or Slurm's node id / node count).")
+  flags.DEFINE_list("seeds", [], "run: several seed combinations in one process, in lockstep "
+                    "(loop.run_many): S sets data.seed, model.seed and al.initial_seed to S; "
+                    "D:M:I sets them to D, M and I. Each runs in <workdir>/dseed=D,mseed=M,iseed=I"
+                    ", the name a sweep gives it.")
+  flags.DEFINE_bool("group_seeds", False, "sweep: one job per table cell, its runs that differ "
+                    "only in their seeds run in one process (anchoral run --seeds), in the same "
+                    "workdirs as without the flag.")
   flags.mark_flag_as_required("config")
 
 
@@ -89,14 +98,15 @@ def _user_errors() -> tuple[type[Exception], ...]:
   """Errors caused by input (config, data files, checkpoints, the workdir's files or its lock),
   not by a bug in the code."""
   from anchoral_jax.checkpoint import CorruptCheckpointError
-  from anchoral_jax.data.user import DataFileNotFound, DataFormatError
+  from anchoral_jax.data.errors import DataFileNotFound, DataFormatError
   from anchoral_jax.loop import ConfigError
   from anchoral_jax.models import ModelLoadError
+  from anchoral_jax.sweep_seeds import SeedsError
   from anchoral_jax.tracking import CorruptJsonlError
   from anchoral_jax.workdir import WorkdirError
 
   return (ConfigError, CorruptCheckpointError, DataFileNotFound, DataFormatError,
-          CorruptJsonlError, WorkdirError, ModelLoadError)
+          CorruptJsonlError, WorkdirError, ModelLoadError, SeedsError)
 
 
 def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
@@ -119,7 +129,15 @@ def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
     from anchoral_jax import loop, parallel
 
     parallel.initialize_distributed()
-    loop.run(config, FLAGS.workdir)
+    if FLAGS.seeds:  # the seeds of a cell, in lockstep in one process
+      from anchoral_jax import sweep_seeds
+
+      configs, workdirs = sweep_seeds.seed_runs(
+          config, FLAGS.workdir, sweep_seeds.parse_seeds(FLAGS.seeds),
+          FLAGS["config"].override_values)
+      loop.run_many(configs, workdirs)
+    else:
+      loop.run(config, FLAGS.workdir)
   elif command in ("embed", "index"):
     from anchoral_jax import prepare
 
@@ -131,7 +149,8 @@ def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
 
     sweep.main(FLAGS["config"].config_filename, FLAGS.runs_dir, parallel=FLAGS.parallel,
                backend=FLAGS.backend, overrides=FLAGS["config"].override_values,
-               sbatch=FLAGS.sbatch, devices=FLAGS.devices, shard=FLAGS.shard)
+               sbatch=FLAGS.sbatch, devices=FLAGS.devices, shard=FLAGS.shard,
+               group=FLAGS.group_seeds)
 
 
 INTERRUPTED_RC = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd program

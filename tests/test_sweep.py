@@ -216,6 +216,60 @@ def test_local_backend_schedules_logs_and_reports_failures(tmp_path, capsys):
     sweep.run_local(runs, runs_dir, parallel=0)
 
 
+def test_group_seeds_makes_one_job_per_cell_on_the_same_workdirs(tmp_path, capsys):
+  """`--group_seeds`: a cell's seeds become one `anchoral run --seeds` job whose runs are the
+  ungrouped sweep's (workdirs and whole configs); a cell of one run stays a run."""
+  runs = sweep.expand(TINY_SWEEP, {"train.learning_rate": 1e-4})
+  jobs = sweep.group_seeds(runs)
+  runs_dir = (tmp_path / "runs").resolve()
+  assert [type(j) for j in jobs] == [sweep.SeedGroup] * 2
+  assert [r.name for j in jobs for r in j.runs] == [r.name for r in runs]
+  for job in jobs:
+    argv = job.argv(runs_dir)
+    assert argv[:5] == ["run", "--config", job.runs[0].config_spec, "--workdir",
+                        str(runs_dir / job.cell)]
+    assert "--seeds=654321:654321:654321,654321:654321:123456" in argv
+    assert "--config.train.learning_rate=0.0001" in argv
+    assert f"--config.wandb.name={job.cell}" in argv  # + /<seed leaf> per run, as the sweep's
+    base = sweep.load_module(MAIN).get_config(job.runs[0].arg)
+    base.lock()
+    sweep.apply_overrides(base, job.common)
+    seeds = next(a for a in argv if a.startswith("--seeds="))[len("--seeds="):].split(",")
+    configs, workdirs = sweep.seed_runs(base, job.workdir(runs_dir), sweep.parse_seeds(seeds))
+    assert workdirs == [r.workdir(runs_dir) for r in job.runs]
+    assert [c.to_json(sort_keys=True) for c in configs] == [
+        sweep.build_config(r).to_json(sort_keys=True) for r in job.runs]
+  one = sweep.expand(f"{MAIN}:runlocal,strategies=random,filters=none,seeds=1")
+  assert sweep.group_seeds(one) == one
+  sweep.main(TINY_SWEEP, runs_dir, backend="dry", group=True)
+  out = capsys.readouterr().out
+  assert "2 jobs (4 runs) in 2 cells (0 DONE)" in out and out.count("--seeds=") == 2
+
+
+def test_group_seeds_in_slurm_and_local_backends(tmp_path, capsys):
+  runs_dir = (tmp_path / "runs").resolve()
+  runs = sweep.expand(TINY_SWEEP)
+  sweep.main(TINY_SWEEP, runs_dir, backend="slurm", group=True)
+  assert "#SBATCH --array=0-1\n" in (runs_dir / "_sweep" / "main.sbatch").read_text()
+  (commands,) = (runs_dir / "_sweep").glob("main-*.commands")
+  lines = [line.split("\t") for line in commands.read_text().splitlines()]
+  assert [w for w, _ in lines] == [str(runs_dir / runs[0].cell), str(runs_dir / runs[2].cell)]
+  assert all(" --seeds=" in args for _, args in lines)
+  # Local: one process per cell (a stub that finishes each seed's workdir under --workdir $7).
+  fake = _stub(tmp_path / "python", 'echo "$@" > "$7/args"; for d in "$7"/*/; do '
+               'touch "$d/DONE"; done\n')
+  jobs = sweep.group_seeds(runs)
+  status = sweep.run_local(jobs, runs_dir, parallel=2, python=str(fake), poll_s=0.05)
+  assert status == {j.name: "done" for j in jobs}
+  assert all(r.done(runs_dir) for r in runs)
+  assert "--seeds=" in (runs_dir / runs[0].cell / "args").read_text()
+  assert "anchoral run --config" in (runs_dir / runs[0].cell / "run.log").read_text()
+  assert "2 jobs in" in capsys.readouterr().out
+  (runs[3].workdir(runs_dir) / "DONE").unlink()  # one seed left: only its cell's job runs
+  again = sweep.run_local(jobs, runs_dir, parallel=2, python=str(fake), poll_s=0.05)
+  assert again == {jobs[0].name: "skipped", jobs[1].name: "done"}
+
+
 # ---------------------------------------------------------------------------------------------
 # End to end: the real CLI, 4 tiny runs, 2 at a time.
 
