@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anchoral_jax import label
+from anchoral_jax import label, label_classifier, label_inputs, label_workdir
 from anchoral_jax.data import bbc
 
 
@@ -52,7 +52,7 @@ def answers(wd):
 def test_init_writes_a_diverse_first_batch(session):
   wd = session["wd"]
   df = pd.read_csv(wd / "batches" / "batch_001.csv", dtype=str, keep_default_na=False)
-  assert list(df.columns) == list(label.BATCH_COLUMNS)
+  assert list(df.columns) == list(label_workdir.BATCH_COLUMNS)
   assert len(df) == 20 and df["id"].is_unique and (df["label"] == "").all()
   settings = json.loads((wd / "settings.json").read_text())
   assert settings["classes"] == ["other", "tech"] and settings["minority"] == ["tech"]
@@ -141,12 +141,12 @@ def test_driver_picks_what_the_selector_picks(session, capsys):
   fill(wd / "batches" / "batch_004.csv", truth)
   state = json.loads((wd / "state.json").read_text())
   run(["next", "--workdir", str(wd)], capsys)
-  s = label._load_settings(wd)
-  pool = label._load_pool(wd)
-  records, _ = label.read_answers(wd)
-  rows, labels, skipped = label._labelled(records, pool, s)
+  s = label_workdir.load_settings(wd)
+  pool = label_workdir.load_pool(wd)
+  records, _ = label_workdir.read_answers(wd)
+  rows, labels, skipped = label_workdir.labelled_rows(records, pool, s)
   assert {s.classes[k] for k in labels} == {"other", "tech"}  # past the cold start
-  regime, params = label.train_head(pool.emb_NxE, rows, labels, s)
+  regime, params = label_classifier.train_head(pool.emb_NxE, rows, labels, s)
   from anchoral_jax.api import Selector
   from anchoral_jax.index import PoolIndex
 
@@ -168,7 +168,7 @@ def test_driver_picks_what_the_selector_picks(session, capsys):
 def test_status(session, capsys):
   wd, truth = session["wd"], session["truth"]
   out = run(["status", "--workdir", str(wd)], capsys)
-  records, _ = label.read_answers(wd)
+  records, _ = label_workdir.read_answers(wd)
   n_tech = sum(r["label"] == "tech" for r in records)
   assert f"tech {n_tech}" in out and "(1 skipped)" in out
   assert f"found: {n_tech} of an estimated" in out
@@ -252,8 +252,8 @@ def test_read_batch_answers_tolerates_a_spreadsheet(tmp_path):
   path = tmp_path / "batch_007.csv"
   path.write_text("\ufeffid,text,label,guess,score\n"
                   "a,edited,TECH,other,0.5\nb,x,?,,\nc,x,,,\n", encoding="utf-8")
-  got, filled = label.read_batch_answers(path, ["a", "b", "c", "d"], ["other", "tech"])
+  got, filled = label_inputs.read_batch_answers(path, ["a", "b", "c", "d"], ["other", "tech"])
   assert got == [("a", "tech"), ("b", None), ("c", None), ("d", None)] and filled == 1
   path.write_text("id,text\na,x\n")
   with pytest.raises(label.LabelError, match=r"column\(s\) \['label'\] missing"):
-    label.read_batch_answers(path, ["a"], ["other", "tech"])
+    label_inputs.read_batch_answers(path, ["a"], ["other", "tech"])

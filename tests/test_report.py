@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from anchoral_jax import report
+from anchoral_jax import report, report_cells, report_plots, report_tables
 
 SEEDS = list(itertools.product((654321, 123456), repeat=3))[:4]
 ROWS = {("random", "none", 10): 0.0, ("entropy", "randomsubset", 10): 0.1,
@@ -62,9 +62,9 @@ def synthetic(tmp_path_factory) -> Path:
 
 
 def test_cells_group_seeds_and_name_variants(synthetic):
-  runs = report.find_runs(synthetic)
+  runs = report_cells.find_runs(synthetic)
   assert len(runs) == 32
-  groups = report.cells(runs)
+  groups = report_cells.cells(runs)
   assert len(groups) == 8 and all(len(v) == 4 for v in groups.values())
   # Rows in the paper's order; the differing field becomes the variant label.
   rows = list(dict.fromkeys(k[1:] for k in groups))
@@ -73,7 +73,7 @@ def test_cells_group_seeds_and_name_variants(synthetic):
 
 
 def test_overall_medians_and_iqr_by_hand(synthetic):
-  _, overall, _ = report.tables(report.find_runs(synthetic))
+  _, overall, _ = report_tables.tables(report_cells.find_runs(synthetic))
   a = overall[overall.dataset == "dsA"].set_index(["strategy", "filter", "variant"])
   for (strategy, filter, anchors), o in ROWS.items():
     row = a.loc[(strategy, filter, "num_anchors=50" if anchors == 50 else "")]
@@ -96,7 +96,7 @@ def test_overall_medians_and_iqr_by_hand(synthetic):
 
 
 def test_budget_matched_cuts_each_dataset_to_its_shortest_run(synthetic):
-  _, overall, matched = report.tables(report.find_runs(synthetic))
+  _, overall, matched = report_tables.tables(report_cells.find_runs(synthetic))
   # dsA: every run has 5 rounds, so both tables agree.
   cols = ["minority_median", "minority_iqr", "time_min_median", "rounds"]
   pd.testing.assert_frame_equal(overall[overall.dataset == "dsA"][cols].reset_index(drop=True),
@@ -124,7 +124,7 @@ def test_report_writes_tables_csv_and_pngs(synthetic, tmp_path):
   assert len(csv) == 8 and {"minority_median", "minority_iqr", "time_min_q75"} <= set(csv)
   assert len(pd.read_csv(out / "runs.csv")) == 64  # 32 runs x 2 tables
   pngs = sorted(p.name for p in out.glob("*.png"))
-  assert pngs == sorted(f"{stem}-{d}.png" for stem, *_ in report.PLOTS for d in ("dsA", "dsB"))
+  assert pngs == sorted(f"{stem}-{d}.png" for stem, *_ in report_plots.PLOTS for d in ("dsA", "dsB"))
   assert all((out / p).stat().st_size > 10_000 for p in pngs)
   body = path.read_text()
   assert body.index("### Summary per filter") < body.index("### Overall")
@@ -173,7 +173,7 @@ def test_a_field_only_some_runs_have_does_not_split_cells(tmp_path):
   hp = json.loads((tmp_path / "r1" / "hparams.json").read_text())
   hp["index"] = {"import_path": ""}  # a field added to the config between the two runs
   (tmp_path / "r1" / "hparams.json").write_text(json.dumps(hp))
-  assert list(report.cells(report.find_runs(tmp_path))) == [("dsA", "random", "none", "")]
+  assert list(report_cells.cells(report_cells.find_runs(tmp_path))) == [("dsA", "random", "none", "")]
 
 
 # Per-filter summary. Runs of 4 rounds (budget 20, 30, 40, 50; 10 labels per round), seed i = 0..2:
@@ -223,7 +223,7 @@ def summary_runs(tmp_path_factory) -> Path:
 
 
 def test_summary_table_numbers_by_hand(summary_runs):
-  table = report.summary_table(report.find_runs(summary_runs))
+  table = report_tables.summary_table(report_cells.find_runs(summary_runs))
   assert list(zip(table.strategy, table["filter"], table.n_runs, table.rounds, strict=True)) == [
       ("random", "none", 3, 4), ("entropy", "anchoral", 3, 4)]
   a = table.iloc[1]
@@ -236,7 +236,7 @@ def test_summary_table_numbers_by_hand(summary_runs):
   assert (r.minority_auc, r.final_minority_f1, r.minority_found) == (0, 0, 3)
   assert r.subpool_minority_share == pytest.approx(0.1) and r.query_time_s == pytest.approx(1.5)
   assert math.isnan(r.pool_minority_share) and math.isnan(r.rows_scored)  # not logged
-  text = report.summary_markdown(table)
+  text = report_tables.summary_markdown(table)
   assert ("| Dataset | Strategy | Filter | n | Minority F1 AUC ↑ | Final minority F1 ↑ | "
           "Minority found ↑ | Labelled minority share | Subpool minority share | "
           "Pool minority share | Query time (s) ↓ | Rows scored / round |") in text
@@ -244,40 +244,40 @@ def test_summary_table_numbers_by_hand(summary_runs):
 
 
 def test_summary_of_older_runs_leaves_out_unlogged_columns(synthetic):
-  table = report.summary_table(report.find_runs(synthetic))
+  table = report_tables.summary_table(report_cells.find_runs(synthetic))
   # 5-round runs: minority labels 100 * 0.05 = 5 at round 0, 200 * 0.09 = 18 at round 4.
   a = table[(table.dataset == "dsA") & (table["filter"] == "anchoral") & (table.variant == "")]
   assert a.minority_found.item() == 13 and a.labelled_minority_share.item() == pytest.approx(0.09)
   assert a.subpool_minority_share.item() == pytest.approx(0.2 + 0.45 / 10)  # median f1 0.45
-  text = report.summary_markdown(table)
+  text = report_tables.summary_markdown(table)
   assert "Pool minority share" not in text and "Rows scored" not in text
   assert "| Variant | n |" in text and "| dsA | entropy | AnchorAL | num_anchors=50 | 4 |" in text
 
 
 def test_plots_clamp_unit_axes_keep_overlaps_visible_and_show_the_pool(summary_runs, tmp_path):
-  groups = report.cells(report.find_runs(summary_runs))
-  paths = report.plot_dataset("dsS", groups, tmp_path)
-  assert sorted(p.name for p in paths) == sorted(f"{stem}-dsS.png" for stem, *_ in report.PLOTS)
-  for _, key, x, ylabel in report.PLOTS:
-    (ax,) = report.figure("dsS", groups, key, x, ylabel).axes  # full-pool Random: no panel
+  groups = report_cells.cells(report_cells.find_runs(summary_runs))
+  paths = report_plots.plot_dataset("dsS", groups, tmp_path)
+  assert sorted(p.name for p in paths) == sorted(f"{stem}-dsS.png" for stem, *_ in report_plots.PLOTS)
+  for _, key, x, ylabel in report_plots.PLOTS:
+    (ax,) = report_plots.figure("dsS", groups, key, x, ylabel).axes  # full-pool Random: no panel
     lo, hi = ax.get_ylim()
-    if key in report.UNIT_KEYS:
+    if key in report_plots.UNIT_KEYS:
       assert 0 <= lo < hi <= 1
     ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     assert all(t % (5 if x == "budget" else 1) == 0 for t in ticks), ticks  # round numbers
   # The all-zero Random curve: autoscaling alone would give -0.055..0.055.
   only_random = {k: v for k, v in groups.items() if k[2] == "none"}
-  (ax,) = report.figure("dsS", only_random, report.MINORITY, "budget", "F1").axes
+  (ax,) = report_plots.figure("dsS", only_random, report_cells.MINORITY, "budget", "F1").axes
   assert ax.get_ylim() == (0.0, pytest.approx(0.1))
   # Two cells with identical curves: told apart by width and marker.
   same = {("dsS", "entropy", f, ""): v for f, v in (("seals", groups[("dsS", "random", "none", "")]),
                                                     ("anchoral", groups[("dsS", "random", "none", "")]))}
-  (ax,) = report.figure("dsS", same, report.MINORITY, "budget", "F1").axes
+  (ax,) = report_plots.figure("dsS", same, report_cells.MINORITY, "budget", "F1").axes
   a, b = ax.get_lines()
   assert list(a.get_ydata()) == list(b.get_ydata())
   assert a.get_linewidth() > b.get_linewidth() and a.get_marker() != b.get_marker()
   # The subpool plot: the unlabelled pool's share (logged by the AnchorAL runs) dotted.
-  (ax,) = report.figure("dsS", groups, report.SUBPOOL_SHARE, "round", "share").axes
+  (ax,) = report_plots.figure("dsS", groups, report_cells.SUBPOOL_SHARE, "round", "share").axes
   pool = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
   assert len(pool) == 1 and list(pool[0].get_ydata()) == pytest.approx([0.1, 0.09, 0.08, 0.07])
 
@@ -290,7 +290,7 @@ def test_fields_that_follow_from_the_dataset_do_not_split_cells(tmp_path):
     write_run(tmp_path / f"a{i}", "dsA", "entropy", "anchoral", 10, s, 0.5, 1.0)
     write_run(tmp_path / f"b{i}", "dsB", "entropy", "anchoral", 7, s, 0.4, 1.0)
     write_run(tmp_path / f"a50-{i}", "dsA", "entropy", "anchoral", 50, s, 0.3, 1.0)
-  groups = report.cells(report.find_runs(tmp_path))
+  groups = report_cells.cells(report_cells.find_runs(tmp_path))
   assert {k: len(v) for k, v in groups.items()} == {
       ("dsA", "entropy", "anchoral", ""): 2, ("dsB", "entropy", "anchoral", ""): 2,
       ("dsA", "entropy", "anchoral", "num_anchors=50"): 2}
