@@ -7,6 +7,8 @@ FTbertKM; `mean`, the sentence embedding), so the round never knows which regime
 
 - `FullRegime` (`train.trainable="all"`, the paper): every parameter is fine-tuned
   (`train.fit`); every output is an encoder forward over the tokens (`scoring.forward_rows`).
+  The S seeds of a table cell in lockstep train as one vmapped program (`fit_group`,
+  `train.fit_many`).
 - `HeadRegime` (`train.trainable="head"`): the encoder is frozen. Its outputs for the whole
   pool and test split are computed once per (encoder, task, split, max length, pooling), in
   eval mode, and cached on disk; each round trains only the linear head on the cached features,
@@ -47,7 +49,7 @@ from anchoral_jax import metrics, models
 from anchoral_jax.models import ModelConfig, Params
 from anchoral_jax.scoring import forward_rows
 from anchoral_jax.tokenize import TokenizedTexts
-from anchoral_jax.train import FitResult, TrainConfig, fit, make_optimizer, num_epochs
+from anchoral_jax.train import FitResult, TrainConfig, fit, fit_many, make_optimizer, num_epochs
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,11 @@ class FullRegime:
     return fit(init_params, self.cfg, self.tc, self.tokens["pool"], rows, labels,
                num_classes=self.num_classes, minority_classes=self.minority,
                data_seed=self.data_seed, dropout_key=self.dropout_key, val=vt)
+
+  def group_key(self, rows) -> tuple:
+    """Fits whose keys are equal can run as one vmapped program (`fit_group`, `train.fit_many`):
+    the same model, training settings and labelled-set size (hence batches per epoch)."""
+    return (type(self), self.cfg, self.tc, self.num_classes, self.minority, len(rows))
 
   def outputs(self, params, split, rows, keys):
     return forward_rows(params, self.cfg, self.tokens[split], rows, keys,
@@ -124,7 +131,7 @@ def fit_head(head: Params, x_PxH, y_P, n, perms_ExQ, epochs, key, xval_VxH, yval
     if dropout > 0:  # the head's input dropout, as the model's (models.head_dropout)
       keep = jax.random.bernoulli(k, 1.0 - dropout, x_BxH.shape)
       x_BxH = jnp.where(keep, x_BxH / (1.0 - dropout), 0.0)
-    logits_BxC = x_BxH @ h["kernel"] + h["bias"]
+    logits_BxC = x_BxH @ h["kernel"] + h["bias"][None]
     ce_B = optax.softmax_cross_entropy_with_integer_labels(logits_BxC, y_B)
     return (ce_B * w_B).sum() / jnp.maximum(w_B.sum(), 1.0), logits_BxC
 
@@ -150,7 +157,7 @@ def fit_head(head: Params, x_PxH, y_P, n, perms_ExQ, epochs, key, xval_VxH, yval
     if selection == "train_minority_f1":
       score = _minority_f1(preds_P, y_P, valid_P, minority)
     elif selection == "val_minority_f1":
-      vpred_V = (xval_VxH @ h["kernel"] + h["bias"]).argmax(-1)
+      vpred_V = (xval_VxH @ h["kernel"] + h["bias"][None]).argmax(-1)
       score = _minority_f1(vpred_V, yval_V, jnp.arange(len(yval_V)) < nval, minority)
     else:  # "last"
       score = jnp.inf
@@ -322,10 +329,37 @@ def _fit_head_vmapped(opt, batch_size: int, minority: tuple[int, ...], selection
   return jax.jit(jax.vmap(fn, in_axes=(0, 0, 0, None, 0, None, 0, 0, 0, None)))
 
 
-def fit_group(regimes_: Sequence[HeadRegime], requests: Sequence[tuple]) -> list[FitResult]:
-  """Trains S heads (one per run; `requests[s]` = (init_params, rows, labels, val)) as one
-  vmapped `fit_head`: the S runs of a table cell in one program. Every run gets what its own
-  `fit` would give (float tolerance: batched matmuls may sum in another order)."""
+def fit_group(regimes_: Sequence[HeadRegime | FullRegime],
+              requests: Sequence[tuple]) -> list[FitResult]:
+  """Trains S runs' round (one per run; `requests[s]` = (init_params, rows, labels, val)) as one
+  vmapped program: the S runs of a table cell, whose `group_key`s are equal. Every run gets
+  what its own `fit` would give (float tolerance: batched matmuls may sum in another order)."""
+  keys = {r.group_key(req[1]) for r, req in zip(regimes_, requests, strict=True)}
+  if len(keys) != 1:
+    raise ValueError("fit_group needs runs with equal group keys (regime, settings, labelled "
+                     "size); fit the others one at a time.")
+  if isinstance(regimes_[0], FullRegime):
+    return _fit_full_group(regimes_, requests)
+  return _fit_head_group(regimes_, requests)
+
+
+def _fit_full_group(regimes_: Sequence[FullRegime], requests: Sequence[tuple]
+                    ) -> list[FitResult]:
+  """S full fine-tunings as `train.fit_many`: stacked params, one vmapped step per batch."""
+  r0 = regimes_[0]
+  pool = [r.tokens["pool"] for r in regimes_]
+  return fit_many([req[0] for req in requests], r0.cfg, r0.tc, pool,
+                  [req[1] for req in requests], [req[2] for req in requests],
+                  num_classes=r0.num_classes, minority_classes=r0.minority,
+                  data_seeds=[r.data_seed for r in regimes_],
+                  dropout_keys=[r.dropout_key for r in regimes_],
+                  vals=[None if req[3] is None else (tok, *req[3])
+                        for tok, req in zip(pool, requests, strict=True)])
+
+
+def _fit_head_group(regimes_: Sequence[HeadRegime], requests: Sequence[tuple]
+                    ) -> list[FitResult]:
+  """S heads as one vmapped `fit_head`."""
   t0 = time.perf_counter()
   inputs = [r._program_inputs(*req) for r, req in zip(regimes_, requests, strict=True)]
   static = inputs[0][1]

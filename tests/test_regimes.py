@@ -85,22 +85,44 @@ def test_head_regime_learns_and_uses_dropout(setting):
                          runs[0.5].params["classifier"]["kernel"])
 
 
-def test_fit_head_compiles_once_per_capacity(setting):
+def test_fit_head_compiles_once_per_capacity(setting, monkeypatch):
   tok, labels, cfg, params, feats = setting
   tc = TrainConfig(batch_size=16, epochs=1, min_steps=4, trainable="head")
   head = regimes.HeadRegime(cfg, tc, feats, 2, (1,), 5, jax.random.key(0))
-  head.fit(params, np.arange(100), labels[:100])
-  before = regimes.fit_head._cache_size()
-  for n in (101, 125, 128):  # same padded capacity (128): no new program
+  static = {"static_argnames": ("opt", "batch_size", "minority", "selection", "patience",
+                                "dropout")}
+  conftest.max_traces(monkeypatch, regimes, "fit_head", 1, **static)  # a 2nd trace raises
+  for n in (100, 101, 125, 128):  # same padded capacity (128): no new program
     head.fit(params, np.arange(n), labels[:n])
-  assert regimes.fit_head._cache_size() == before
   # Knowing the run's final labelled size: one shape from the first round to the last.
   sized = dataclasses.replace(head, max_labelled=300)
-  sized.fit(params, np.arange(100), labels[:100])
-  once = regimes.fit_head._cache_size()
-  for n in (150, 260, 300):
+  conftest.max_traces(monkeypatch, regimes, "fit_head", 1, **static)
+  for n in (100, 150, 260, 300):
     sized.fit(params, np.arange(n), labels[:n])
-  assert regimes.fit_head._cache_size() == once
+
+
+def test_full_regime_fit_group_equals_separate_fits(setting):
+  """`fit_group` on full-regime runs (`train.fit_many`, one vmapped step for both): each run
+  as its own `FullRegime.fit`; runs whose group keys differ are refused."""
+  tok, labels, cfg, params, _ = setting
+  cfg = dataclasses.replace(cfg, hidden_dropout_prob=0.1)  # per-run dropout keys matter
+  tc = TrainConfig(learning_rate=3e-3, batch_size=16, epochs=2, min_steps=0, patience=1)
+  full = [regimes.FullRegime(cfg, tc, {"pool": tok, "test": tok}, 2, (1,), data_seed=5 + s,
+                             dropout_key=jax.random.key(s)) for s in range(2)]
+  requests = [(params, rows, labels[rows], None)
+              for rows in (np.arange(0, 40), np.arange(40, 80))]
+  assert full[0].group_key(requests[0][1]) == full[1].group_key(requests[1][1])
+  got = regimes.fit_group(full, requests)
+  for g, r in zip(got, [f.fit(*req) for f, req in zip(full, requests, strict=True)],
+                  strict=True):
+    assert (g.best_epoch, g.epochs_run, g.steps) == (r.best_epoch, r.epochs_run, r.steps)
+    assert [h["train/minority_f1"] for h in g.history] == [
+        h["train/minority_f1"] for h in r.history]
+    np.testing.assert_allclose(full[0].outputs(g.params, "pool", np.arange(N), ("logits",))[
+        "logits"], full[0].outputs(r.params, "pool", np.arange(N), ("logits",))["logits"],
+                               atol=1e-5)
+  with pytest.raises(ValueError, match="equal group keys"):
+    regimes.fit_group(full, [requests[0], (params, np.arange(50), labels[:50], None)])
 
 
 POOL, TEST = 1500, 200

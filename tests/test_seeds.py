@@ -1,5 +1,6 @@
-"""Seeds in one process (loop.run_many): S runs of a table cell in lockstep, the frozen-encoder
-heads of a round trained as one vmapped program, end where S separate runs end."""
+"""Seeds in one process (loop.run_many): S runs of a table cell in lockstep, the classifiers of
+a round (frozen-encoder heads, or fully fine-tuned models) trained as one vmapped program, end
+where S separate runs end."""
 
 import json
 
@@ -15,10 +16,10 @@ SEEDS = [{"model.seed": 1, "al.initial_seed": 11, "data.seed": 21},
          {"model.seed": 3, "al.initial_seed": 13, "data.seed": 23}]
 
 
-def _config(cache_dir, seed, regime="head"):
+def _config(cache_dir, seed, regime="head", **overrides):
   return conftest.tiny_config(cache_dir, 1500, 200, **{
       "data.test_size": 0, "al.budget": 150, "al.subpool_size": 400, "al.filter": "anchoral",
-      "train.trainable": regime, **seed})
+      "train.trainable": regime, **seed, **overrides})
 
 
 def _outputs(workdir):
@@ -53,6 +54,27 @@ def test_vmapped_seeds_equal_separate_runs(tmp_path, cache_dir):
       assert {r["time/train_runs_in_program"] for r in got[3]} == {s}  # one program for all
       assert (d / "DONE").exists() and json.loads((d / "hparams.json").read_text())[
           "model"]["seed"] == SEEDS[i]["model.seed"]
+
+
+def test_full_regime_seeds_train_as_one_program_and_equal_separate_runs(tmp_path, cache_dir):
+  """The full fine-tuning regime (`train.fit_many`): two rounds, two epochs a round, dropout
+  on; the same labelled rows, subpools and metrics as two separate runs. (Its own eval batch
+  size: scoring programs compiled here would leave tests/test_compile_time.py nothing to
+  compile in round 0.)"""
+  configs = [_config(cache_dir, seed, "all", **{"al.budget": 125, "train.epochs": 2,
+                                                "train.eval_batch_size": 64})
+             for seed in SEEDS[:2]]
+  separate = []
+  for i, c in enumerate(configs):
+    loop.run(c, tmp_path / f"alone{i}")
+    separate.append(_outputs(tmp_path / f"alone{i}"))
+  dirs = [tmp_path / f"together{i}" for i in range(2)]
+  loop.run_many(configs, dirs)
+  for i, d in enumerate(dirs):
+    got = _outputs(d)
+    _assert_same(got, separate[i])
+    assert [r["round"] for r in got[3]] == [0, 1]
+    assert {r["time/train_runs_in_program"] for r in got[3]} == {2}  # one program for both
 
 
 def test_run_many_resumes_a_run_inside_a_group(tmp_path, cache_dir):

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from anchoral_jax import metrics, parallel, train
-from anchoral_jax.models import bert
+from anchoral_jax.models import bert, hf
+from anchoral_jax.scoring import forward_rows
 from anchoral_jax.train import TrainConfig, fit, num_epochs
 
 N = 96
@@ -127,3 +128,68 @@ def test_fit_fetches_once_per_epoch_and_matches_a_per_step_fetch(setting, monkey
     assert got.history[epoch]["train/loss"] == float(np.mean(losses))
     assert got.history[epoch]["train/minority_f1"] == f1
   assert _same_params(got.params, state.params)
+
+
+def test_fit_many_equals_separate_fits(setting):
+  """Two runs trained as one vmapped program (`fit_many`: stacked params, one step for both)
+  end as two `fit` calls: same epochs, selection and early stop (run 1 stops before run 0),
+  logits within float32 rounding. Dropout is on, and run 0's batches are always shorter than
+  run 1's (one bucket of 16 against 32): each step runs once per bucket length, the run of the
+  other length sitting out, so each run keeps its own padded shapes and dropout masks."""
+  _, _, cfg, _ = setting
+  tok, labels = conftest.marker_tokens(np.random.default_rng(0), 240, 0.3, vocab_high=1100)
+  rows = [np.flatnonzero(tok.lengths_N <= 16)[:40], np.arange(100, 140)]
+  assert tok.lengths_N[rows[0]].max() <= 16 < tok.lengths_N[rows[1]].max()
+  buckets = (16, 32)
+  tc = TrainConfig(learning_rate=1e-2, batch_size=16, epochs=8, min_steps=0, patience=3)
+  inits = [bert.init_params(cfg, jax.random.key(s)) for s in (1, 2)]
+  keep = jax.device_get(inits)
+  kw = dict(num_classes=2, minority_classes=(1,), buckets=buckets)
+  sep = [fit(inits[s], cfg, tc, tok, rows[s], labels[rows[s]], data_seed=5 + s,
+             dropout_key=jax.random.key(3 + s), **kw) for s in range(2)]
+  got = train.fit_many(inits, cfg, tc, [tok, tok], rows, [labels[r] for r in rows],
+                       data_seeds=[5, 6], dropout_keys=[jax.random.key(3), jax.random.key(4)],
+                       **kw)
+  assert [(r.best_epoch, r.epochs_run, r.steps) for r in sep] == [(6, 8, 24), (3, 7, 21)]
+  assert _same_params(inits, keep)  # the initial params survive (the next round starts there)
+  for g, r in zip(got, sep, strict=True):
+    assert (g.best_epoch, g.epochs_run, g.steps) == (r.best_epoch, r.epochs_run, r.steps)
+    for hg, hr in zip(g.history, r.history, strict=True):
+      assert hg["train/minority_f1"] == hr["train/minority_f1"]
+      assert hg["train/loss"] == pytest.approx(hr["train/loss"], rel=1e-4, abs=1e-6)
+    # Batched matmuls round differently; over 24 AdamW steps at lr 1e-2 that grows to ~3e-6 in
+    # the params and ~1e-4 in the logits (|logits| ~2; ~3e-8 after 9 steps at lr 3e-3).
+    # Attention key biases are left out: their gradient is zero in exact arithmetic (softmax
+    # ignores a per-query constant), so Adam turns their rounding noise into lr-sized steps that
+    # change no output.
+    fg, fr = hf.flatten(jax.device_get(g.params)), hf.flatten(jax.device_get(r.params))
+    for path, leaf in fr.items():
+      if path[-2:] != ("key", "bias"):
+        np.testing.assert_allclose(fg[path], leaf, atol=1e-4, err_msg=str(path))
+    every = np.arange(len(tok))
+    np.testing.assert_allclose(
+        forward_rows(g.params, cfg, tok, every, buckets=buckets)["logits"],
+        forward_rows(r.params, cfg, tok, every, buckets=buckets)["logits"], atol=5e-4)
+
+
+def test_fit_many_validation_selection_and_unequal_sizes(setting):
+  """Per-run validation sets drive per-run selection; unequal labelled sizes are refused."""
+  tok, labels, cfg, params = setting
+  tc = TrainConfig(learning_rate=3e-3, batch_size=16, epochs=3, min_steps=0,
+                   model_selection="val_minority_f1", eval_batch_size=48)
+  rows = [ROWS[:32], ROWS[16:]]
+  vals = [(tok, VAL_ROWS[:24], labels[VAL_ROWS[:24]]), (tok, VAL_ROWS, labels[VAL_ROWS])]
+  kw = dict(num_classes=2, minority_classes=(1,), buckets=BUCKETS)
+  got = train.fit_many([params, params], cfg, tc, [tok, tok], rows, [labels[r] for r in rows],
+                       data_seeds=[5, 6], dropout_keys=[jax.random.key(3)] * 2, vals=vals, **kw)
+  for s, g in enumerate(got):
+    r = fit(params, cfg, tc, tok, rows[s], labels[rows[s]], data_seed=5 + s,
+            dropout_key=jax.random.key(3), val=vals[s], **kw)
+    assert (g.best_epoch, g.epochs_run) == (r.best_epoch, r.epochs_run)
+    for hg, hr in zip(g.history, r.history, strict=True):
+      assert hg["val/minority_f1"] == hr["val/minority_f1"]
+      assert hg["val/loss"] == pytest.approx(hr["val/loss"], rel=1e-5)
+  with pytest.raises(ValueError, match="equal labelled-set sizes"):
+    train.fit_many([params, params], cfg, tc, [tok, tok], [ROWS, ROWS[:40]],
+                   [labels[ROWS], labels[ROWS[:40]]], data_seeds=[5, 6],
+                   dropout_keys=[jax.random.key(3)] * 2, **kw)
