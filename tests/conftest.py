@@ -1,4 +1,5 @@
-"""Shared test set-up: CPU only, no network, offline W&B, one cache dir per session."""
+"""Shared test set-up: CPU only, no network, offline W&B, one cache dir per session, and no
+implicit rank promotion (a shape bug broadcast silently is the kind a test should catch)."""
 
 import os
 
@@ -9,7 +10,10 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ["WANDB_BASE_URL"] = "http://127.0.0.1:9"  # any network attempt fails at once
 
+import jax  # noqa: E402
 import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +70,19 @@ def marker_tokens(rng, n: int, positive_rate: float, vocab_high: int = 3000):
   offsets = np.zeros(n + 1, np.int64)
   np.cumsum([len(r) for r in rows], out=offsets[1:])
   return TokenizedTexts(np.concatenate(rows), offsets), labels
+
+
+def max_traces(monkeypatch, module, name: str, n: int, **jit_kwargs) -> None:
+  """Swaps `module.name`, a module-level `jax.jit`, for its Python function re-jitted under
+  `chex.assert_max_traces(n)`: the (n+1)-th trace raises inside the code under test.
+
+  A fresh jit has an empty cache, so `n` counts the warm-up trace too. `jit_kwargs` repeat the
+  module's static arguments (what a trace depends on; donation does not change it). Callers must
+  reach the function as `module.name` at call time, as the library's own modules do."""
+  import inspect
+
+  import chex
+
+  chex.clear_trace_counter()
+  fn = inspect.unwrap(getattr(module, name))  # the Python function, under any earlier swap
+  monkeypatch.setattr(module, name, jax.jit(chex.assert_max_traces(fn, n), **jit_kwargs))

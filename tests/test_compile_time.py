@@ -57,6 +57,7 @@ def test_query_time_excludes_compilation(tmp_path, cache_dir):
   loose (5x, plus slack for a loaded machine): it catches compilation, not noise."""
   c = conftest.tiny_config(cache_dir, 1500, 200, **{"data.test_size": 0, "al.budget": 175,
                                                      "al.subpool_size": 400})
+  jax.clear_caches()  # earlier tests in this process may have compiled the same programs
   loop.run(c, tmp_path)
   recs, _ = load_metrics(Path(tmp_path) / "metrics.jsonl")
   assert [r["round"] for r in recs] == [0, 1, 2, 3]

@@ -85,7 +85,8 @@ def test_outputs_and_dropout_and_bf16():
     assert out[k].shape == (4, cfg.hidden_size)
   np.testing.assert_allclose(out["cls"], out["hidden"][:, 0])
   pooler = params["pooler"]
-  np.testing.assert_allclose(out["pooled"], np.tanh(out["cls"] @ pooler["kernel"] + pooler["bias"]),
+  np.testing.assert_allclose(out["pooled"],
+                             np.tanh(out["cls"] @ pooler["kernel"] + pooler["bias"][None]),
                              atol=1e-5)
   # Eval mode is deterministic; train mode (dropout) is not.
   l2, _ = _apply(cfg, params, ids, mask)

@@ -9,13 +9,13 @@ perturbed (no bias is 0, no LayerNorm the identity); the golden file stores them
 and outputs. Not pretrained weights: nothing here is downloaded."""
 
 import dataclasses
-import functools
 import importlib.util
 import json
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import model_parity as mp
 import numpy as np
 import pytest
 
@@ -40,49 +40,13 @@ V2_CONFIG = {**HF_CONFIG, "share_att_key": False, "position_biased_input": True,
 
 def _batch() -> tuple[np.ndarray, np.ndarray]:
   """ids_BxL, mask_BxL: three 40-token rows, the second right-padded (pad id 0)."""
-  ids = np.random.default_rng(0).integers(5, HF_CONFIG["vocab_size"], size=(3, 40))
-  mask = np.ones_like(ids)
-  mask[1, 23:] = 0
-  ids[1, 23:] = 0
-  return ids, mask
+  return mp.batch(HF_CONFIG["vocab_size"], 40, 23)
 
 
 def torch_reference(state: dict[str, np.ndarray] | None = None, config: dict = HF_CONFIG):
   """The HF model: from `state`, else random (seed 0) with every weight perturbed."""
-  import torch
-  import transformers
-
-  cfg = transformers.DebertaV2Config(**{k: v for k, v in config.items() if k != "model_type"})
-  torch.manual_seed(0)
-  model = transformers.DebertaV2ForSequenceClassification(cfg).eval()
-  with torch.no_grad():
-    if state is None:
-      for p in model.parameters():
-        p.add_(0.05 * torch.randn_like(p))
-    else:
-      model.load_state_dict({k: torch.tensor(v) for k, v in state.items()}, strict=False)
-  return model
-
-
-def save_checkpoint(model, model_dir: Path, safe: bool) -> None:
-  """config.json + model.safetensors, or + pytorch_model.bin (older checkpoints' format, which
-  transformers 5's save_pretrained no longer writes)."""
-  import torch
-
-  if safe:
-    model.save_pretrained(model_dir)
-  else:
-    model.config.save_pretrained(model_dir)
-    torch.save(model.state_dict(), model_dir / "pytorch_model.bin")
-
-
-def torch_outputs(model, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-  import torch
-
-  with torch.no_grad():
-    o = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-              output_hidden_states=True)
-  return {"hidden": o.hidden_states[-1].numpy(), "logits": o.logits.numpy()}
+  return mp.torch_reference("DebertaV2Config", "DebertaV2ForSequenceClassification", config,
+                            state)
 
 
 def write_golden(path: Path = GOLDEN) -> None:
@@ -90,57 +54,22 @@ def write_golden(path: Path = GOLDEN) -> None:
   model = torch_reference()
   ids, mask = _batch()
   state = {k: v.numpy() for k, v in model.state_dict().items() if "position_ids" not in k}
-  np.savez_compressed(path, config=json.dumps(HF_CONFIG), input_ids=ids, attention_mask=mask,
-                      **torch_outputs(model, ids, mask), **{f"w/{k}": v for k, v in state.items()})
-
-
-def _golden() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-  with np.load(GOLDEN) as z:
-    g = {k: z[k] for k in z.files}
-  state = {k[2:]: g.pop(k) for k in list(g) if k.startswith("w/")}
-  assert json.loads(str(g.pop("config"))) == HF_CONFIG, "regenerate: tests/make_golden.py deberta"
-  return g, state
-
-
-def _load(model_dir):
-  """models.load_pretrained's steps (config.json, tensors, strict conversion), with an init
-  compiled once per config rather than once per call."""
-  cfg = models.load_config(str(model_dir), 3)
-  state = hf.read_hf_state_dict(model_dir)
-  params, _ = models.family(cfg).params_from_hf(state, cfg, _init(cfg))
-  return cfg, params
+  mp.write_golden(path, HF_CONFIG, ids, mask, state, **mp.torch_outputs(model, ids, mask))
 
 
 def _ours(model_dir, ids, mask):
   """Our model loaded from `model_dir` (its pooler too), with the checkpoint's head copied in."""
-  cfg, params = _load(model_dir)
+  cfg, params = mp.load(model_dir)
   state = hf.read_hf_state_dict(model_dir)
   params["classifier"] = {"kernel": jnp.asarray(state["classifier.weight"].T),
                           "bias": jnp.asarray(state["classifier.bias"])}
   return models.classifier(cfg).apply({"params": params}, jnp.asarray(ids), jnp.asarray(mask))
 
 
-def _max_diffs(ref, logits, out, mask) -> tuple[float, float]:
-  m = mask.astype(bool)  # real tokens only: padded positions' outputs are never used
-  return (float(np.abs(np.asarray(out["hidden"])[m] - ref["hidden"][m]).max()),
-          float(np.abs(np.asarray(logits) - ref["logits"]).max()))
-
-
 def test_matches_golden_reference(tmp_path):
   """Runs with or without torch: the stored reference weights, loaded as a checkpoint."""
-  from safetensors.numpy import save_file
-
-  g, state = _golden()
-  if HAS_TORCH:  # the stored outputs must agree with the live reference on the stored weights
-    live = torch_outputs(torch_reference(state), g["input_ids"], g["attention_mask"])
-    m = g["attention_mask"].astype(bool)
-    np.testing.assert_allclose(live["hidden"][m], g["hidden"][m], atol=1e-5)
-    np.testing.assert_allclose(live["logits"], g["logits"], atol=1e-5)
-  (tmp_path / "config.json").write_text(json.dumps(HF_CONFIG))
-  save_file(state, str(tmp_path / "model.safetensors"))
-  logits, out = _ours(tmp_path, g["input_ids"], g["attention_mask"])
-  dh, dl = _max_diffs(g, logits, out, g["attention_mask"])
-  assert dh < 1e-4 and dl < 1e-4, (dh, dl)
+  mp.assert_golden_parity(tmp_path, GOLDEN, HF_CONFIG, "deberta",
+                          torch_reference if HAS_TORCH else None, mp.torch_outputs, _ours)
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="needs torch for a live HF reference model")
@@ -149,13 +78,8 @@ def test_matches_golden_reference(tmp_path):
                                                                   "v2-layout"])
 def test_random_hf_checkpoint_matches_pytorch(tmp_path, safe, config):
   """Saved as safetensors and as pytorch_model.bin, loaded through the family registry."""
-  model = torch_reference(config=config)
-  save_checkpoint(model, tmp_path, safe)
-  assert (tmp_path / ("model.safetensors" if safe else "pytorch_model.bin")).exists()
-  ids, mask = _batch()
-  logits, out = _ours(tmp_path, ids, mask)
-  dh, dl = _max_diffs(torch_outputs(model, ids, mask), logits, out, mask)
-  assert dh < 1e-4 and dl < 1e-4, (dh, dl)
+  mp.assert_checkpoint_parity(tmp_path, torch_reference(config=config), safe, *_batch(),
+                              mp.torch_outputs, _ours)
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="needs torch for HF's bucketing function")
@@ -167,17 +91,6 @@ def test_log_buckets_match_hf_at_every_distance():
   for buckets, max_pos in ((256, 512), (8, 64), (64, 128)):  # deberta-v3-base is (256, 512)
     want = make_log_bucket_position(rel, buckets, max_pos).long().numpy()
     np.testing.assert_array_equal(deberta.log_bucket_position(rel.numpy(), buckets, max_pos), want)
-
-
-@functools.cache
-def _init_fn(cfg):
-  """One compiled init per config (models.init_params compiles afresh on every call)."""
-  ids = jnp.zeros((1, 8), jnp.int32)
-  return jax.jit(lambda k: models.classifier(cfg).init(k, ids, ids)["params"])
-
-
-def _init(cfg, seed: int = 0):
-  return _init_fn(cfg)(jax.random.key(seed))
 
 
 def test_real_config_json_reads_as_the_base_preset():
@@ -207,14 +120,14 @@ def _state_of(cfg, params) -> dict[str, np.ndarray]:
 
 def test_checkpoint_conversion_round_trips_and_is_strict():
   cfg = _tiny()
-  params = _init(cfg)
+  params = mp.init(cfg)
   state = _state_of(cfg, params)
   # v3's pre-training heads and buffers, and a task head, are ignored.
   extra_ok = {"lm_predictions.lm_head.bias": np.zeros(50, np.float32),
               "mask_predictions.classifier.weight": np.zeros((1, 32), np.float32),
               "deberta.embeddings.position_ids": np.zeros((1, 128), np.float32),
               "classifier.weight": np.zeros((3, 32), np.float32)}
-  got, kept = deberta.params_from_hf({**state, **extra_ok}, cfg, _init(cfg, 1))
+  got, kept = deberta.params_from_hf({**state, **extra_ok}, cfg, mp.init(cfg, 1))
   assert sorted(kept) == ["classifier/bias", "classifier/kernel"]
   for path, leaf in hf.flatten(got).items():
     if path[0] != "classifier":
@@ -240,7 +153,7 @@ def test_checkpoint_directory_errors(tmp_path):
   from safetensors.numpy import save_file
 
   cfg = _tiny()
-  state = _state_of(cfg, _init(cfg))
+  state = _state_of(cfg, mp.init(cfg))
   hf_cfg = {"model_type": "deberta-v2", "vocab_size": 50, "hidden_size": 32,
             "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
             "max_position_embeddings": 128, "relative_attention": True, "position_buckets": 8,
@@ -266,108 +179,41 @@ def test_checkpoint_directory_errors(tmp_path):
     deberta.DebertaConfig.from_hf({**hf_cfg, "hidden_act": "relu"})
 
 
-@functools.partial(jax.jit, static_argnames=("cfg",))
-def _apply(cfg, params, ids, mask):
-  """Eval-mode forward (train mode, i.e. dropout, is exercised by the fit test)."""
-  return models.classifier(cfg).apply({"params": params}, ids, mask)
-
-
 def test_outputs_bf16_and_padding():
-  cfg = models.preset("deberta-tiny", num_labels=2)
-  params = _init(cfg, 1)
-  ids = np.random.default_rng(1).integers(5, cfg.vocab_size, size=(4, 12))
-  mask = np.ones_like(ids)
-  logits, out = _apply(cfg, params, ids, mask)
-  assert logits.shape == (4, 2) and out["hidden"].shape == (4, 12, cfg.hidden_size)
+  cfg, params, ids, mask, logits, out = mp.forward_random_rows("deberta-tiny")
   np.testing.assert_allclose(out["cls"], out["hidden"][:, 0])
   p = params["pooler"]
-  np.testing.assert_allclose(out["pooled"], jax.nn.gelu(out["cls"] @ p["kernel"] + p["bias"],
-                                                        approximate=False), atol=1e-5)
-  # bf16 compute keeps float32 params and stays close to float32.
-  cfg16 = dataclasses.replace(cfg, dtype="bfloat16")
-  shapes16 = jax.eval_shape(lambda k: models.classifier(cfg16).init(k, ids, mask)["params"],
-                            jax.random.key(1))
-  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(shapes16))
-  l16, _ = _apply(cfg16, params, ids, mask)
-  assert l16.dtype == jnp.float32
-  np.testing.assert_allclose(l16, logits, atol=0.05)
+  pooled = jax.nn.gelu(out["cls"] @ p["kernel"] + p["bias"][None], approximate=False)
+  np.testing.assert_allclose(out["pooled"], pooled, atol=1e-5)
+  mp.assert_bf16_close(cfg, params, ids, mask, logits)
   # Padding does not change the real rows' outputs (relative positions need no offsets).
-  padded = np.concatenate([ids, np.zeros((4, 6), ids.dtype)], 1)
-  pmask = np.concatenate([mask, np.zeros((4, 6), mask.dtype)], 1)
-  l2, o2 = _apply(cfg, params, padded, pmask)
-  np.testing.assert_allclose(l2, logits, atol=1e-5)
-  np.testing.assert_allclose(o2["mean"], out["mean"], atol=1e-5)
-  np.testing.assert_allclose(o2["hidden"][:, :12], out["hidden"], atol=1e-5)
+  mp.assert_padding_changes_nothing(cfg, params, ids, mask, logits, out)
 
 
 # ---------------------------------------------------------------------------------------------
 # A tiny end-to-end use with an offline tokenizer trained here (no deberta-v3 spm.model ships).
 # ---------------------------------------------------------------------------------------------
 
-def texts_and_labels(n: int = 300, seed: int = 0) -> tuple[list[str], np.ndarray]:
-  """Short reviews; class 1 says "awful" (something a tiny model can learn)."""
-  rng = np.random.default_rng(seed)
-  words = ("the phone screen battery camera case price is was very quite really good fine "
-           "nice bright slow fast cheap new old my our this that").split()
-  labels = (rng.random(n) < 0.3).astype(np.int32)
-  texts = []
-  for y in labels:
-    w = list(rng.choice(words, size=rng.integers(5, 14)))
-    if y:
-      w.insert(int(rng.integers(0, len(w))), "awful")
-    texts.append(" ".join(w).capitalize() + ".")
-  return texts, labels
-
-
 def write_deberta_tokenizer(model_dir: Path, texts: list[str], vocab_size: int = 300) -> Path:
   """A SentencePiece-style Unigram tokenizer laid out as deberta-v3's ([PAD]=0, [CLS]=1,
   [SEP]=2, [UNK]=3; cased; "▁" word marks; [CLS] x [SEP]), saved as a directory
   `anchoral_jax.tokenize.load_tokenizer` reads."""
-  from tokenizers import Tokenizer, decoders, pre_tokenizers, processors, trainers
-  from tokenizers import models as tok_models
-
   specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
-  tok = Tokenizer(tok_models.Unigram())
-  tok.pre_tokenizer = pre_tokenizers.Metaspace()
-  tok.decoder = decoders.Metaspace()
-  tok.train_from_iterator(texts, trainers.UnigramTrainer(
-      vocab_size=vocab_size, special_tokens=specials, unk_token="[UNK]"))
-  cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-  tok.post_processor = processors.TemplateProcessing(
-      single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-      special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
-  model_dir.mkdir(parents=True, exist_ok=True)
-  tok.save(str(model_dir / "tokenizer.json"))
-  (model_dir / "tokenizer_config.json").write_text(json.dumps({
-      "tokenizer_class": "DebertaV2Tokenizer", "do_lower_case": False, "model_max_length": 128,
-      "pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
-      "mask_token": "[MASK]", "bos_token": "[CLS]", "eos_token": "[SEP]"}))
-  # config.json's model_type is what AutoTokenizer falls back on to pick the class.
-  (model_dir / "config.json").write_text(json.dumps({"model_type": "deberta-v2"}))
-  return model_dir
+  return mp.write_unigram_tokenizer(
+      model_dir, texts, vocab_size, specials, "[CLS] $A [SEP]", "[CLS] $A [SEP] $B:1 [SEP]:1",
+      {"tokenizer_class": "DebertaV2Tokenizer", "do_lower_case": False, "model_max_length": 128,
+       "pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+       "mask_token": "[MASK]", "bos_token": "[CLS]", "eos_token": "[SEP]"}, "deberta-v2")
 
 
 def test_tokenizer_forward_and_one_fit_epoch(tmp_path):
   from anchoral_jax.tokenize import load_tokenizer, tokenize
-  from anchoral_jax.train import TrainConfig, fit
 
-  texts, labels = texts_and_labels()
+  texts, labels = mp.texts_and_labels()
   tokenizer = load_tokenizer(write_deberta_tokenizer(tmp_path / "tok", texts))
   assert type(tokenizer).__name__.startswith("DebertaV2Tokenizer")
   tok = tokenize(tokenizer, texts, max_length=32)
   assert tok.pad_id == tokenizer.pad_token_id == 0
   assert (tok.row(0)[0], tok.row(0)[-1]) == (tokenizer.cls_token_id,
                                              tokenizer.sep_token_id) == (1, 2)
-  cfg = models.preset("deberta-tiny", num_labels=2)
-  assert len(tokenizer) <= cfg.vocab_size
-  params = _init(cfg)
-  ids, mask = tok.batch(np.arange(8), (32,))
-  logits, _ = _apply(cfg, params, ids, mask)
-  assert logits.shape == (8, 2) and np.isfinite(logits).all()
-  rows = np.arange(64, dtype=np.int64)
-  tc = TrainConfig(learning_rate=3e-3, batch_size=16, epochs=1, min_steps=0, patience=10,
-                   eval_batch_size=32, model_selection="last")
-  got = fit(params, cfg, tc, tok, rows, labels[rows], num_classes=2, minority_classes=(1,),
-            data_seed=0, dropout_key=jax.random.key(1), val=None, buckets=(32,))
-  assert got.epochs_run == 1 and got.steps == 4
-  assert np.isfinite(got.history[0]["train/loss"])
+  mp.assert_forward_and_one_fit_epoch("deberta-tiny", tokenizer, tok, labels)

@@ -9,13 +9,13 @@ numpy to PyTorch's hidden state. 8 relative-attention buckets over distances up 
 stores them with the inputs and outputs. Not pretrained weights: nothing here is downloaded."""
 
 import dataclasses
-import functools
 import importlib.util
 import json
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import model_parity as mp
 import numpy as np
 import pytest
 
@@ -35,11 +35,7 @@ GATED_CONFIG = {**HF_CONFIG, "feed_forward_proj": "gated-gelu"}  # v1.1 / flan-t
 
 def _batch() -> tuple[np.ndarray, np.ndarray]:
   """ids_BxL, mask_BxL: three 40-token rows, the second right-padded (pad id 0 as T5's)."""
-  ids = np.random.default_rng(0).integers(3, HF_CONFIG["vocab_size"], size=(3, 40))
-  mask = np.ones_like(ids)
-  mask[1, 23:] = 0
-  ids[1, 23:] = 0
-  return ids, mask
+  return mp.batch(HF_CONFIG["vocab_size"], 40, 23, low=3)
 
 
 def _head(hidden_BxLxH: np.ndarray, mask_BxL: np.ndarray, kernel_HxC, bias_C) -> np.ndarray:
@@ -51,31 +47,7 @@ def _head(hidden_BxLxH: np.ndarray, mask_BxL: np.ndarray, kernel_HxC, bias_C) ->
 
 def torch_reference(state: dict[str, np.ndarray] | None = None, config: dict = HF_CONFIG):
   """The HF encoder: from `state`, else random (seed 0) with every weight perturbed."""
-  import torch
-  import transformers
-
-  cfg = transformers.T5Config(**{k: v for k, v in config.items() if k != "model_type"})
-  torch.manual_seed(0)
-  model = transformers.T5EncoderModel(cfg).eval()
-  with torch.no_grad():
-    if state is None:
-      for p in model.parameters():
-        p.add_(0.05 * torch.randn_like(p))
-    else:
-      model.load_state_dict({k: torch.tensor(v) for k, v in state.items()}, strict=False)
-  return model
-
-
-def save_checkpoint(model, model_dir: Path, safe: bool) -> None:
-  """config.json + model.safetensors, or + pytorch_model.bin (older checkpoints' format, which
-  transformers 5's save_pretrained no longer writes; its state dict holds both tied names)."""
-  import torch
-
-  if safe:
-    model.save_pretrained(model_dir)
-  else:
-    model.config.save_pretrained(model_dir)
-    torch.save(model.state_dict(), model_dir / "pytorch_model.bin")
+  return mp.torch_reference("T5Config", "T5EncoderModel", config, state)
 
 
 def torch_hidden(model, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -95,56 +67,28 @@ def write_golden(path: Path = GOLDEN) -> None:
   kernel = rng.normal(0, 0.2, (HF_CONFIG["d_model"], 3)).astype(np.float32)
   bias = rng.normal(0, 0.2, 3).astype(np.float32)
   state = {k: v.numpy() for k, v in model.state_dict().items()}  # both tied embedding names
-  np.savez_compressed(path, config=json.dumps(HF_CONFIG), input_ids=ids, attention_mask=mask,
-                      hidden=hidden, head_kernel=kernel, head_bias=bias,
-                      logits=_head(hidden, mask, kernel, bias),
-                      **{f"w/{k}": v for k, v in state.items()})
-
-
-def _golden() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-  with np.load(GOLDEN) as z:
-    g = {k: z[k] for k in z.files}
-  state = {k[2:]: g.pop(k) for k in list(g) if k.startswith("w/")}
-  assert json.loads(str(g.pop("config"))) == HF_CONFIG, "regenerate: tests/make_golden.py t5"
-  return g, state
-
-
-def _load(model_dir):
-  """models.load_pretrained's steps (config.json, tensors, strict conversion), with an init
-  compiled once per config rather than once per call."""
-  cfg = models.load_config(str(model_dir), 3)
-  state = hf.read_hf_state_dict(model_dir)
-  params, _ = models.family(cfg).params_from_hf(state, cfg, _init(cfg))
-  return cfg, params
+  mp.write_golden(path, HF_CONFIG, ids, mask, state, hidden=hidden, head_kernel=kernel,
+                  head_bias=bias, logits=_head(hidden, mask, kernel, bias))
 
 
 def _ours(model_dir, ids, mask, kernel, bias):
   """Our model loaded from `model_dir` through the registry, with the given head."""
-  cfg, params = _load(model_dir)
+  cfg, params = mp.load(model_dir)
   params["classifier"] = {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(bias)}
-  return _apply(cfg, params, ids, mask)
-
-
-def _max_diffs(hidden, logits_ref, logits, out, mask) -> tuple[float, float]:
-  m = mask.astype(bool)  # real tokens only: padded positions' outputs are never used
-  return (float(np.abs(np.asarray(out["hidden"])[m] - hidden[m]).max()),
-          float(np.abs(np.asarray(logits) - logits_ref).max()))
+  return mp.apply(cfg, params, ids, mask)
 
 
 def test_matches_golden_reference(tmp_path):
   """Runs with or without torch: the stored reference weights, loaded as a checkpoint."""
-  from safetensors.numpy import save_file
-
-  g, state = _golden()
+  g, state = mp.load_golden(GOLDEN, HF_CONFIG, "t5")
   ids, mask = g["input_ids"], g["attention_mask"]
   if HAS_TORCH:  # the stored outputs must agree with the live reference on the stored weights
     live = torch_hidden(torch_reference(state), ids, mask)
     m = mask.astype(bool)
     np.testing.assert_allclose(live[m], g["hidden"][m], atol=1e-5)
-  (tmp_path / "config.json").write_text(json.dumps(HF_CONFIG))
-  save_file(state, str(tmp_path / "model.safetensors"))
+  mp.save_safetensors(tmp_path, HF_CONFIG, state)
   logits, out = _ours(tmp_path, ids, mask, g["head_kernel"], g["head_bias"])
-  dh, dl = _max_diffs(g["hidden"], g["logits"], logits, out, mask)
+  dh, dl = mp.max_diffs(g["hidden"], g["logits"], logits, out, mask)
   assert dh < 1e-4 and dl < 1e-4, (dh, dl)
 
 
@@ -156,13 +100,13 @@ def test_random_hf_checkpoint_matches_pytorch(tmp_path, safe, config):
   """Saved as safetensors (`shared.weight` only) and as pytorch_model.bin (both tied names),
   loaded through the family registry."""
   model = torch_reference(config=config)
-  save_checkpoint(model, tmp_path, safe)
+  mp.save_checkpoint(model, tmp_path, safe)
   ids, mask = _batch()
   rng = np.random.default_rng(2)
   kernel, bias = rng.normal(0, 0.2, (40, 3)), rng.normal(0, 0.2, 3)
   hidden = torch_hidden(model, ids, mask)
   logits, out = _ours(tmp_path, ids, mask, kernel.astype(np.float32), bias.astype(np.float32))
-  dh, dl = _max_diffs(hidden, _head(hidden, mask, kernel, bias), logits, out, mask)
+  dh, dl = mp.max_diffs(hidden, _head(hidden, mask, kernel, bias), logits, out, mask)
   assert dh < 1e-4 and dl < 1e-4, (dh, dl)
 
 
@@ -176,23 +120,6 @@ def test_relative_buckets_match_hf_at_every_distance():
     want = T5Attention._relative_position_bucket(rel, True, buckets, max_distance).numpy()
     np.testing.assert_array_equal(t5.relative_position_bucket(rel.numpy(), buckets, max_distance),
                                   want)
-
-
-@functools.cache
-def _init_fn(cfg):
-  """One compiled init per config (models.init_params compiles afresh on every call)."""
-  ids = jnp.zeros((1, 8), jnp.int32)
-  return jax.jit(lambda k: models.classifier(cfg).init(k, ids, ids)["params"])
-
-
-def _init(cfg, seed: int = 0):
-  return _init_fn(cfg)(jax.random.key(seed))
-
-
-@functools.partial(jax.jit, static_argnames=("cfg",))
-def _apply(cfg, params, ids, mask):
-  """Eval-mode forward (train mode, i.e. dropout, is exercised by the fit test)."""
-  return models.classifier(cfg).apply({"params": params}, ids, mask)
 
 
 def test_real_config_json_reads_as_the_base_preset():
@@ -219,14 +146,14 @@ def _state_of(cfg, params) -> dict[str, np.ndarray]:
 
 def test_checkpoint_conversion_round_trips_and_is_strict():
   cfg = _tiny()
-  params = _init(cfg)
+  params = mp.init(cfg)
   state = _state_of(cfg, params)
   # The decoder, the LM head and HF's classification head are ignored; so is the tied copy.
   extra_ok = {"decoder.block.0.layer.0.SelfAttention.q.weight": np.zeros((32, 32), np.float32),
               "lm_head.weight": np.zeros((50, 32), np.float32),
               "classification_head.out_proj.bias": np.zeros(2, np.float32),
               "encoder.embed_tokens.weight": state["shared.weight"]}
-  got, kept = t5.params_from_hf({**state, **extra_ok}, cfg, _init(cfg, 1))
+  got, kept = t5.params_from_hf({**state, **extra_ok}, cfg, mp.init(cfg, 1))
   assert sorted(kept) == ["classifier/bias", "classifier/kernel"]
   for path, leaf in hf.flatten(got).items():
     if path[0] != "classifier":
@@ -251,14 +178,14 @@ def test_checkpoint_conversion_round_trips_and_is_strict():
   # A gated (v1.1) checkpoint under a relu config: wi_0/wi_1 unused, wi missing, all named.
   gated = dataclasses.replace(cfg, feed_forward_proj="gated-gelu")
   with pytest.raises(models.ModelLoadError, match=r"DenseReluDense\.wi\.weight.*wi_0\.weight"):
-    t5.params_from_hf(_state_of(gated, _init(gated)), cfg, params)
+    t5.params_from_hf(_state_of(gated, mp.init(gated)), cfg, params)
 
 
 def test_checkpoint_directory_errors(tmp_path):
   from safetensors.numpy import save_file
 
   cfg = _tiny()
-  state = _state_of(cfg, _init(cfg))
+  state = _state_of(cfg, mp.init(cfg))
   hf_cfg = {"model_type": "t5", "vocab_size": 50, "d_model": 32, "d_kv": 16, "d_ff": 64,
             "num_layers": 2, "num_heads": 2, "relative_attention_num_buckets": 8,
             "relative_attention_max_distance": 16}
@@ -285,12 +212,7 @@ def test_checkpoint_directory_errors(tmp_path):
 
 
 def test_outputs_bf16_and_padding():
-  cfg = models.preset("t5-tiny", num_labels=2)
-  params = _init(cfg, 1)
-  ids = np.random.default_rng(1).integers(3, cfg.vocab_size, size=(4, 12))
-  mask = np.ones_like(ids)
-  logits, out = _apply(cfg, params, ids, mask)
-  assert logits.shape == (4, 2) and out["hidden"].shape == (4, 12, cfg.hidden_size)
+  cfg, params, ids, mask, logits, out = mp.forward_random_rows("t5-tiny", low=3)
   np.testing.assert_allclose(out["cls"], out["hidden"][:, 0])
   np.testing.assert_allclose(out["pooled"], np.asarray(out["hidden"]).mean(1), atol=1e-5)
   np.testing.assert_allclose(out["mean"], out["pooled"])
@@ -298,87 +220,31 @@ def test_outputs_bf16_and_padding():
   assert params["relative_attention_bias"].shape == (8, 2)
   assert [p for p in hf.flatten(params) if "relative" in "/".join(p)] == [
       ("relative_attention_bias",)]
-  # bf16 compute keeps float32 params and stays close to float32.
-  cfg16 = dataclasses.replace(cfg, dtype="bfloat16")
-  shapes16 = jax.eval_shape(lambda k: models.classifier(cfg16).init(k, ids, mask)["params"],
-                            jax.random.key(1))
-  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(shapes16))
-  l16, o16 = _apply(cfg16, params, ids, mask)
-  assert l16.dtype == jnp.float32 and o16["hidden"].dtype == jnp.float32
-  np.testing.assert_allclose(l16, logits, atol=0.05)
-  # Padding does not change the real rows' outputs.
-  padded = np.concatenate([ids, np.zeros((4, 6), ids.dtype)], 1)
-  pmask = np.concatenate([mask, np.zeros((4, 6), mask.dtype)], 1)
-  l2, o2 = _apply(cfg, params, padded, pmask)
-  np.testing.assert_allclose(l2, logits, atol=1e-5)
-  np.testing.assert_allclose(o2["mean"], out["mean"], atol=1e-5)
-  np.testing.assert_allclose(o2["hidden"][:, :12], out["hidden"], atol=1e-5)
+  mp.assert_bf16_close(cfg, params, ids, mask, logits)
+  mp.assert_padding_changes_nothing(cfg, params, ids, mask, logits, out)
 
 
 # ---------------------------------------------------------------------------------------------
 # A tiny end-to-end use with an offline tokenizer trained here (no t5 spiece.model ships).
 # ---------------------------------------------------------------------------------------------
 
-def texts_and_labels(n: int = 300, seed: int = 0) -> tuple[list[str], np.ndarray]:
-  """Short reviews; class 1 says "awful" (something a tiny model can learn)."""
-  rng = np.random.default_rng(seed)
-  words = ("the phone screen battery camera case price is was very quite really good fine "
-           "nice bright slow fast cheap new old my our this that").split()
-  labels = (rng.random(n) < 0.3).astype(np.int32)
-  texts = []
-  for y in labels:
-    w = list(rng.choice(words, size=rng.integers(5, 14)))
-    if y:
-      w.insert(int(rng.integers(0, len(w))), "awful")
-    texts.append(" ".join(w).capitalize() + ".")
-  return texts, labels
-
-
 def write_t5_tokenizer(model_dir: Path, texts: list[str], vocab_size: int = 300) -> Path:
   """A SentencePiece-style Unigram tokenizer laid out as t5's (<pad>=0, </s>=1, <unk>=2; cased;
   "▁" word marks; </s> appended, no [CLS]), saved as a directory
   `anchoral_jax.tokenize.load_tokenizer` reads."""
-  from tokenizers import Tokenizer, decoders, pre_tokenizers, processors, trainers
-  from tokenizers import models as tok_models
-
-  specials = ["<pad>", "</s>", "<unk>"]
-  tok = Tokenizer(tok_models.Unigram())
-  tok.pre_tokenizer = pre_tokenizers.Metaspace()
-  tok.decoder = decoders.Metaspace()
-  tok.train_from_iterator(texts, trainers.UnigramTrainer(
-      vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>"))
-  tok.post_processor = processors.TemplateProcessing(
-      single="$A </s>", pair="$A </s> $B:1 </s>:1", special_tokens=[("</s>", 1)])
-  model_dir.mkdir(parents=True, exist_ok=True)
-  tok.save(str(model_dir / "tokenizer.json"))
-  (model_dir / "tokenizer_config.json").write_text(json.dumps({
-      "tokenizer_class": "T5Tokenizer", "model_max_length": 128, "extra_ids": 0,
-      "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}))
-  # config.json's model_type is what AutoTokenizer falls back on to pick the class.
-  (model_dir / "config.json").write_text(json.dumps({"model_type": "t5"}))
-  return model_dir
+  return mp.write_unigram_tokenizer(
+      model_dir, texts, vocab_size, ["<pad>", "</s>", "<unk>"], "$A </s>", "$A </s> $B:1 </s>:1",
+      {"tokenizer_class": "T5Tokenizer", "model_max_length": 128, "extra_ids": 0,
+       "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}, "t5")
 
 
 def test_tokenizer_forward_and_one_fit_epoch(tmp_path):
   from anchoral_jax.tokenize import load_tokenizer, tokenize
-  from anchoral_jax.train import TrainConfig, fit
 
-  texts, labels = texts_and_labels()
+  texts, labels = mp.texts_and_labels()
   tokenizer = load_tokenizer(write_t5_tokenizer(tmp_path / "tok", texts))
   assert type(tokenizer).__name__.startswith("T5Tokenizer")
   tok = tokenize(tokenizer, texts, max_length=32)
   assert tok.pad_id == tokenizer.pad_token_id == 0
   assert tok.row(0)[-1] == tokenizer.eos_token_id == 1 and 1 not in tok.row(0)[:-1]
-  cfg = models.preset("t5-tiny", num_labels=2)
-  assert len(tokenizer) <= cfg.vocab_size
-  params = _init(cfg)
-  ids, mask = tok.batch(np.arange(8), (32,))
-  logits, _ = _apply(cfg, params, ids, mask)
-  assert logits.shape == (8, 2) and np.isfinite(logits).all()
-  rows = np.arange(64, dtype=np.int64)
-  tc = TrainConfig(learning_rate=3e-3, batch_size=16, epochs=1, min_steps=0, patience=10,
-                   eval_batch_size=32, model_selection="last")
-  got = fit(params, cfg, tc, tok, rows, labels[rows], num_classes=2, minority_classes=(1,),
-            data_seed=0, dropout_key=jax.random.key(1), val=None, buckets=(32,))
-  assert got.epochs_run == 1 and got.steps == 4
-  assert np.isfinite(got.history[0]["train/loss"])
+  mp.assert_forward_and_one_fit_epoch("t5-tiny", tokenizer, tok, labels)

@@ -21,17 +21,15 @@ Outputs (`out`), as the BERT family (anchoral_jax/models/bert.py):
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from pathlib import Path
 from typing import Any, ClassVar
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from anchoral_jax.models import hf
+from anchoral_jax.models.bert import classify, dense, embeddings, layer_norm, self_attention
 from anchoral_jax.models.hf import Params
 
 MODEL_TYPES = ("albert",)  # Hugging Face config.json model_type values this file reads
@@ -88,16 +86,7 @@ class AlbertConfig:
   @classmethod
   def from_hf(cls, config: dict[str, Any] | str | os.PathLike, **overrides) -> AlbertConfig:
     """Reads a Hugging Face config.json (dict or path to the file or its directory)."""
-    if not isinstance(config, dict):
-      path = Path(config)
-      if path.is_dir():
-        path = path / "config.json"
-      config = json.loads(path.read_text())
-    model_type = config.get("model_type", "albert")
-    if model_type != "albert":
-      raise hf.ModelLoadError(
-          f"An ALBERT config needs model_type 'albert' (got {model_type!r}): load it through "
-          "anchoral_jax.models.load_pretrained, which picks the family from config.json.")
+    config = hf.family_config(config, "An ALBERT config", MODEL_TYPES, default="albert")
     for field in ("num_hidden_groups", "inner_group_num"):
       if config.get(field, 1) != 1:
         raise hf.ModelLoadError(
@@ -120,17 +109,6 @@ PRESETS: dict[str, AlbertConfig] = {
 }
 
 
-def _dense(features: int, cfg: AlbertConfig, name: str) -> nn.Dense:
-  return nn.Dense(features, dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.float32,
-                  kernel_init=nn.initializers.normal(cfg.initializer_range), name=name)
-
-
-def _layer_norm(cfg: AlbertConfig, name: str) -> nn.LayerNorm:
-  # LayerNorm statistics in float32 even under bf16 compute.
-  return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, param_dtype=jnp.float32,
-                      name=name)
-
-
 class AlbertLayer(nn.Module):
   """One post-LN block, as AlbertLayer (attention + its LayerNorm, FFN + full_layer LayerNorm)."""
 
@@ -139,27 +117,17 @@ class AlbertLayer(nn.Module):
   @nn.compact
   def __call__(self, x_BxLxH, mask_BxL, deterministic: bool):
     cfg = self.cfg
-    n, h = cfg.num_attention_heads, cfg.hidden_size
-    d = h // n
-    drop = lambda t, p: nn.Dropout(p)(t, deterministic=deterministic)  # noqa: E731
-    split = lambda t: t.reshape(t.shape[:2] + (n, d))  # noqa: E731
-    q_BxLxNxD = split(_dense(h, cfg, "query")(x_BxLxH))
-    k_BxLxNxD = split(_dense(h, cfg, "key")(x_BxLxH))
-    v_BxLxNxD = split(_dense(h, cfg, "value")(x_BxLxH))
-    logits_BxNxLxL = jnp.einsum("bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD) / jnp.sqrt(d)
-    logits_BxNxLxL = logits_BxNxLxL.astype(jnp.float32)
-    big_neg = jnp.finfo(jnp.float32).min
-    logits_BxNxLxL = jnp.where(mask_BxL[:, None, None, :], logits_BxNxLxL, big_neg)
-    probs_BxNxLxL = jax.nn.softmax(logits_BxNxLxL, axis=-1).astype(q_BxLxNxD.dtype)
-    probs_BxNxLxL = drop(probs_BxNxLxL, cfg.attention_probs_dropout_prob)
-    ctx_BxLxH = jnp.einsum("bnqk,bknd->bqnd", probs_BxNxLxL, v_BxLxNxD).reshape(x_BxLxH.shape)
-    a_BxLxH = drop(_dense(h, cfg, "dense")(ctx_BxLxH), cfg.hidden_dropout_prob)
-    x_BxLxH = _layer_norm(cfg, "attention_ln")(a_BxLxH + x_BxLxH)
-    f = _dense(cfg.intermediate_size, cfg, "ffn")(x_BxLxH)
+    h = cfg.hidden_size
+    # BERT's self-attention, its projections directly in this layer (AlbertAttention's names).
+    ctx_BxLxH = self_attention(cfg, x_BxLxH, mask_BxL, deterministic)
+    a_BxLxH = nn.Dropout(cfg.hidden_dropout_prob)(dense(h, cfg, "dense")(ctx_BxLxH),
+                                                  deterministic=deterministic)
+    x_BxLxH = layer_norm(cfg, "attention_ln")(a_BxLxH + x_BxLxH)
+    f = dense(cfg.intermediate_size, cfg, "ffn")(x_BxLxH)
     f = nn.gelu(f, approximate=ACTIVATIONS[cfg.hidden_act])
     # HF applies no dropout to the FFN output here (AlbertLayer.ff_chunk); neither do we.
-    f = _dense(h, cfg, "ffn_output")(f)
-    return _layer_norm(cfg, "full_layer_ln")(f + x_BxLxH)
+    f = dense(h, cfg, "ffn_output")(f)
+    return layer_norm(cfg, "full_layer_ln")(f + x_BxLxH)
 
 
 class AlbertClassifier(nn.Module):
@@ -172,36 +140,15 @@ class AlbertClassifier(nn.Module):
     cfg = self.cfg
     dtype = jnp.dtype(cfg.dtype)
     mask_BxL = mask_BxL.astype(bool)
-    length = ids_BxL.shape[1]
-    emb_init = nn.initializers.normal(cfg.initializer_range)
-    word = nn.Embed(cfg.vocab_size, cfg.embedding_size, embedding_init=emb_init,
-                    name="word_embeddings")
-    pos = self.param("position_embeddings", emb_init,
-                     (cfg.max_position_embeddings, cfg.embedding_size))
-    typ = self.param("token_type_embeddings", emb_init, (cfg.type_vocab_size, cfg.embedding_size))
-    # token_type_ids are all zero for single-sentence classification.
-    x_BxLxE = word(ids_BxL) + pos[None, :length] + typ[0][None, None]
-    x_BxLxE = _layer_norm(cfg, "embeddings_ln")(x_BxLxE)
-    x_BxLxE = nn.Dropout(cfg.hidden_dropout_prob)(x_BxLxE, deterministic=deterministic)
-    x_BxLxH = _dense(cfg.hidden_size, cfg, "embedding_hidden_mapping_in")(x_BxLxE.astype(dtype))
+    # BERT's embeddings at the factorised width E, projected up to H.
+    x_BxLxE = embeddings(self, cfg, ids_BxL, cfg.embedding_size, deterministic)
+    x_BxLxH = dense(cfg.hidden_size, cfg, "embedding_hidden_mapping_in")(x_BxLxE.astype(dtype))
     # One set of layer weights applied num_hidden_layers times (ALBERT's cross-layer sharing).
     layer = AlbertLayer(cfg, name="layer")
     for _ in range(cfg.num_hidden_layers):
       x_BxLxH = layer(x_BxLxH.astype(dtype), mask_BxL, deterministic)
-
-    x_BxLxH = x_BxLxH.astype(jnp.float32)
-    cls_BxH = x_BxLxH[:, 0]
-    m_BxLx1 = mask_BxL[..., None].astype(jnp.float32)
-    mean_BxH = (x_BxLxH * m_BxLx1).sum(1) / jnp.maximum(m_BxLx1.sum(1), 1.0)
-    if cfg.pooling == "mean":
-      pooled_BxH = mean_BxH
-    else:
-      pooled_BxH = jnp.tanh(_dense(cfg.hidden_size, cfg, "pooler")(cls_BxH)).astype(jnp.float32)
-    pre_BxH = nn.Dropout(cfg.head_dropout_prob)(pooled_BxH, deterministic=deterministic)
-    logits_BxC = _dense(cfg.num_labels, cfg, "classifier")(pre_BxH).astype(jnp.float32)
-    out = {"cls": cls_BxH, "pooled": pooled_BxH, "pre_logits": pre_BxH, "mean": mean_BxH,
-           "hidden": x_BxLxH}
-    return logits_BxC, out
+    pooler = lambda c_BxH: jnp.tanh(dense(cfg.hidden_size, cfg, "pooler")(c_BxH))  # noqa: E731
+    return classify(cfg, x_BxLxH, mask_BxL, pooler, cfg.head_dropout_prob, deterministic)
 
 
 # ---------------------------------------------------------------------------------------------

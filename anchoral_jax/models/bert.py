@@ -3,7 +3,8 @@
 Covers bert-base-uncased, bert-tiny (google/bert_uncased_L-2_H-128_A-2) and MiniLM
 (all-MiniLM-L6-v2): they share BertModel's architecture and parameter names.
 
-Shape letters: B batch, L sequence length, H hidden size, N heads, D head dim, C classes.
+Shape letters: B batch, L sequence length, H hidden size, N heads, D head dim, C classes,
+W an embedding width (H, or ALBERT's factorised embedding size).
 
 The forward returns `(logits_BxC, out)` where `out` holds the named intermediates that training,
 uncertainty scoring, BADGE and FTbertKM all share (one forward pass serves them all):
@@ -17,10 +18,9 @@ uncertainty scoring, BADGE and FTbertKM all share (one forward pass serves them 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from pathlib import Path
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
 
 import flax.linen as nn
 import jax
@@ -69,16 +69,7 @@ class BertConfig:
   @classmethod
   def from_hf(cls, config: dict[str, Any] | str | os.PathLike, **overrides) -> BertConfig:
     """Reads a Hugging Face config.json (dict or path to the file or its directory)."""
-    if not isinstance(config, dict):
-      path = Path(config)
-      if path.is_dir():
-        path = path / "config.json"
-      config = json.loads(path.read_text())
-    model_type = config.get("model_type", "bert")
-    if model_type != "bert":
-      raise hf.ModelLoadError(
-          f"A BERT config needs model_type 'bert' (got {model_type!r}): load it through "
-          "anchoral_jax.models.load_pretrained, which picks the family from config.json.")
+    config = hf.family_config(config, "A BERT config", MODEL_TYPES, default="bert")
     if config.get("hidden_act", "gelu") != "gelu":
       raise hf.ModelLoadError(f"Unsupported hidden_act {config['hidden_act']!r}; expected 'gelu'.")
     fields = {f.name for f in dataclasses.fields(cls)}
@@ -99,15 +90,111 @@ PRESETS: dict[str, BertConfig] = {
 }
 
 
-def _dense(features: int, cfg: BertConfig, name: str) -> nn.Dense:
-  return nn.Dense(features, dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.float32,
+# ---------------------------------------------------------------------------------------------
+# Blocks shared with the BERT-like families (albert.py, deberta.py), where their maths is BERT's.
+# Each builds its submodules inside the calling module's compact `__call__`, so parameter names
+# stay where that family's checkpoint conversion expects them.
+# ---------------------------------------------------------------------------------------------
+
+class EncoderConfig(Protocol):
+  """The fields the shared blocks read (BertConfig, AlbertConfig and DebertaConfig have them)."""
+
+  hidden_size: int
+  num_attention_heads: int
+  intermediate_size: int
+  max_position_embeddings: int
+  type_vocab_size: int
+  vocab_size: int
+  layer_norm_eps: float
+  hidden_dropout_prob: float
+  attention_probs_dropout_prob: float
+  initializer_range: float
+  num_labels: int
+  dtype: str
+  pooling: str
+
+
+def dense(features: int, cfg: EncoderConfig, name: str, use_bias: bool = True) -> nn.Dense:
+  return nn.Dense(features, use_bias=use_bias, dtype=jnp.dtype(cfg.dtype),
+                  param_dtype=jnp.float32,
                   kernel_init=nn.initializers.normal(cfg.initializer_range), name=name)
 
 
-def _layer_norm(cfg: BertConfig, name: str) -> nn.LayerNorm:
+def layer_norm(cfg: EncoderConfig, name: str) -> nn.LayerNorm:
   # LayerNorm statistics in float32 even under bf16 compute.
   return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, param_dtype=jnp.float32,
                       name=name)
+
+
+def embeddings(module: nn.Module, cfg: EncoderConfig, ids_BxL, width: int,
+               deterministic: bool) -> jax.Array:
+  """x_BxLxW: word + absolute position + token-type embeddings (width W), LayerNorm, dropout,
+  as BertEmbeddings (ALBERT's at its own embedding size)."""
+  emb_init = nn.initializers.normal(cfg.initializer_range)
+  word = nn.Embed(cfg.vocab_size, width, embedding_init=emb_init, name="word_embeddings")
+  pos = module.param("position_embeddings", emb_init, (cfg.max_position_embeddings, width))
+  typ = module.param("token_type_embeddings", emb_init, (cfg.type_vocab_size, width))
+  # token_type_ids are all zero for single-sentence classification.
+  x_BxLxW = word(ids_BxL) + pos[None, :ids_BxL.shape[1]] + typ[0][None, None]
+  x_BxLxW = layer_norm(cfg, "embeddings_ln")(x_BxLxW)
+  return nn.Dropout(cfg.hidden_dropout_prob)(x_BxLxW, deterministic=deterministic)
+
+
+def attention_context(cfg: EncoderConfig, logits_BxNxLxL, mask_BxL, v_BxLxNxD,
+                      deterministic: bool) -> jax.Array:
+  """ctx_BxLxH: softmax over the real keys (float32), attention dropout, the values' mix."""
+  big_neg = jnp.finfo(jnp.float32).min
+  logits_BxNxLxL = jnp.where(mask_BxL[:, None, None, :], logits_BxNxLxL, big_neg)
+  probs_BxNxLxL = jax.nn.softmax(logits_BxNxLxL, axis=-1).astype(v_BxLxNxD.dtype)
+  probs_BxNxLxL = nn.Dropout(cfg.attention_probs_dropout_prob)(
+      probs_BxNxLxL, deterministic=deterministic)
+  ctx_BxLxNxD = jnp.einsum("bnqk,bknd->bqnd", probs_BxNxLxL, v_BxLxNxD)
+  return ctx_BxLxNxD.reshape(ctx_BxLxNxD.shape[:2] + (-1,))
+
+
+def self_attention(cfg: EncoderConfig, x_BxLxH, mask_BxL, deterministic: bool) -> jax.Array:
+  """ctx_BxLxH: multi-head scaled dot-product self-attention (projections "query", "key",
+  "value"; the output projection is the caller's)."""
+  n, h = cfg.num_attention_heads, cfg.hidden_size
+  d = h // n
+  split = lambda t: t.reshape(t.shape[:2] + (n, d))  # noqa: E731
+  q_BxLxNxD = split(dense(h, cfg, "query")(x_BxLxH))
+  k_BxLxNxD = split(dense(h, cfg, "key")(x_BxLxH))
+  v_BxLxNxD = split(dense(h, cfg, "value")(x_BxLxH))
+  logits_BxNxLxL = jnp.einsum("bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD) / jnp.sqrt(d)
+  return attention_context(cfg, logits_BxNxLxL.astype(jnp.float32), mask_BxL, v_BxLxNxD,
+                           deterministic)
+
+
+def post_ln_residuals(cfg: EncoderConfig, ctx_BxLxH, x_BxLxH, deterministic: bool) -> jax.Array:
+  """The rest of a BertLayer after self-attention: output projection, dropout, residual and
+  LayerNorm, then the exact-gelu feed-forward with its own."""
+  drop = lambda t: nn.Dropout(cfg.hidden_dropout_prob)(t, deterministic=deterministic)  # noqa: E731
+  a_BxLxH = drop(dense(cfg.hidden_size, cfg, "attention_output")(ctx_BxLxH))
+  x_BxLxH = layer_norm(cfg, "attention_ln")(a_BxLxH + x_BxLxH)
+  f = dense(cfg.intermediate_size, cfg, "intermediate")(x_BxLxH)
+  f = nn.gelu(f, approximate=False)  # HF "gelu" is the exact erf form.
+  f = drop(dense(cfg.hidden_size, cfg, "output")(f))
+  return layer_norm(cfg, "output_ln")(f + x_BxLxH)
+
+
+def classify(cfg: EncoderConfig, x_BxLxH, mask_BxL, pooler: Callable[[jax.Array], jax.Array],
+             head_dropout_prob: float, deterministic: bool) -> tuple[jax.Array, dict]:
+  """(logits_BxC, out) from the last layer: `pooler` on [CLS], or the masked mean with
+  `pooling="mean"`, then dropout and the linear "classifier" (the module docstring's `out`)."""
+  x_BxLxH = x_BxLxH.astype(jnp.float32)
+  cls_BxH = x_BxLxH[:, 0]
+  m_BxLx1 = mask_BxL[..., None].astype(jnp.float32)
+  mean_BxH = (x_BxLxH * m_BxLx1).sum(1) / jnp.maximum(m_BxLx1.sum(1), 1.0)
+  if cfg.pooling == "mean":
+    pooled_BxH = mean_BxH
+  else:
+    pooled_BxH = pooler(cls_BxH).astype(jnp.float32)
+  pre_BxH = nn.Dropout(head_dropout_prob)(pooled_BxH, deterministic=deterministic)
+  logits_BxC = dense(cfg.num_labels, cfg, "classifier")(pre_BxH).astype(jnp.float32)
+  out = {"cls": cls_BxH, "pooled": pooled_BxH, "pre_logits": pre_BxH, "mean": mean_BxH,
+         "hidden": x_BxLxH}
+  return logits_BxC, out
 
 
 class SelfAttention(nn.Module):
@@ -115,22 +202,7 @@ class SelfAttention(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxLxH, mask_BxL, deterministic: bool):
-    cfg = self.cfg
-    n, h = cfg.num_attention_heads, cfg.hidden_size
-    d = h // n
-    split = lambda t: t.reshape(t.shape[:2] + (n, d))  # noqa: E731
-    q_BxLxNxD = split(_dense(h, cfg, "query")(x_BxLxH))
-    k_BxLxNxD = split(_dense(h, cfg, "key")(x_BxLxH))
-    v_BxLxNxD = split(_dense(h, cfg, "value")(x_BxLxH))
-    logits_BxNxLxL = jnp.einsum("bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD) / jnp.sqrt(d)
-    logits_BxNxLxL = logits_BxNxLxL.astype(jnp.float32)
-    big_neg = jnp.finfo(jnp.float32).min
-    logits_BxNxLxL = jnp.where(mask_BxL[:, None, None, :], logits_BxNxLxL, big_neg)
-    probs_BxNxLxL = jax.nn.softmax(logits_BxNxLxL, axis=-1).astype(q_BxLxNxD.dtype)
-    probs_BxNxLxL = nn.Dropout(cfg.attention_probs_dropout_prob)(
-        probs_BxNxLxL, deterministic=deterministic)
-    ctx_BxLxNxD = jnp.einsum("bnqk,bknd->bqnd", probs_BxNxLxL, v_BxLxNxD)
-    return ctx_BxLxNxD.reshape(x_BxLxH.shape[:2] + (h,))
+    return self_attention(self.cfg, x_BxLxH, mask_BxL, deterministic)
 
 
 class Layer(nn.Module):
@@ -140,15 +212,8 @@ class Layer(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxLxH, mask_BxL, deterministic: bool):
-    cfg = self.cfg
-    drop = lambda t: nn.Dropout(cfg.hidden_dropout_prob)(t, deterministic=deterministic)  # noqa: E731
-    a = SelfAttention(cfg, name="attention")(x_BxLxH, mask_BxL, deterministic)
-    a = drop(_dense(cfg.hidden_size, cfg, "attention_output")(a))
-    x_BxLxH = _layer_norm(cfg, "attention_ln")(a + x_BxLxH)
-    f = _dense(cfg.intermediate_size, cfg, "intermediate")(x_BxLxH)
-    f = nn.gelu(f, approximate=False)  # HF "gelu" is the exact erf form.
-    f = drop(_dense(cfg.hidden_size, cfg, "output")(f))
-    return _layer_norm(cfg, "output_ln")(f + x_BxLxH)
+    ctx_BxLxH = SelfAttention(self.cfg, name="attention")(x_BxLxH, mask_BxL, deterministic)
+    return post_ln_residuals(self.cfg, ctx_BxLxH, x_BxLxH, deterministic)
 
 
 class BertClassifier(nn.Module):
@@ -161,33 +226,11 @@ class BertClassifier(nn.Module):
     cfg = self.cfg
     dtype = jnp.dtype(cfg.dtype)
     mask_BxL = mask_BxL.astype(bool)
-    length = ids_BxL.shape[1]
-    emb_init = nn.initializers.normal(cfg.initializer_range)
-    word = nn.Embed(cfg.vocab_size, cfg.hidden_size, embedding_init=emb_init, name="word_embeddings")
-    pos = self.param("position_embeddings", emb_init,
-                     (cfg.max_position_embeddings, cfg.hidden_size))
-    typ = self.param("token_type_embeddings", emb_init, (cfg.type_vocab_size, cfg.hidden_size))
-    # token_type_ids are all zero for single-sentence classification.
-    x_BxLxH = word(ids_BxL) + pos[None, :length] + typ[0][None, None]
-    x_BxLxH = _layer_norm(cfg, "embeddings_ln")(x_BxLxH)
-    x_BxLxH = nn.Dropout(cfg.hidden_dropout_prob)(x_BxLxH, deterministic=deterministic)
-    x_BxLxH = x_BxLxH.astype(dtype)
+    x_BxLxH = embeddings(self, cfg, ids_BxL, cfg.hidden_size, deterministic).astype(dtype)
     for i in range(cfg.num_hidden_layers):
       x_BxLxH = Layer(cfg, name=f"layer_{i}")(x_BxLxH, mask_BxL, deterministic).astype(dtype)
-
-    x_BxLxH = x_BxLxH.astype(jnp.float32)
-    cls_BxH = x_BxLxH[:, 0]
-    m_BxLx1 = mask_BxL[..., None].astype(jnp.float32)
-    mean_BxH = (x_BxLxH * m_BxLx1).sum(1) / jnp.maximum(m_BxLx1.sum(1), 1.0)
-    if cfg.pooling == "mean":
-      pooled_BxH = mean_BxH
-    else:
-      pooled_BxH = jnp.tanh(_dense(cfg.hidden_size, cfg, "pooler")(cls_BxH)).astype(jnp.float32)
-    pre_BxH = nn.Dropout(cfg.hidden_dropout_prob)(pooled_BxH, deterministic=deterministic)
-    logits_BxC = _dense(cfg.num_labels, cfg, "classifier")(pre_BxH).astype(jnp.float32)
-    out = {"cls": cls_BxH, "pooled": pooled_BxH, "pre_logits": pre_BxH, "mean": mean_BxH,
-           "hidden": x_BxLxH}
-    return logits_BxC, out
+    pooler = lambda c_BxH: jnp.tanh(dense(cfg.hidden_size, cfg, "pooler")(c_BxH))  # noqa: E731
+    return classify(cfg, x_BxLxH, mask_BxL, pooler, cfg.hidden_dropout_prob, deterministic)
 
 
 def init_params(cfg: BertConfig, key: jax.Array, length: int = 8) -> Params:

@@ -5,8 +5,8 @@ Covers microsoft/deberta-v3-base (the paper's "deberta-v3-base" row) and other c
 config.json says model_type "deberta-v2" (v3 checkpoints declare that too). The maths follows
 transformers' modeling_deberta_v2.py line by line; comments mark where and why we depart.
 
-Shape letters: B batch, L sequence length, H hidden size, E embedding size, N heads, D head dim,
-R relative positions (2 x the attention span S), C classes.
+Shape letters: B batch, L sequence length, H hidden size, E embedding size, T token types,
+N heads, D head dim, R relative positions (2 x the attention span S), C classes.
 
 Disentangled attention (He et al. 2021): besides content-to-content q.k, each head adds
 content-to-position (c2p: the query . the key-projected relative embedding of q - k) and
@@ -31,17 +31,21 @@ by v3): such a config is refused with a ModelLoadError naming the field, never s
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from pathlib import Path
 from typing import Any, ClassVar
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from anchoral_jax.models import hf
+from anchoral_jax.models.bert import (
+  attention_context,
+  classify,
+  dense,
+  layer_norm,
+  post_ln_residuals,
+)
 from anchoral_jax.models.hf import Params
 
 MODEL_TYPES = ("deberta-v2",)  # deberta-v3 checkpoints declare "deberta-v2" too
@@ -130,14 +134,7 @@ class DebertaConfig:
   @classmethod
   def from_hf(cls, config: dict[str, Any] | str | os.PathLike, **overrides) -> DebertaConfig:
     """Reads a Hugging Face config.json (dict or path to the file or its directory)."""
-    if not isinstance(config, dict):
-      path = Path(config)
-      config = json.loads((path / "config.json" if path.is_dir() else path).read_text())
-    model_type = config.get("model_type")
-    if model_type not in MODEL_TYPES:
-      raise hf.ModelLoadError(
-          f"A DeBERTa-v2/v3 config needs model_type 'deberta-v2' (got {model_type!r}): load it "
-          "through anchoral_jax.models.load_pretrained, which picks the family from config.json.")
+    config = hf.family_config(config, "A DeBERTa-v2/v3 config", MODEL_TYPES, default=None)
     if config.get("hidden_act", "gelu") != "gelu":
       raise hf.ModelLoadError(f"Unsupported hidden_act {config['hidden_act']!r}; expected 'gelu'.")
     heads, hidden = config.get("num_attention_heads", 24), config.get("hidden_size", 1536)
@@ -193,17 +190,6 @@ def relative_positions(length: int, cfg: DebertaConfig) -> np.ndarray:
   return rel_LxL
 
 
-def _dense(features: int, cfg: DebertaConfig, name: str, use_bias: bool = True) -> nn.Dense:
-  return nn.Dense(features, use_bias=use_bias, dtype=jnp.dtype(cfg.dtype),
-                  param_dtype=jnp.float32,
-                  kernel_init=nn.initializers.normal(cfg.initializer_range), name=name)
-
-
-def _layer_norm(cfg: DebertaConfig, name: str) -> nn.LayerNorm:
-  return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, param_dtype=jnp.float32,
-                      name=name)
-
-
 class DisentangledSelfAttention(nn.Module):
   cfg: DebertaConfig
 
@@ -214,9 +200,9 @@ class DisentangledSelfAttention(nn.Module):
     d = h // n
     length = x_BxLxH.shape[1]
     split = lambda t: t.reshape(t.shape[:-1] + (n, d))  # noqa: E731
-    query, key = _dense(h, cfg, "query_proj"), _dense(h, cfg, "key_proj")
+    query, key = dense(h, cfg, "query_proj"), dense(h, cfg, "key_proj")
     q_BxLxNxD, k_BxLxNxD = split(query(x_BxLxH)), split(key(x_BxLxH))
-    v_BxLxNxD = split(_dense(h, cfg, "value_proj")(x_BxLxH))
+    v_BxLxNxD = split(dense(h, cfg, "value_proj")(x_BxLxH))
     # HF counts pos_att_type even without relative attention.
     scale = np.sqrt(d * (1 + len(cfg.pos_att_type)))
     logits_BxNxLxL = jnp.einsum("bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD).astype(jnp.float32)
@@ -226,45 +212,33 @@ class DisentangledSelfAttention(nn.Module):
       rel_LxL = relative_positions(length, cfg)
       if "c2p" in cfg.pos_att_type:
         pk_RxNxD = split(key(rel_RxH) if cfg.share_att_key
-                         else _dense(h, cfg, "pos_key_proj")(rel_RxH))
+                         else dense(h, cfg, "pos_key_proj")(rel_RxH))
         c2p_BxNxLxR = jnp.einsum("bqnd,rnd->bnqr", q_BxLxNxD, pk_RxNxD).astype(jnp.float32)
         idx_LxL = np.clip(rel_LxL + span, 0, 2 * span - 1)
         logits_BxNxLxL += jnp.take_along_axis(c2p_BxNxLxR, idx_LxL[None, None], axis=-1)
       if "p2c" in cfg.pos_att_type:
         pq_RxNxD = split(query(rel_RxH) if cfg.share_att_key
-                         else _dense(h, cfg, "pos_query_proj")(rel_RxH))
+                         else dense(h, cfg, "pos_query_proj")(rel_RxH))
         p2c_BxNxLxR = jnp.einsum("bknd,rnd->bnkr", k_BxLxNxD, pq_RxNxD).astype(jnp.float32)
         idx_LxL = np.clip(-rel_LxL + span, 0, 2 * span - 1)
         # Gathered per key row k at column q, then transposed to [q, k] (as HF).
         logits_BxNxLxL += jnp.swapaxes(
             jnp.take_along_axis(p2c_BxNxLxR, idx_LxL[None, None], axis=-1), -1, -2)
-    logits_BxNxLxL = logits_BxNxLxL / scale
     # Keys are masked; HF also masks padded *query* rows (uniform attention there). Only padded
-    # positions differ, and nothing reads them.
-    big_neg = jnp.finfo(jnp.float32).min
-    logits_BxNxLxL = jnp.where(mask_BxL[:, None, None, :], logits_BxNxLxL, big_neg)
-    probs_BxNxLxL = jax.nn.softmax(logits_BxNxLxL, axis=-1).astype(q_BxLxNxD.dtype)
-    probs_BxNxLxL = nn.Dropout(cfg.attention_probs_dropout_prob)(
-        probs_BxNxLxL, deterministic=deterministic)
-    ctx_BxLxNxD = jnp.einsum("bnqk,bknd->bqnd", probs_BxNxLxL, v_BxLxNxD)
-    return ctx_BxLxNxD.reshape(x_BxLxH.shape[:2] + (h,))
+    # positions differ, and nothing reads them. From here on, BERT's attention.
+    return attention_context(cfg, logits_BxNxLxL / scale, mask_BxL, v_BxLxNxD, deterministic)
 
 
 class Layer(nn.Module):
-  """One post-LN block, as DebertaV2Layer."""
+  """One post-LN block, as DebertaV2Layer: BertLayer's but for the attention."""
 
   cfg: DebertaConfig
 
   @nn.compact
   def __call__(self, x_BxLxH, mask_BxL, rel_RxH, deterministic: bool):
-    cfg = self.cfg
-    drop = lambda t: nn.Dropout(cfg.hidden_dropout_prob)(t, deterministic=deterministic)  # noqa: E731
-    a = DisentangledSelfAttention(cfg, name="attention")(x_BxLxH, mask_BxL, rel_RxH, deterministic)
-    a = drop(_dense(cfg.hidden_size, cfg, "attention_output")(a))
-    x_BxLxH = _layer_norm(cfg, "attention_ln")(a + x_BxLxH)
-    f = _ACTS["gelu"](_dense(cfg.intermediate_size, cfg, "intermediate")(x_BxLxH))
-    f = drop(_dense(cfg.hidden_size, cfg, "output")(f))
-    return _layer_norm(cfg, "output_ln")(f + x_BxLxH)
+    ctx_BxLxH = DisentangledSelfAttention(self.cfg, name="attention")(x_BxLxH, mask_BxL, rel_RxH,
+                                                                      deterministic)
+    return post_ln_residuals(self.cfg, ctx_BxLxH, x_BxLxH, deterministic)
 
 
 class DebertaClassifier(nn.Module):
@@ -285,10 +259,11 @@ class DebertaClassifier(nn.Module):
       x_BxLxE += self.param("position_embeddings", emb_init, (cfg.max_position_embeddings, e))[
           None, :length]
     if cfg.type_vocab_size > 0:  # token_type_ids are all zero for single-sentence inputs
-      x_BxLxE += self.param("token_type_embeddings", emb_init, (cfg.type_vocab_size, e))[0]
+      typ_TxE = self.param("token_type_embeddings", emb_init, (cfg.type_vocab_size, e))
+      x_BxLxE += typ_TxE[0][None, None]
     if cfg.embedding_size is not None:
-      x_BxLxE = _dense(cfg.hidden_size, cfg, "embed_proj", use_bias=False)(x_BxLxE)
-    x_BxLxH = _layer_norm(cfg, "embeddings_ln")(x_BxLxE)
+      x_BxLxE = dense(cfg.hidden_size, cfg, "embed_proj", use_bias=False)(x_BxLxE)
+    x_BxLxH = layer_norm(cfg, "embeddings_ln")(x_BxLxE)
     x_BxLxH = x_BxLxH * mask_BxL[..., None]  # as HF: padded positions start from zero
     x_BxLxH = nn.Dropout(cfg.hidden_dropout_prob)(x_BxLxH, deterministic=deterministic)
     x_BxLxH = x_BxLxH.astype(dtype)
@@ -296,27 +271,17 @@ class DebertaClassifier(nn.Module):
     if cfg.relative_attention:
       rel_RxH = self.param("rel_embeddings", emb_init, (2 * cfg.att_span, cfg.hidden_size))
       if "layer_norm" in cfg.norm_rel_ebd:
-        rel_RxH = _layer_norm(cfg, "rel_ln")(rel_RxH)
+        rel_RxH = layer_norm(cfg, "rel_ln")(rel_RxH)
       rel_RxH = rel_RxH.astype(dtype)
     for i in range(cfg.num_hidden_layers):
       x_BxLxH = Layer(cfg, name=f"layer_{i}")(x_BxLxH, mask_BxL, rel_RxH,
                                               deterministic).astype(dtype)
 
-    x_BxLxH = x_BxLxH.astype(jnp.float32)
-    cls_BxH = x_BxLxH[:, 0]
-    m_BxLx1 = mask_BxL[..., None].astype(jnp.float32)
-    mean_BxH = (x_BxLxH * m_BxLx1).sum(1) / jnp.maximum(m_BxLx1.sum(1), 1.0)
-    if cfg.pooling == "mean":
-      pooled_BxH = mean_BxH
-    else:  # ContextPooler: dropout, dense, activation on the first token
+    def pooler(cls_BxH):  # ContextPooler: dropout, dense, activation on the first token
       c_BxH = nn.Dropout(cfg.pooler_dropout)(cls_BxH, deterministic=deterministic)
-      pooled_BxH = _ACTS[cfg.pooler_hidden_act](_dense(cfg.hidden_size, cfg, "pooler")(c_BxH))
-      pooled_BxH = pooled_BxH.astype(jnp.float32)
-    pre_BxH = nn.Dropout(cfg.head_dropout_prob)(pooled_BxH, deterministic=deterministic)
-    logits_BxC = _dense(cfg.num_labels, cfg, "classifier")(pre_BxH).astype(jnp.float32)
-    out = {"cls": cls_BxH, "pooled": pooled_BxH, "pre_logits": pre_BxH, "mean": mean_BxH,
-           "hidden": x_BxLxH}
-    return logits_BxC, out
+      return _ACTS[cfg.pooler_hidden_act](dense(cfg.hidden_size, cfg, "pooler")(c_BxH))
+
+    return classify(cfg, x_BxLxH, mask_BxL, pooler, cfg.head_dropout_prob, deterministic)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,10 +35,8 @@ that itself contains eos would confuse).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
-from pathlib import Path
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -113,16 +111,7 @@ class GPT2Config:
   @classmethod
   def from_hf(cls, config: dict[str, Any] | str | os.PathLike, **overrides) -> GPT2Config:
     """Reads a Hugging Face config.json (dict or path to the file or its directory)."""
-    if not isinstance(config, dict):
-      path = Path(config)
-      if path.is_dir():
-        path = path / "config.json"
-      config = json.loads(path.read_text())
-    model_type = config.get("model_type", "gpt2")
-    if model_type != "gpt2":
-      raise hf.ModelLoadError(
-          f"A GPT-2 config needs model_type 'gpt2' (got {model_type!r}): load it through "
-          "anchoral_jax.models.load_pretrained, which picks the family from config.json.")
+    config = hf.family_config(config, "A GPT-2 config", MODEL_TYPES, default="gpt2")
     if config.get("add_cross_attention"):
       raise hf.ModelLoadError("GPT-2 config field add_cross_attention=true (an encoder-decoder "
                               "variant) is not implemented here.")

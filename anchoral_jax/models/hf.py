@@ -54,6 +54,22 @@ def resolve_model_dir(name_or_path: str) -> Path:
       "index.embed_model) to a directory with config.json and model.safetensors.")
 
 
+def family_config(config: dict[str, Any] | str | os.PathLike, what: str,
+                  model_types: tuple[str, ...], default: str | None) -> dict[str, Any]:
+  """A family's `from_hf` input as a dict: a config.json given as a dict, or a path to the file or
+  its directory. Its model_type (`default` when absent) must be one of `model_types`: weights
+  of another family would otherwise load under the wrong names. `what`: "A BERT config"."""
+  if not isinstance(config, dict):
+    path = Path(config)
+    config = json.loads((path / "config.json" if path.is_dir() else path).read_text())
+  model_type = config.get("model_type", default)
+  if model_type not in model_types:
+    raise ModelLoadError(
+        f"{what} needs model_type {model_types[0]!r} (got {model_type!r}): load it through "
+        "anchoral_jax.models.load_pretrained, which picks the family from config.json.")
+  return config
+
+
 def read_hf_config(model_dir: str | os.PathLike) -> dict[str, Any]:
   """config.json of a checkpoint directory (a clear error when it is absent or unreadable)."""
   path = Path(model_dir) / "config.json"

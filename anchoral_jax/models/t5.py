@@ -39,10 +39,8 @@ T5 pads with id 0 (`<pad>`) and its position information is the relative attenti
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-from pathlib import Path
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -121,14 +119,7 @@ class T5Config:
   @classmethod
   def from_hf(cls, config: dict[str, Any] | str | os.PathLike, **overrides) -> T5Config:
     """Reads a Hugging Face config.json (dict or path to the file or its directory)."""
-    if not isinstance(config, dict):
-      path = Path(config)
-      config = json.loads((path / "config.json" if path.is_dir() else path).read_text())
-    model_type = config.get("model_type")
-    if model_type not in MODEL_TYPES:
-      raise hf.ModelLoadError(
-          f"A T5 config needs model_type 't5' (got {model_type!r}): load it through "
-          "anchoral_jax.models.load_pretrained, which picks the family from config.json.")
+    config = hf.family_config(config, "A T5 config", MODEL_TYPES, default=None)
     kw = {ours: config.get(theirs, _HF_DEFAULTS[theirs]) for theirs, ours in _HF_NAMES.items()}
     kw.update(overrides)
     return cls(**kw)
@@ -170,7 +161,8 @@ class RMSNorm(nn.Module):
   @nn.compact
   def __call__(self, x):
     x = x.astype(jnp.float32)
-    w = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
+    w_H = self.param("scale", nn.initializers.ones, (x.shape[-1],), jnp.float32)
+    w = w_H.reshape((1,) * (x.ndim - 1) + (-1,))  # explicit broadcast over the leading axes
     return w * (x * jax.lax.rsqrt(jnp.mean(x * x, -1, keepdims=True) + self.eps))
 
 
