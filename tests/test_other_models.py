@@ -21,6 +21,8 @@ def test_every_family_runs_end_to_end(tmp_path, cache_dir, model):
   c.data.cache_dir = str(cache_dir)
   c.wandb.mode = "disabled"
   c.al.budget = 125  # one query round and the final round
+  # GPT-2 reads its own packaged BPE (tests/test_tokenize.py); the others MiniLM's WordPiece.
+  assert c.model.tokenizer == ("gpt2" if model == "gpt2" else "all-MiniLM-L6-v2")
   records = loop.run(c, tmp_path / model)
   assert [r["round"] for r in records] == [0, 1]
   assert all(np.isfinite(r["test/f1_macro"]) and np.isfinite(r["train/loss"]) for r in records)
