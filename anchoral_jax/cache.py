@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, TypeVar
 import ml_collections
 import numpy as np
 
+from anchoral_jax.fileio import publish, tmp_path
 from anchoral_jax.tokenize import TokenizedTexts, tokenize
 from anchoral_jax.workdir import CorruptCacheError, build_lock
 
@@ -56,16 +57,9 @@ def root(config: ml_collections.ConfigDict) -> Path:
   return Path(os.path.expanduser(config.data.cache_dir))
 
 
-def _tmp(path: Path) -> Path:
-  """A per-process temporary name next to `path` (same suffix): two writers never collide."""
-  return path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
-
-
 def save_array(path: Path, x: np.ndarray) -> None:
   """np.save, published atomically."""
-  tmp = _tmp(path)
-  np.save(tmp, x)
-  os.replace(tmp, path)
+  publish(path, lambda tmp: np.save(tmp, x))
 
 
 def corrupt(path: Path, error: Exception, *also: Path) -> CorruptCacheError:
@@ -180,7 +174,7 @@ def open_embeddings(cache_dir: str | os.PathLike, key: str, n: int, e: int) -> n
   (or `abandon_embeddings`). Filling it chunk by chunk keeps one chunk in memory, whatever n."""
   emb_path, _ = embedding_paths(cache_dir, key)
   emb_path.parent.mkdir(parents=True, exist_ok=True)
-  return np.lib.format.open_memmap(_tmp(emb_path), mode="w+", dtype=np.float32, shape=(n, e))
+  return np.lib.format.open_memmap(tmp_path(emb_path), mode="w+", dtype=np.float32, shape=(n, e))
 
 
 def commit_embeddings(cache_dir: str | os.PathLike, key: str, emb_NxE: np.memmap,
@@ -192,7 +186,7 @@ def commit_embeddings(cache_dir: str | os.PathLike, key: str, emb_NxE: np.memmap
   emb_NxE.flush()
   del emb_NxE
   os.replace(tmp, emb_path)
-  tmp_manifest = _tmp(manifest)
+  tmp_manifest = tmp_path(manifest)
   np.savez(tmp_manifest, uid_N=np.asarray(uid_N, np.int64), source=np.asarray(source))
   os.replace(tmp_manifest, manifest)
   return np.load(emb_path, mmap_mode="r")

@@ -27,14 +27,14 @@ import datetime
 import functools
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from anchoral_jax.data.user import DataFormatError
-from anchoral_jax.fileio import write_text_atomic
+from anchoral_jax.fileio import publish, write_text_atomic
 
 BATCH_COLUMNS = ("id", "text", "label", "guess", "score")
 PAPER_POOL, PAPER_SUBPOOL = 90_910, 10_000  # AG News and its cap M (configs/reproduce_cpu.py)
@@ -177,14 +177,6 @@ def labelled_rows(records: list[dict], pool: Pool, s: Settings):
   rows = pool.rows_of(list(lab))
   labels = np.asarray([s.classes.index(v) for v in lab.values()], np.int64)
   return rows, labels, pool.rows_of(skipped)
-
-
-def publish(path: Path, write: Callable[[Path], None]) -> None:
-  """`write(tmp)` to a per-process temporary name next to `path` (same suffix, so numpy adds
-  none), then os.replace: readers see the old file or the new one, never half."""
-  tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
-  write(tmp)
-  os.replace(tmp, path)
 
 
 def save_head(folder: Path, params: dict) -> None:
