@@ -68,6 +68,8 @@ def base() -> ml_collections.ConfigDict:
   # paper) | "mean" (masked mean of the last layer: sentence-transformers encoders' pooling).
   c.model.pooling = "pooler"
 
+  # The training defaults, written only here: `train.TrainConfig` reads its defaults from
+  # these (tests/test_train.py checks the two have the same fields).
   c.train = ml_collections.ConfigDict()
   c.train.learning_rate = 4e-5
   c.train.b1 = 0.9

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from anchoral_jax import filters, loop, regimes
+from anchoral_jax import filters, loop, regimes, regimes_head
 from anchoral_jax.models import bert, hf
 from anchoral_jax.tracking import load_metrics
 from anchoral_jax.train import TrainConfig, fit
@@ -91,12 +91,12 @@ def test_fit_head_compiles_once_per_capacity(setting, monkeypatch):
   head = regimes.HeadRegime(cfg, tc, feats, 2, (1,), 5, jax.random.key(0))
   static = {"static_argnames": ("opt", "batch_size", "minority", "selection", "patience",
                                 "dropout")}
-  conftest.max_traces(monkeypatch, regimes, "fit_head", 1, **static)  # a 2nd trace raises
+  conftest.max_traces(monkeypatch, regimes_head, "fit_head", 1, **static)  # 2nd trace raises
   for n in (100, 101, 125, 128):  # same padded capacity (128): no new program
     head.fit(params, np.arange(n), labels[:n])
   # Knowing the run's final labelled size: one shape from the first round to the last.
   sized = dataclasses.replace(head, max_labelled=300)
-  conftest.max_traces(monkeypatch, regimes, "fit_head", 1, **static)
+  conftest.max_traces(monkeypatch, regimes_head, "fit_head", 1, **static)
   for n in (100, 150, 260, 300):
     sized.fit(params, np.arange(n), labels[:n])
 

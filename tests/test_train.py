@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from anchoral_jax import metrics, parallel, train
+from anchoral_jax import config as config_lib
+from anchoral_jax import metrics, parallel, train, train_many
 from anchoral_jax.models import bert, hf
 from anchoral_jax.scoring import forward_rows
 from anchoral_jax.train import TrainConfig, fit, num_epochs
@@ -57,6 +58,20 @@ def test_num_epochs_is_the_papers_max_of_epochs_and_min_steps():
     assert num_epochs(n, tc) == 10
   assert num_epochs(1, tc) == 100
   assert num_epochs(0, tc) == 0
+
+
+def test_train_config_defaults_are_the_base_config_s():
+  """One source of truth: `TrainConfig()` is what a run gets from `c.train` of `config.base()`
+  (the two once drifted: eval_batch_size 128 vs 256), field for field, nothing more or less."""
+  c_train = config_lib.base().train.to_dict()
+  assert {f.name for f in dataclasses.fields(TrainConfig)} == set(c_train)
+  assert dataclasses.asdict(TrainConfig()) == c_train
+  assert TrainConfig(**c_train) == TrainConfig()  # what regimes.make builds for a run
+  assert TrainConfig().eval_batch_size == 256
+  # Every field is documented for `--help`, and the split-out vmapped fit is still `train.`'s.
+  assert all(f"train.{f.name}" in config_lib.FIELD_DOCS for f in dataclasses.fields(TrainConfig))
+  assert train.fit_many is train_many.fit_many
+  assert train.train_step_many is train_many.train_step_many
 
 
 def test_last_runs_every_epoch_and_keeps_the_final_params(setting):

@@ -1,10 +1,17 @@
-"""tensorflow-datasets builders for the paper's four tasks: the constructed pool and test, stored once.
+"""tensorflow-datasets builders for the paper's four tasks: versioned snapshots of pool and test.
 
 Also from the original releases (AG News CSV, AmazonCat-13K JSON): `*_raw`, same tasks and uids.
 
 Each builder runs the plain builder of `paper.py` on the manual files (same construction, same
-uids) and writes features {text, label, uid} with splits train (= the AL pool) and test. Later
-runs read the prepared copy instead of re-parsing gigabytes of parquet.
+uids) and writes features {text, label, uid} with splits train (= the AL pool) and test.
+
+Role: an optional, versioned snapshot of a constructed task (the builder's VERSION and release
+notes, tfds' dataset_info with split sizes, ArrayRecord files) to archive or share with people
+who want the exact pool and test rows, or to read from other tfds/grain pipelines. It is not the
+run path: `anchoral run` builds the task from the manual files through the registry, which is
+faster than reading the built copy back (bench/bench_tfds.py, bench/RESULTS.md: an AG News-size
+task loads in about a second from parquet or CSV, against 11-13 s to build and 9-10 s to read
+the ArrayRecord copy on 2 CPU cores), and a run caches its tokens by the task's content anyway.
 
 Works without TensorFlow (tfds 4.9.10, TF not installed): the data is written with
 `file_format="array_record"` and read back with `as_data_source()`, numpy only. What needs TF
