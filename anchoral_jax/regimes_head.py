@@ -18,7 +18,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from anchoral_jax import metrics, models
+from anchoral_jax import cache, metrics, models
 from anchoral_jax.models import ModelConfig, Params
 from anchoral_jax.scoring import forward_rows
 from anchoral_jax.tokenize import TokenizedTexts
@@ -144,9 +143,7 @@ def encoder_features(params: Params, cfg: ModelConfig, tok: TokenizedTexts, cach
                        progress=n > 2000, desc="encode")
     folder.mkdir(parents=True, exist_ok=True)
     for name, arr in out.items():
-      tmp = folder / f"{name}.{os.getpid()}.tmp.npy"
-      np.save(tmp, np.asarray(arr, np.float32))
-      os.replace(tmp, folder / f"{name}.npy")
+      cache.save_array(folder / f"{name}.npy", np.asarray(arr, np.float32))
     (folder / "DONE").write_text(f"{n}\n")
   feats = {k: np.load(folder / f"{k}.npy", mmap_mode="r") for k in FEATURE_KEYS}
   if any(f.shape[0] != len(tok) for f in feats.values()):
