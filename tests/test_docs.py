@@ -68,3 +68,15 @@ def test_section_references_exist():
         bad.append(f"{path.relative_to(ROOT)}:{line}: {m.group(0).strip()!r} -> no "
                    f"section {missing} in {m.group(1)}.md")
   assert not bad, "Section references to headings that do not exist:\n" + "\n".join(bad)
+
+
+def test_readme_layout_names_every_module():
+  """README's Layout block names every module of the package and every config file, so it
+  cannot fall behind the tree again (it missed the sweep_* and family modules once)."""
+  text = (ROOT / "README.md").read_text()
+  block = text[text.index("## Layout"):]
+  block = block[:block.index("\ntests/")]
+  files = [*(ROOT / "anchoral_jax").rglob("*.py"), *(ROOT / "configs").glob("*.py")]
+  missing = [str(f.relative_to(ROOT)) for f in files
+             if f.stem != "__init__" and not re.search(rf"\b{re.escape(f.stem)}\b", block)]
+  assert not missing, f"README's Layout does not name: {missing}"
