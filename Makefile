@@ -56,9 +56,13 @@ reproduce: install
 lint: install-test
 	$(BIN)/ruff check .
 
+# pytest-xdist: one worker per CI core, each test file whole on one worker, the longest files
+# first (tests/conftest.py). `make test PYTEST_WORKERS=0` runs in one process.
+PYTEST_WORKERS ?= 2
+
 test: install-test
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: install-test
 	$(BIN)/python bench/bench_model.py

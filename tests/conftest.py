@@ -18,8 +18,54 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):
-  """Tokens/embeddings/index cache shared by the tests of one session."""
+  """Tokens/embeddings/index cache shared by the tests of one session.
+
+  Under pytest-xdist (`make test` runs `pytest -n 2`) the workers of one session share one
+  directory next to their own base temp dirs, as the runs of a sweep share one cache: each
+  file is built once, by one process under `cache.py`'s build locks, and the others load it."""
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    shared = tmp_path_factory.getbasetemp().parent / "anchoral_cache"
+    shared.mkdir(exist_ok=True)
+    return shared
   return tmp_path_factory.mktemp("anchoral_cache")
+
+
+# pytest-xdist (`make test`: `pytest -n 2 --dist loadfile --no-loadscope-reorder`): each test
+# file runs whole on one worker, so module-scoped fixtures and in-process state run once.
+# test_report.py reads the tiny sweep that test_sweep.py runs once per process, so the two files
+# are one unit (a scheduler of our own: xdist 3.8's `xdist_group` marks do nothing under pytest 9,
+# which ignores the node id xdist rewrites). Units start longest first, so that no worker is left
+# alone with a long file at the end; the others keep their order.
+_XDIST_UNITS = {"test_report.py": "test_sweep.py"}
+_XDIST_FIRST = ("test_parallel.py", "test_regimes.py", "test_loop.py", "test_seeds.py",
+                "test_sweep.py", "test_multihost.py", "test_train.py", "test_other_models.py",
+                "test_model.py", "test_prepare.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+  if config.getvalue("dist") != "loadfile":
+    return None
+  from xdist.scheduler import LoadFileScheduling
+
+  class Scheduling(LoadFileScheduling):
+    def _split_scope(self, nodeid: str) -> str:
+      file = super()._split_scope(nodeid)
+      folder, _, name = file.rpartition("/")
+      return f"{folder}/{_XDIST_UNITS.get(name, name)}"
+
+  return Scheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+  if not os.environ.get("PYTEST_XDIST_WORKER"):
+    return
+
+  def rank(item):
+    name = _XDIST_UNITS.get(item.path.name, item.path.name)
+    return _XDIST_FIRST.index(name) if name in _XDIST_FIRST else len(_XDIST_FIRST)
+
+  items.sort(key=rank)  # stable: a file's tests keep their order
 
 
 @pytest.fixture(scope="session")
