@@ -67,7 +67,7 @@ def test_train_config_defaults_are_the_base_config_s():
   assert {f.name for f in dataclasses.fields(TrainConfig)} == set(c_train)
   assert dataclasses.asdict(TrainConfig()) == c_train
   assert TrainConfig(**c_train) == TrainConfig()  # what regimes.make builds for a run
-  assert TrainConfig().eval_batch_size == 256
+  assert TrainConfig().eval_batch_size == 0  # the backend's default (scoring.eval_batch_size)
   # Every field is documented for `--help`, and the split-out vmapped fit is still `train.`'s.
   assert all(f"train.{f.name}" in config_lib.FIELD_DOCS for f in dataclasses.fields(TrainConfig))
   assert train.fit_many is train_many.fit_many
@@ -171,7 +171,8 @@ def test_fit_many_equals_separate_fits(setting):
     assert (g.best_epoch, g.epochs_run, g.steps) == (r.best_epoch, r.epochs_run, r.steps)
     for hg, hr in zip(g.history, r.history, strict=True):
       assert hg["train/minority_f1"] == hr["train/minority_f1"]
-      assert hg["train/loss"] == pytest.approx(hr["train/loss"], rel=1e-4, abs=1e-6)
+      # Late epochs' losses are ~3e-3, where the rounding below shows as ~1.4e-6 absolute.
+      assert hg["train/loss"] == pytest.approx(hr["train/loss"], rel=1e-4, abs=5e-6)
     # Batched matmuls round differently; over 24 AdamW steps at lr 1e-2 that grows to ~3e-6 in
     # the params and ~1e-4 in the logits (|logits| ~2; ~3e-8 after 9 steps at lr 3e-3).
     # Attention key biases are left out: their gradient is zero in exact arithmetic (softmax

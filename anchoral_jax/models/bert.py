@@ -148,8 +148,47 @@ def attention_context(cfg: EncoderConfig, logits_BxNxLxL, mask_BxL, v_BxLxNxD,
   probs_BxNxLxL = jax.nn.softmax(logits_BxNxLxL, axis=-1).astype(v_BxLxNxD.dtype)
   probs_BxNxLxL = nn.Dropout(cfg.attention_probs_dropout_prob)(
       probs_BxNxLxL, deterministic=deterministic)
-  ctx_BxLxNxD = jnp.einsum("bnqk,bknd->bqnd", probs_BxNxLxL, v_BxLxNxD)
+  # Heads-major operands: batch dims (b, n) leading, as the batched matmul wants them. On the
+  # [B, L, N, D] layout this einsum was the costliest op of a batch-256 forward on XLA:CPU
+  # (bench/RESULTS.md, "Where the time goes").
+  ctx_BxNxLxD = jnp.einsum("bnqk,bnkd->bnqd", probs_BxNxLxL, v_BxLxNxD.transpose(0, 2, 1, 3))
+  ctx_BxLxNxD = ctx_BxNxLxD.transpose(0, 2, 1, 3)
   return ctx_BxLxNxD.reshape(ctx_BxLxNxD.shape[:2] + (-1,))
+
+
+class DenseParams(nn.Module):
+  """The kernel and bias of an `nn.Dense` (same names, shapes, initialisers and init RNG),
+  returned rather than applied, so that several projections can run as one matmul."""
+
+  features: int
+  in_features: int
+  init_std: float
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self) -> tuple[jax.Array, jax.Array | None]:
+    kernel = self.param("kernel", nn.initializers.normal(self.init_std),
+                        (self.in_features, self.features), jnp.float32)
+    bias = (self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+            if self.use_bias else None)
+    return kernel, bias
+
+
+def fused_projections(cfg: EncoderConfig, x_BxLxH, names: tuple[str, ...], features: int,
+                      use_bias: bool = True) -> list[jax.Array]:
+  """`dense(features, cfg, name)(x)` for each name, computed as ONE matmul over the kernels
+  side by side (parameters stay separate, as in the checkpoints). On XLA:CPU three [H, H]
+  matmuls ran at a third of the rate of a wide one (bench/RESULTS.md, "Where the time goes");
+  the numbers are the same dot products, cast as `nn.Dense` casts them (inputs, kernel and bias
+  to the compute dtype)."""
+  dtype = jnp.dtype(cfg.dtype)
+  parts = [DenseParams(features, x_BxLxH.shape[-1], cfg.initializer_range, use_bias, name=n)()
+           for n in names]
+  kernel_HxK = jnp.concatenate([k for k, _ in parts], axis=1).astype(dtype)
+  y_BxLxK = jnp.einsum("blh,hk->blk", x_BxLxH.astype(dtype), kernel_HxK)
+  if use_bias:
+    y_BxLxK = y_BxLxK + jnp.concatenate([b for _, b in parts]).astype(dtype)[None, None]
+  return jnp.split(y_BxLxK, len(names), axis=-1)
 
 
 def self_attention(cfg: EncoderConfig, x_BxLxH, mask_BxL, deterministic: bool) -> jax.Array:
@@ -158,10 +197,11 @@ def self_attention(cfg: EncoderConfig, x_BxLxH, mask_BxL, deterministic: bool) -
   n, h = cfg.num_attention_heads, cfg.hidden_size
   d = h // n
   split = lambda t: t.reshape(t.shape[:2] + (n, d))  # noqa: E731
-  q_BxLxNxD = split(dense(h, cfg, "query")(x_BxLxH))
-  k_BxLxNxD = split(dense(h, cfg, "key")(x_BxLxH))
-  v_BxLxNxD = split(dense(h, cfg, "value")(x_BxLxH))
-  logits_BxNxLxL = jnp.einsum("bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD) / jnp.sqrt(d)
+  heads = lambda t: split(t).transpose(0, 2, 1, 3)  # noqa: E731
+  q_BxLxH, k_BxLxH, v_BxLxH = fused_projections(cfg, x_BxLxH, ("query", "key", "value"), h)
+  q_BxNxLxD, k_BxNxLxD = heads(q_BxLxH), heads(k_BxLxH)
+  logits_BxNxLxL = jnp.einsum("bnqd,bnkd->bnqk", q_BxNxLxD, k_BxNxLxD) / jnp.sqrt(d)
+  v_BxLxNxD = split(v_BxLxH)
   return attention_context(cfg, logits_BxNxLxL.astype(jnp.float32), mask_BxL, v_BxLxNxD,
                            deterministic)
 
