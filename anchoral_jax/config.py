@@ -81,7 +81,8 @@ def base() -> ml_collections.ConfigDict:
   c.train.min_steps = 100  # steps = max(epochs x batches, min_steps)
   c.train.patience = 10  # early stopping, epochs
   c.train.model_selection = "train_minority_f1"  # paper; or "val_minority_f1", "last"
-  c.train.eval_batch_size = 256  # rows per scoring batch (pool/test)
+  # Rows per scoring batch (pool/test); 0 = the platform's measured best (scoring.EVAL_BATCH).
+  c.train.eval_batch_size = 0
   # Which parameters train: "all" (the paper: full fine-tuning) | "head" (encoder frozen, its
   # outputs computed once per task and cached, only the linear head trains: fast on a CPU).
   c.train.trainable = "all"
@@ -186,7 +187,8 @@ FIELD_DOCS = {
     "train.patience": "early stopping: epochs without a better selection metric",
     "train.model_selection": "which epoch's weights a round keeps: train_minority_f1 (paper), "
                              "val_minority_f1 or last",
-    "train.eval_batch_size": "rows per scoring batch (pool and test forward passes)",
+    "train.eval_batch_size": "rows per scoring batch (pool and test forward passes); 0 = the "
+                             "platform's default (CPU 32, GPU/TPU 256)",
     "train.trainable": "all (full fine-tuning, the paper) or head (frozen encoder, cached "
                        "features: fast on a CPU)",
     "al.strategy": "base strategy: random, entropy, least_confidence, margin, badge, ftbertkm",

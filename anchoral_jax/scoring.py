@@ -20,6 +20,20 @@ from anchoral_jax import models, parallel
 from anchoral_jax.models import ModelConfig, Params
 from anchoral_jax.tokenize import DEFAULT_BUCKETS, TokenizedTexts
 
+# Rows per scoring batch when `train.eval_batch_size` is 0, by JAX backend. CPU: measured
+# (bench/RESULTS.md, "Eval batch per platform"): per text, batch 32 beat 64, 128 and 256 (a
+# larger batch pads more rows to its longest text and leaves the caches). Other backends keep
+# the former default, 256, unmeasured here (no GPU/TPU was lent).
+EVAL_BATCH = {"cpu": 32}
+EVAL_BATCH_OTHER = 256
+
+
+def eval_batch_size(requested: int = 0) -> int:
+  """`requested` rows, or with 0 the default batch of the backend in use (EVAL_BATCH)."""
+  if requested > 0:
+    return requested
+  return EVAL_BATCH.get(jax.default_backend(), EVAL_BATCH_OTHER)
+
 
 @functools.partial(jax.jit, static_argnames=("cfg", "keys"))
 def predict(params: Params, ids_BxL: jax.Array, mask_BxL: jax.Array, *, cfg: ModelConfig,
@@ -32,15 +46,16 @@ def predict(params: Params, ids_BxL: jax.Array, mask_BxL: jax.Array, *, cfg: Mod
 
 
 def forward_rows(params: Params, cfg: ModelConfig, tok: TokenizedTexts, rows: np.ndarray,
-                 keys: Sequence[str] = ("logits",), batch_size: int = 64,
+                 keys: Sequence[str] = ("logits",), batch_size: int = 0,
                  buckets: Sequence[int] = DEFAULT_BUCKETS, progress: bool = False,
                  desc: str = "score") -> dict[str, np.ndarray]:
-  """Runs `predict` over `rows` of `tok`; results are float32 numpy arrays in `rows` order."""
+  """Runs `predict` over `rows` of `tok`; results are float32 numpy arrays in `rows` order.
+  `batch_size` 0: the backend's default (`eval_batch_size`)."""
   from tqdm.auto import tqdm
 
   rows = np.asarray(rows, np.int64)
   keys = tuple(keys)
-  batch_size = parallel.round_batch(batch_size)
+  batch_size = parallel.round_batch(eval_batch_size(batch_size))
   results: dict[str, np.ndarray] = {}
 
   def store(chunk: np.ndarray, out_dev: dict[str, jax.Array]) -> None:

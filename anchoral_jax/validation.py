@@ -77,7 +77,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   positive = {"al.budget": al.budget, "al.query_size": al.query_size,
               "al.initial_size": al.initial_size, "al.subpool_size": al.subpool_size,
               "data.max_length": c.data.max_length, "train.batch_size": c.train.batch_size,
-              "train.eval_batch_size": c.train.eval_batch_size,
               "train.learning_rate": c.train.learning_rate,
               "train.eps": c.train.eps,  # 0: Adam divides 0 by 0 for a parameter with no gradient
               "train.patience": c.train.patience}  # <= 0 stopped exactly as 1 does
@@ -94,6 +93,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if value <= 0:
       raise ConfigError(f"{key} must be positive (got {value}).")
   non_negative = {"data.test_size": (c.data.test_size, "0 = the full test split"),
+                  "train.eval_batch_size": (c.train.eval_batch_size, "0 = the platform's default"),
                   "data.val_size": (c.data.val_size, "0 = no validation set"),
                   "al.initial_per_minority": (al.initial_per_minority, "per minority class"),
                   "train.epochs": (c.train.epochs, "0 = train.min_steps steps"),

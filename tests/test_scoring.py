@@ -6,7 +6,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from anchoral_jax import parallel
+from anchoral_jax import parallel, scoring
 from anchoral_jax.models import bert
 from anchoral_jax.scoring import forward_rows, predict
 from anchoral_jax.tokenize import TokenizedTexts
@@ -50,3 +50,21 @@ def test_forward_rows_in_flight_equals_the_synchronous_loop():
     np.testing.assert_array_equal(got[k], ref[k])
   empty = forward_rows(params, cfg, tok, np.zeros(0, np.int64), keys, 8, BUCKETS)
   assert all(v.shape == (0,) for v in empty.values())
+
+
+def test_batch_size_zero_is_the_backend_default(monkeypatch):
+  """`train.eval_batch_size = 0` (the config default) scores in the backend's measured batch:
+  32 rows on CPU, 256 on a backend without a measurement; a positive size is used as given."""
+  assert scoring.eval_batch_size(48) == 48
+  assert scoring.eval_batch_size(0) == scoring.EVAL_BATCH["cpu"] == 32  # the tests run on CPU
+  monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+  assert scoring.eval_batch_size(0) == scoring.EVAL_BATCH_OTHER == 256
+  monkeypatch.undo()
+  # forward_rows with 0 batches as with 32 (one compiled shape per bucket: same outputs).
+  rng = np.random.default_rng(1)
+  tok = _tokens(40, rng)
+  cfg = dataclasses.replace(bert.PRESETS["tiny"], vocab_size=1100, max_position_embeddings=32)
+  params = bert.init_params(cfg, jax.random.key(0))
+  rows = np.arange(40)
+  np.testing.assert_array_equal(forward_rows(params, cfg, tok, rows, buckets=BUCKETS)["logits"],
+                                _reference(params, cfg, tok, rows, ("logits",), 32)["logits"])

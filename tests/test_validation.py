@@ -38,7 +38,7 @@ BAD = [
     ("al.subpool_size", 0, {}, "positive"),
     ("data.max_length", 0, {}, "positive"),
     ("train.batch_size", 0, {}, "positive"),
-    ("train.eval_batch_size", 0, {}, "positive"),
+    ("train.eval_batch_size", -1, {}, ">= 0"),
     ("train.learning_rate", 0.0, {}, "positive"),
     ("train.eps", 0.0, {}, "positive"),
     ("train.patience", 0, {}, "positive"),
