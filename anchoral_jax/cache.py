@@ -9,8 +9,9 @@ where a file lives and what it holds:
   embeddings/<key>.npz   its manifest: `uid_N` (the pool uids, `task.train` order) and `source`
       ('encoder' or 'import:<path>'); written last, so its presence means the matrix is whole.
   embeddings/<key>.parts/<start>-<stop>.npy   the chunks of an embedding in progress (resume).
-  index/<key>-M<connectivity>.usearch (+ `.meta.json`)   the usearch HNSW over pool rows and
-      its settings; `<path>.partial` (+ `.json`) a resumable build in progress.
+  index/<key>-M<connectivity>[-ef<expansion_add>][-<dtype>].usearch (+ `.meta.json`)   the
+      usearch HNSW over pool rows and its settings (ef_construction and storage in the name
+      when not 200 / f32); `<path>.partial` (+ `.json`) a resumable build in progress.
 
 <key> = <model slug>-L<max_length>-<task fingerprint>. Every file is written under a temporary
 name and published by os.replace, so readers see the old file or the new one, never half.
@@ -233,10 +234,19 @@ def load_part(path: Path, **kw) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 def index_path(config: ml_collections.ConfigDict, task) -> Path:
-  """`index.path` when set, else the cache path keyed by embeddings and connectivity."""
+  """`index.path` when set, else the cache path keyed by embeddings and the graph's settings.
+
+  M always; ef_construction and the storage only when they differ from 200 and f32, so the
+  files built before those were part of the name keep it."""
   if config.index.path:
     return Path(os.path.expanduser(config.index.path))
-  return root(config) / "index" / f"{config_key(config, task)}-M{config.index.connectivity}.usearch"
+  c = config.index
+  name = f"{config_key(config, task)}-M{c.connectivity}"
+  if c.expansion_add != 200:
+    name += f"-ef{c.expansion_add}"
+  if c.get("dtype", "f32") != "f32":
+    name += f"-{c.dtype}"
+  return root(config) / "index" / f"{name}.usearch"
 
 
 def partial_path(path: str | os.PathLike) -> Path:

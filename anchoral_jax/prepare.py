@@ -68,11 +68,11 @@ def _abspath(path: str | os.PathLike) -> str:
 
 
 def _check_model(field: str, name: str, hint: str = "") -> None:
-  """Fails at once (loop.ConfigError naming the config `field`) when the model `name` is not
+  """Fails at once (validation.ConfigError naming the config `field`) when the model `name` is not
   available locally: otherwise it is found only after the task is loaded and tokenised (or
   the pool embedded), as a bare FileNotFoundError. Resolves directories, reads no file."""
   from anchoral_jax import models
-  from anchoral_jax.loop import ConfigError
+  from anchoral_jax.validation import ConfigError
 
   try:
     models.resolve_model_dir(name)
@@ -89,7 +89,7 @@ def check_inputs(config: ml_collections.ConfigDict) -> None:
   """What `anchoral run` needs on disk, checked before any expensive step: the classifier's
   model and tokenizer, and for the retrieval filters the retrieval encoder, `index.path` and
   `index.import_path`."""
-  from anchoral_jax.loop import ConfigError
+  from anchoral_jax.validation import ConfigError
 
   c = config
   if c.model.tokenizer and c.model.tokenizer not in PACKAGED_TOKENIZERS:
@@ -295,7 +295,7 @@ def build_index(config: ml_collections.ConfigDict, emb_NxE: np.ndarray, path: st
   idx = PoolIndex.build(emb_NxE, np.arange(len(emb_NxE), dtype=np.int64),
                         connectivity=c.connectivity, expansion_add=c.expansion_add,
                         expansion_search=c.ef_search, batch_size=batch_size, progress=progress,
-                        partial_path=partial, save_every_s=save_every_s)
+                        partial_path=partial, save_every_s=save_every_s, dtype=c.dtype)
   idx.save(path)  # usearch file via tmp + os.replace, then the .meta.json sidecar
   cache.discard_partial_index(partial)
   return idx
@@ -318,7 +318,7 @@ def cached_index(config: ml_collections.ConfigDict, task: TextTask,
   winning) and searching different graphs. A corrupt cached index is rebuilt (it is derived
   from the embeddings); a corrupt `index.path` is the user's file, so that fails with the fix.
   """
-  from anchoral_jax.loop import ConfigError
+  from anchoral_jax.validation import ConfigError
 
   path = cache.index_path(config, task)
   if config.index.path:

@@ -44,6 +44,11 @@ def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
   return out
 
 
+# Fields added after runs existed, with the value a run written before them behaved as: a run
+# with index.dtype unset built an f32 index, so it resumes with --config.index.dtype=f32.
+LEGACY = {"index.dtype": "f32"}
+
+
 def _inert(key: str) -> bool:
   """Keys that only say where things are kept or logged: resuming with them changed cannot mix
   results (the caches are keyed by content; index.path/view load the same graph)."""
@@ -62,6 +67,8 @@ def check_config(workdir: Path, resolved: dict[str, Any]) -> int | None:
   if previous == resolved:
     return None
   old, new = _flat(previous or {}), _flat(resolved)
+  if previous is not None:
+    old = {**{k: v for k, v in LEGACY.items() if k in new}, **old}
   changed = [k for k in sorted(old.keys() | new.keys()) if old.get(k, "<unset>") !=
              new.get(k, "<unset>")]
   blocking = [k for k in changed if not _inert(k)] if previous is not None else ["<all>"]

@@ -138,7 +138,8 @@ def cache_keys(config: ml_collections.ConfigDict) -> set[str]:
                          c.model.dtype, c.model.pretrained or c.model.seed], default=str))
   if c.al.filter in ("seals", "anchoral"):
     keys.add(json.dumps(["index", *data, c.index.embed_model, c.index.embed_max_length,
-                         c.index.import_path, c.index.path, c.index.connectivity],
+                         c.index.import_path, c.index.path, c.index.connectivity,
+                         c.index.expansion_add, c.index.dtype],
                         default=str))
   return keys
 

@@ -64,6 +64,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   choose("train.trainable", c.train.trainable, train.TRAINABLE)
   choose("model.pooling", c.model.pooling, models.POOLINGS)
   choose("model.dtype", c.model.dtype, MODEL_DTYPES)
+  if al.filter in ("seals", "anchoral"):
+    from anchoral_jax.index import STORAGE
+
+    choose("index.dtype", c.index.dtype, STORAGE)
   if "wandb" in c and c.wandb.get("mode") is not None:
     try:
       tracking.resolve_wandb_mode(c.wandb.mode)

@@ -38,7 +38,7 @@ from anchoral_jax.index import PoolIndex
 
 RESULTS = harness.RESULTS
 HEADING = "## Preparation pipeline at scale"
-COLUMNS = ("date", "machine", "load_avg", "versions", "n", "dim", "M", "data", "write_s",
+COLUMNS = ("date", "machine", "load_avg", "versions", "n", "dim", "M", "dtype", "data", "write_s",
            "build_s", "build_vec_per_s", "index_gib", "peak_rss_gib", "peak_anon_gib", "load_s",
            "ef", "queries_per_s", "recall_at_k")
 CHUNK = 65536
@@ -110,6 +110,8 @@ def main() -> None:
   p.add_argument("--dim", type=int, default=768, help="embedding dim (768: all-mpnet-base-v2)")
   p.add_argument("--connectivity", type=int, default=64, help="HNSW M (official: 64)")
   p.add_argument("--expansion-add", type=int, default=200, help="ef_construction (official)")
+  p.add_argument("--dtype", choices=("f16", "f32"), default="f16",
+                 help="index vector storage (index.dtype; f32 = the official index's)")
   p.add_argument("--k", type=int, default=50, help="neighbours per query (paper: 50)")
   p.add_argument("--excluded", type=int, default=1000, help="labelled ids hidden from results")
   p.add_argument("--recall-queries", type=int, default=200, help="queries scored vs exact scan")
@@ -132,6 +134,7 @@ def main() -> None:
   cfg.index.connectivity = args.connectivity
   cfg.index.expansion_add = args.expansion_add
   cfg.index.ef_search = args.k
+  cfg.index.dtype = args.dtype
   peak = AnonPeak()
 
   t0 = time.perf_counter()
@@ -141,7 +144,7 @@ def main() -> None:
   assert isinstance(emb_NxE, np.memmap)
   print(f"cache written: {emb_NxE.shape} in {write_s:.1f}s, {prepare.memory_mib()}", flush=True)
 
-  path = work / "index" / f"{key}-M{args.connectivity}.usearch"
+  path = work / "index" / f"{key}-M{args.connectivity}-{args.dtype}.usearch"
   t0 = time.perf_counter()
   built = prepare.build_index(cfg, emb_NxE, path, progress=True)
   build_s = time.perf_counter() - t0
@@ -186,7 +189,7 @@ def main() -> None:
         f"load avg at end {load_end}", flush=True)
   common = {"date": date, "machine": machine, "load_avg": f"{load_start} -> {load_end}",
             "versions": versions, "n": str(args.n), "dim": str(args.dim),
-            "M": str(args.connectivity), "data": args.data, "write_s": f"{write_s:.1f}",
+            "M": str(args.connectivity), "dtype": args.dtype, "data": args.data, "write_s": f"{write_s:.1f}",
             "build_s": f"{build_s:.1f}", "build_vec_per_s": f"{args.n / build_s:.0f}",
             "index_gib": f"{path.stat().st_size / 2**30:.2f}", "peak_rss_gib": f"{peak_gib:.2f}",
             "peak_anon_gib": f"{anon_gib:.2f}", "load_s": f"{load_s:.1f}"}

@@ -105,6 +105,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.min_steps = 48
     c.train.epochs = 3
   c.index.embed_max_length = c.data.max_length  # one encoder pass serves head and retrieval
+  c.index.dtype = "f32"  # the README's tables were made with f32 storage (f16 came later)
   rounds = a.rounds or round((PAPER["budget"] - 100) * s / c.al.query_size)
   c.al.budget = c.al.initial_size + rounds * c.al.query_size  # total labels
   neighbours = round(PAPER["neighbours"] * s)  # 13 on bbc_tech

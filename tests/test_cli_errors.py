@@ -187,6 +187,20 @@ def test_inert_keys_do_not_block_resume(tmp_path):
   assert hparams["data"]["cache_dir"] == str(tmp_path / "elsewhere")
 
 
+def test_a_run_from_before_index_dtype_resumes_with_f32_only(tmp_path):
+  """hparams.json written before index.dtype existed: that run's index was f32, so the f16
+  default is a different config (named in the refusal) and index.dtype=f32 resumes it."""
+  config = tiny_config(tmp_path, 400, 100, **{"al.filter": "anchoral"})
+  workdir = _committed_workdir(tmp_path, config)
+  old = json.loads((workdir / "hparams.json").read_text())
+  del old["index"]["dtype"]
+  (workdir / "hparams.json").write_text(json.dumps(old))
+  with pytest.raises(loop.ConfigError, match="index.dtype: 'f32' -> 'f16'"):
+    loop.run(config, workdir)
+  config.index.dtype = "f32"
+  loop.run(config, workdir)  # DONE: returns instead of refusing
+
+
 # ---------------------------------------------------------------------------------------------
 # 5. Corrupt cache files: one message naming the file and the fix (or a rebuild with a warning).
 

@@ -160,6 +160,9 @@ def test_cache_keys_and_paths_are_stable(tmp_path):
   assert cache.embedding_paths(tmp_path, "k") == (tmp_path / "k.npy", tmp_path / "k.npz")
   assert cache.embed_dir(c) == tmp_path / "c" / "embeddings"
   assert cache.index_path(c, Task()) == (
+      tmp_path / "c" / "index" / "all-MiniLM-L6-v2-L128-fptrain-M16-f16.usearch")
+  c.index.dtype = "f32"  # the storage of every index built before index.dtype: its old name
+  assert cache.index_path(c, Task()) == (
       tmp_path / "c" / "index" / "all-MiniLM-L6-v2-L128-fptrain-M16.usearch")
   model_dir = tmp_path / "model"
   tok = cache.token_path(tmp_path, model_dir, "fp", "test", 16)
@@ -183,7 +186,7 @@ def test_index_is_built_once_and_setup_loads_the_same_files(tmp_path, task, monk
   c.index.expansion_add = 32
   built = prepare.index(c, progress=False)  # embeds (imports) first: nothing was cached
   assert built == cache.index_path(c, task) and built.parent.name == "index"
-  assert built.name.endswith("-M8.usearch") and Path(str(built) + ".meta.json").exists()
+  assert built.name.endswith("-M8-ef32-f16.usearch") and Path(str(built) + ".meta.json").exists()
   assert not list(built.parent.glob("*.tmp"))
   stamp = built.stat().st_mtime_ns
 
@@ -209,7 +212,7 @@ def test_index_is_built_once_and_setup_loads_the_same_files(tmp_path, task, monk
        str(ROOT / "configs/default.py") + ":tiny", f"--config.data.cache_dir={tmp_path / 'cache'}",
        f"--config.data.kwargs.pool_size={POOL}", f"--config.data.kwargs.test_size={TEST}",
        f"--config.index.import_path={path}", "--config.index.embed_model=synthetic",
-       "--config.index.connectivity=8"],
+       "--config.index.connectivity=8", "--config.index.expansion_add=32"],
       capture_output=True, text=True, cwd=ROOT, timeout=300,
       env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert proc.returncode == 0, proc.stderr[-2000:]

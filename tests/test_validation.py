@@ -10,7 +10,7 @@ import pytest
 from conftest import tiny_config
 
 from anchoral_jax import config as common
-from anchoral_jax import filters, loop, models, strategies, train, validation
+from anchoral_jax import filters, index, loop, models, strategies, train, validation
 from anchoral_jax.data import registry
 from anchoral_jax.validation import ConfigError, validate
 
@@ -29,6 +29,8 @@ BAD = [
     ("train.trainable", "encoder", {}, "'head'"),
     ("model.pooling", "cls", {}, "mean"),
     ("model.dtype", "float16", {}, "bfloat16"),
+    ("index.dtype", "i8", {"al.filter": "anchoral"}, "f16"),
+    ("index.dtype", "float16", {"al.filter": "seals"}, "f32"),
     ("wandb.mode", "offlne", {}, "offline"),
     ("model.name", "not-a-preset", {"model.pretrained": False}, "model.pretrained"),
     # Sizes and rates.
@@ -120,6 +122,7 @@ ENUMS = [
     ("train.trainable", train.TRAINABLE, {}),
     ("model.pooling", models.POOLINGS, {}),
     ("model.dtype", validation.MODEL_DTYPES, {}),
+    ("index.dtype", index.STORAGE, {"al.filter": "anchoral"}),
 ]
 
 
