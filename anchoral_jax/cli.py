@@ -99,10 +99,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
   not by a bug in the code."""
   from anchoral_jax.checkpoint import CorruptCheckpointError
   from anchoral_jax.data.errors import DataFileNotFound, DataFormatError
-  from anchoral_jax.loop import ConfigError
   from anchoral_jax.models import ModelLoadError
   from anchoral_jax.sweep_seeds import SeedsError
   from anchoral_jax.tracking import CorruptJsonlError
+  from anchoral_jax.validation import ConfigError
   from anchoral_jax.workdir import WorkdirError
 
   return (ConfigError, CorruptCheckpointError, DataFileNotFound, DataFormatError,

@@ -123,7 +123,7 @@ def init(workdir: Path, s: Settings, seed_labels: str | None = None) -> Path:
   if bad or not s.minority:
     raise LabelError(f"--minority {','.join(bad) or '(empty)'} is not among --classes "
                      f"{','.join(s.classes)}: name the rare class(es) you are looking for.")
-  from anchoral_jax.loop import FILTERS
+  from anchoral_jax.filters import FILTERS
   if s.filter not in FILTERS:
     raise LabelError(f"Unknown --filter {s.filter!r}; choose from {', '.join(FILTERS)}.")
   try:

@@ -108,7 +108,7 @@ def main(config: str, runs_dir: str | os.PathLike, parallel: int = 1, backend: s
   """`anchoral sweep`: expand `config` ("path.py[:arg]") and run or script it on `backend`;
   with `shard` ("I/N" or "auto"), only this host's share (local and dry backends); with
   `group`, one job per cell's seeds (`group_seeds`). Returns the jobs (runs or groups)."""
-  from anchoral_jax.loop import ConfigError
+  from anchoral_jax.validation import ConfigError
 
   if backend not in BACKENDS:
     raise ValueError(f"Unknown backend {backend!r}; choose from {BACKENDS}.")

@@ -159,7 +159,7 @@ def expand(config: str, overrides: Mapping[str, Any] | None = None) -> list[Run]
   Every run's config is built and validated here, so a bad argument, key or value fails
   before anything starts.
   """
-  from anchoral_jax import loop
+  from anchoral_jax import validation
 
   path_str, _, base_arg = config.partition(":")
   path = Path(path_str).resolve()
@@ -198,9 +198,9 @@ def expand(config: str, overrides: Mapping[str, Any] | None = None) -> list[Run]
         run_overrides.setdefault("wandb.group", f"{experiment}/{cell}" if cell else experiment)
     run = Run(name, cell, experiment, str(path), arg, run_overrides, point)
     try:  # the overrides' keys and types, then the values: before any run starts, not in each
-      loop.validate(build_config(run))
-    except loop.ConfigError as e:
-      raise loop.ConfigError(f"run {name} of {config}: {e}") from e
+      validation.validate(build_config(run))
+    except validation.ConfigError as e:
+      raise validation.ConfigError(f"run {name} of {config}: {e}") from e
     runs.append(run)
   return runs
 
