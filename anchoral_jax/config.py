@@ -119,7 +119,7 @@ def base() -> ml_collections.ConfigDict:
   c.index = ml_collections.ConfigDict()
   c.index.embed_model = "all-MiniLM-L6-v2"  # paper: all-mpnet-base-v2 (not packaged offline)
   c.index.embed_max_length = 256
-  c.index.embed_batch_size = 128
+  c.index.embed_batch_size = 0  # 0 = the backend's default (32 on CPU: 1.15-1.33x faster than 128)
   c.index.path = ""  # prebuilt index (`anchoral index`); "" = build and cache automatically
   # Precomputed pool embeddings to import instead of embedding (`anchoral embed`): a parquet with
   # columns `uid` and `embedding_<embed_model>` (Hugging Face pietrolesci/* embedding configs,
@@ -215,7 +215,7 @@ FIELD_DOCS = {
     "index.embed_model": "sentence encoder of the retrieval embeddings (paper: "
                          "all-mpnet-base-v2)",
     "index.embed_max_length": "tokens per text for the retrieval embeddings",
-    "index.embed_batch_size": "texts per embedding batch",
+    "index.embed_batch_size": "texts per embedding batch (0 = the backend's default: 32 on CPU)",
     "index.path": "a prebuilt index (`anchoral index`); '' = build and cache it automatically",
     "index.import_path": "parquet of precomputed pool embeddings to import; '' = embed here",
     "index.view": "memory-map the index instead of loading it (big pools)",

@@ -26,7 +26,7 @@ def normalise(x_NxE: np.ndarray) -> np.ndarray:
 
 
 def embed_tokenized(params: models.Params, cfg: models.ModelConfig, tok: TokenizedTexts,
-                    rows: np.ndarray | None = None, batch_size: int = 128,
+                    rows: np.ndarray | None = None, batch_size: int = 0,
                     buckets=DEFAULT_BUCKETS, progress: bool = True) -> np.ndarray:
   """Unit-norm mean-pooled last-layer embeddings of `rows` (default: all) -> emb_NxH."""
   rows = np.arange(len(tok)) if rows is None else rows
@@ -50,13 +50,13 @@ class SentenceEncoder:
   def tokenize(self, texts, progress: bool = False) -> TokenizedTexts:
     return tokenize(self.tokenizer, texts, self.max_length, progress=progress)
 
-  def encode(self, texts, batch_size: int = 128, progress: bool = False) -> np.ndarray:
+  def encode(self, texts, batch_size: int = 0, progress: bool = False) -> np.ndarray:
     return embed_tokenized(self.params, self.cfg, self.tokenize(texts), batch_size=batch_size,
                            progress=progress)
 
 
 def pool_embeddings(task, cache_dir: str | os.PathLike, model: str = "all-MiniLM-L6-v2",
-                    max_length: int = 256, batch_size: int = 128, chunk_rows: int = 65536,
+                    max_length: int = 256, batch_size: int = 0, chunk_rows: int = 65536,
                     progress: bool = True) -> np.ndarray:
   """Cached unit-norm embeddings of the task's pool, rows aligned with `task.train`.
 

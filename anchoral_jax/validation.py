@@ -90,14 +90,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if al.filter == "seals":
     positive["seals.num_neighbours"] = c.seals.num_neighbours
   if al.filter in ("seals", "anchoral"):
-    for key in ("embed_max_length", "embed_batch_size", "connectivity", "expansion_add",
-                "ef_search"):
+    for key in ("embed_max_length", "connectivity", "expansion_add", "ef_search"):
       positive[f"index.{key}"] = c.index[key]
   for key, value in positive.items():
     if value <= 0:
       raise ConfigError(f"{key} must be positive (got {value}).")
   non_negative = {"data.test_size": (c.data.test_size, "0 = the full test split"),
                   "train.eval_batch_size": (c.train.eval_batch_size, "0 = the platform's default"),
+                  "index.embed_batch_size": (c.index.embed_batch_size, "0 = the platform's default"),
                   "data.val_size": (c.data.val_size, "0 = no validation set"),
                   "al.initial_per_minority": (al.initial_per_minority, "per minority class"),
                   "train.epochs": (c.train.epochs, "0 = train.min_steps steps"),

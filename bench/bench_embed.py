@@ -1,11 +1,12 @@
 """Issue-2 figures for the embedded default: pool embedding throughput (texts/s) and one
 MiniLM train step, on this machine, appended to bench/RESULTS.md.
 
-  python bench/bench_embed.py [--n 4096] [--steps 10] [--no-record]
+  python bench/bench_embed.py [--n 4096] [--steps 10] [--batches 128] [--reps 1] [--no-record]
 
 Embeds `n` pool tweets with the Flax all-MiniLM-L6-v2 encoder exactly as `anchoral embed` does
-(length-sorted, bucketed, batch 128, mean pooling, L2 norm; tokenisation included) once to
-compile every bucket, then again timed. The train step is `train.train_step` on 32 tweets at
+(length-sorted, bucketed, mean pooling, L2 norm; tokenisation included) once per batch size to
+compile every bucket, then timed: the batch sizes in turn, `reps` times, median per batch
+(0 = the backend's default, `index.embed_batch_size = 0`). The train step is `train.train_step` on 32 tweets at
 the demo's 64-token bucket, compile excluded, median of `steps`.
 """
 
@@ -32,16 +33,19 @@ def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--n", type=int, default=4096, help="pool tweets to embed")
   p.add_argument("--steps", type=int, default=10, help="timed train steps")
+  p.add_argument("--batches", default="128", help="embedding batch sizes, comma-separated")
+  p.add_argument("--reps", type=int, default=1, help="timed passes per batch size")
   p.add_argument("--no-record", action="store_true", help="print only")
   a = p.parse_args()
   task = load_task("tweets_iphone")
   texts = task.train.text[:a.n]
   enc = SentenceEncoder("all-MiniLM-L6-v2", max_length=256)
-  enc.encode(texts, batch_size=128)  # compile every bucket
-  t0 = time.perf_counter()
-  emb = enc.encode(texts, batch_size=128)
-  embed_s = time.perf_counter() - t0
-  assert emb.shape == (len(texts), 384)
+  batches = [int(b) for b in a.batches.split(",")]
+  for b in batches:
+    enc.encode(texts, batch_size=b)  # compile every bucket
+  secs = harness.interleaved({b: lambda b=b: enc.encode(texts, batch_size=b) for b in batches},
+                             a.reps)
+  assert enc.encode(texts[:8], batch_size=batches[0]).shape == (8, 384)
 
   cfg, params = enc.cfg, enc.params
   tc = train.TrainConfig()
@@ -61,8 +65,10 @@ def main() -> None:
       times.append(time.perf_counter() - t0)
   step_ms = 1000 * statistics.median(times)
   rows = [
-      {"what": f"embed {len(texts)} pool tweets (MiniLM, batch 128, max 256 tokens)",
-       "value": f"{len(texts) / embed_s:.1f} texts/s ({embed_s:.1f} s)"},
+      {"what": f"embed {len(texts)} pool tweets (MiniLM, batch {b or 'default'}, max 256 tokens"
+               f"{', median of ' + str(a.reps) if a.reps > 1 else ''})",
+       "value": f"{len(texts) / t:.1f} texts/s ({t:.1f} s)"} for b, t in secs.items()
+  ] + [
       {"what": "MiniLM train step (batch 32 x 64 tokens, AdamW), median",
        "value": f"{step_ms:.0f} ms/step"},
   ]

@@ -48,8 +48,9 @@ BAD = [
     ("anchoral.num_neighbours", -1, {"al.filter": "anchoral"}, "positive"),
     ("seals.num_neighbours", 0, {"al.filter": "seals"}, "positive"),
     *[(f"index.{k}", 0, {"al.filter": f}, "positive")
-      for k in ("embed_max_length", "embed_batch_size", "connectivity", "expansion_add",
-                "ef_search") for f in ("seals", "anchoral")],
+      for k in ("embed_max_length", "connectivity", "expansion_add", "ef_search")
+      for f in ("seals", "anchoral")],
+    ("index.embed_batch_size", -1, {}, ">= 0"),
     ("data.test_size", -5, {}, ">= 0"),
     ("data.val_size", -1, {}, ">= 0"),
     ("al.initial_per_minority", -1, {}, ">= 0"),
