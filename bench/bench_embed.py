@@ -6,8 +6,9 @@ MiniLM train step, on this machine, appended to bench/RESULTS.md.
 Embeds `n` pool tweets with the Flax all-MiniLM-L6-v2 encoder exactly as `anchoral embed` does
 (length-sorted, bucketed, mean pooling, L2 norm; tokenisation included) once per batch size to
 compile every bucket, then timed: the batch sizes in turn, `reps` times, median per batch
-(0 = the backend's default, `index.embed_batch_size = 0`). The train step is `train.train_step` on 32 tweets at
-the demo's 64-token bucket, compile excluded, median of `steps`.
+(0 = the backend's default, `index.embed_batch_size = 0`). The train step is
+`train.train_step` on 32 tweets at the demo's 64-token bucket, compile excluded, median of
+`steps`.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def test_recall_at_50_vs_brute_force(pool):
   rows = np.vectorize(lookup.__getitem__)(found[:5])
   exact = 1.0 - np.einsum("qe,qke->qk", queries[:5], emb[rows])
   np.testing.assert_allclose(dist[:5], exact, atol=ATOL[index.dtype])
-  assert np.all(truth_dist[:, 0] <= dist[:, 0] + ATOL[index.dtype])
+  assert np.all(truth_dist[:, 0] <= dist[:, 0] + (1e-6 if index.dtype == "f32" else ATOL["f16"]))
 
 
 def test_recall_out_of_pool_queries_with_wider_beam(pool):
@@ -83,11 +83,12 @@ def test_exclusion_accepts_lists_and_unknown_ids(pool):
   assert (found >= 0).all() and int(uids[0]) not in found
 
 
-def test_exhausted_pool_pads_with_minus_one_and_inf():
+@pytest.mark.parametrize("dtype", ["f16", "f32"])
+def test_exhausted_pool_pads_with_minus_one_and_inf(dtype):
   rng = np.random.default_rng(2)
   emb = rng.standard_normal((30, 8)).astype(np.float32) * 5.0  # non-unit is fine (cosine)
   uids = np.arange(100, 130, dtype=np.int64)
-  index = PoolIndex.build(emb, uids, progress=False)
+  index = PoolIndex.build(emb, uids, progress=False, dtype=dtype)
   excluded = uids[:25]
   found, dist = index.search(emb[:4], 10, exclude_rows=excluded)
   assert (found[:, :5] >= 0).all() and (found[:, 5:] == -1).all()
@@ -96,7 +97,7 @@ def test_exhausted_pool_pads_with_minus_one_and_inf():
   ref, ref_dist = brute_force_knn(emb, uids, emb[:4], 10, exclude_rows=excluded)
   np.testing.assert_array_equal(np.sort(found, axis=1), np.sort(ref, axis=1))
   np.testing.assert_allclose(np.sort(dist[:, :5], axis=1), np.sort(ref_dist[:, :5], axis=1),
-                             atol=ATOL[index.dtype])  # the default storage, f16
+                             atol=ATOL[index.dtype])
 
 
 def test_non_unit_vectors_same_neighbours_as_unit(pool):
@@ -145,7 +146,7 @@ def test_ef_search_is_per_call_and_restored(pool):
 def test_vectors_lookup(pool):
   emb, uids, _, index = pool
   np.testing.assert_allclose(index.vectors(uids[[5, 0, 7]]), emb[[5, 0, 7]],
-                             atol=ATOL[index.dtype])
+                             atol=0.0 if index.dtype == "f32" else ATOL["f16"])
   assert index.contains(np.array([uids[0], -1])).tolist() == [True, False]
   with pytest.raises(KeyError, match="not in the index"):
     index.vectors(np.array([-1]))
@@ -230,8 +231,6 @@ def test_killed_build_resumes_from_partial(tmp_path, caplog):
   PoolIndex.build(emb, uids, on_chunk=lambda a, b: other.append(a),
                   **{**kw, "connectivity": 8})
   assert other[0] == 0
-  with pytest.raises(_Killed):
-    PoolIndex.build(emb, uids, on_chunk=_kill_after(2, []), **kw)
   with pytest.raises(_Killed):
     PoolIndex.build(emb, uids, on_chunk=_kill_after(2, []), **kw)
   stored: list[int] = []  # an f16 partial does not resume an f32 build
