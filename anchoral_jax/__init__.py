@@ -1,7 +1,7 @@
 """anchoral-jax: AnchorAL and its baselines for pool-based active learning, in JAX/Flax.
 
 The library entry point (anchoral_jax/api.py): `Selector` / `select` run a pool filter and a
-base strategy around your own model; `anchoral run` (anchoral_jax/loop.py) is the simulation.
+base strategy around your own model; `anchoral run` (anchoral_jax/al/loop.py) is the simulation.
 """
 
 __version__ = "0.1.0"

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from anchoral_jax import filters, strategies
+from anchoral_jax.al import filters, strategies
 
 
 @dataclasses.dataclass
@@ -65,7 +65,7 @@ class Selector:
 
   `embeddings` (unit-norm or not: the index is cosine) are needed by SEALS and AnchorAL; the
   usearch index is built from them once (or pass a prebuilt `index` whose keys are pool rows,
-  e.g. `anchoral_jax.index.PoolIndex.load(...)`). `pool_size` is needed only when there are
+  e.g. `anchoral_jax.retrieval.index.PoolIndex.load(...)`). `pool_size` is needed only when there are
   no embeddings. Defaults are the paper's (anchoral_jax/config.py).
   """
 
@@ -94,7 +94,7 @@ class Selector:
       if embeddings is None:
         raise ValueError(f"The {filter} filter needs the pool's `embeddings`.")
       if index is None:
-        from anchoral_jax.index import PoolIndex
+        from anchoral_jax.retrieval.index import PoolIndex
 
         index = PoolIndex.build(embeddings, np.arange(self.pool_size), progress=False,
                                 threads=index_threads)
@@ -137,13 +137,13 @@ class Selector:
 
   def state_dict(self) -> dict[str, Any]:
     """JSON-able generator and SEALS state, to resume a session (`load_state_dict`)."""
-    from anchoral_jax import checkpoint
+    from anchoral_jax.run import checkpoint
 
     return {"strategy_rng": checkpoint.rng_state(self.strategy_rng),
             **self.filter_state.to_dict()}
 
   def load_state_dict(self, d: dict[str, Any]) -> None:
-    from anchoral_jax import checkpoint
+    from anchoral_jax.run import checkpoint
 
     self.strategy_rng = checkpoint.rng_from_state(d["strategy_rng"])
     self.filter_state = filters.FilterState.from_dict(d)

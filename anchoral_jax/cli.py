@@ -12,7 +12,7 @@
   anchoral config --config ...[:arg] [--config.key=value ...]  (print the resolved config, JSON)
   anchoral env    (JAX backend and devices, package versions, cache dir, compilation cache)
   anchoral label  init|next|status|export|apply ...  (label your own data: a human answers
-                  each batch; `anchoral label --help`, anchoral_jax/label.py)
+                  each batch; `anchoral label --help`, anchoral_jax/label/command.py)
 
 Configs are Python files with `get_config(arg)`; the config is locked, so a typo in an
 override (`--config.al.budgte=...`) fails with the list of valid keys.
@@ -97,13 +97,13 @@ def _config_main(command: str):
 def _user_errors() -> tuple[type[Exception], ...]:
   """Errors caused by input (config, data files, checkpoints, the workdir's files or its lock),
   not by a bug in the code."""
-  from anchoral_jax.checkpoint import CorruptCheckpointError
+  from anchoral_jax.al.validation import ConfigError
   from anchoral_jax.data.errors import DataFileNotFound, DataFormatError
   from anchoral_jax.models import ModelLoadError
-  from anchoral_jax.sweep_seeds import SeedsError
-  from anchoral_jax.tracking import CorruptJsonlError
-  from anchoral_jax.validation import ConfigError
-  from anchoral_jax.workdir import WorkdirError
+  from anchoral_jax.run.checkpoint import CorruptCheckpointError
+  from anchoral_jax.run.workdir import WorkdirError
+  from anchoral_jax.sweep.seeds import SeedsError
+  from anchoral_jax.tracking.jsonl import CorruptJsonlError
 
   return (ConfigError, CorruptCheckpointError, DataFileNotFound, DataFormatError,
           CorruptJsonlError, WorkdirError, ModelLoadError, SeedsError)
@@ -126,11 +126,12 @@ def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
   if command == "run":
     if not FLAGS.workdir:
       raise app.UsageError("--workdir is required for `anchoral run`.")
-    from anchoral_jax import loop, parallel
+    from anchoral_jax import parallel
+    from anchoral_jax.al import loop
 
     parallel.initialize_distributed()
     if FLAGS.seeds:  # the seeds of a cell, in lockstep in one process
-      from anchoral_jax import sweep_seeds
+      from anchoral_jax.sweep import seeds as sweep_seeds
 
       configs, workdirs = sweep_seeds.seed_runs(
           config, FLAGS.workdir, sweep_seeds.parse_seeds(FLAGS.seeds),
@@ -139,13 +140,13 @@ def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
     else:
       loop.run(config, FLAGS.workdir)
   elif command in ("embed", "index"):
-    from anchoral_jax import prepare
+    from anchoral_jax.retrieval import prepare
 
     prepare.embed(config) if command == "embed" else prepare.index(config)
   elif command == "sweep":
     if not FLAGS.runs_dir:
       raise app.UsageError("--runs_dir is required for `anchoral sweep`.")
-    from anchoral_jax import sweep
+    from anchoral_jax.sweep import command as sweep
 
     sweep.main(FLAGS["config"].config_filename, FLAGS.runs_dir, parallel=FLAGS.parallel,
                backend=FLAGS.backend, overrides=FLAGS["config"].override_values,
@@ -204,11 +205,11 @@ def command_help(command: str, args: list[str]) -> str:
     spec = args[args.index("--config") + 1]
   config = None
   if spec:
-    from anchoral_jax import sweep
+    from anchoral_jax.sweep import runs as sweep_runs
 
     path, _, arg = spec.partition(":")
     try:
-      config = sweep.load_module(path).get_config(arg or None)
+      config = sweep_runs.load_module(path).get_config(arg or None)
     except Exception:  # noqa: BLE001 (help still helps: the base fields below)
       config = None
   if config is not None:
@@ -228,8 +229,9 @@ def env_report() -> str:
 
   import jax
 
-  from anchoral_jax import parallel, workdir
+  from anchoral_jax import parallel
   from anchoral_jax.config import CACHE_DIR_ENV, base
+  from anchoral_jax.run import workdir
 
   cache = os.path.expanduser(base().data.cache_dir)
   source = (f"from ${CACHE_DIR_ENV}" if os.environ.get(CACHE_DIR_ENV) else
@@ -262,11 +264,11 @@ def _unknown_override(args: list[str]) -> str | None:
     return None
   from ml_collections import ConfigDict
 
-  from anchoral_jax import sweep
+  from anchoral_jax.sweep import runs as sweep_runs
 
   path, _, arg = spec.partition(":")
   try:
-    config = sweep.load_module(path).get_config(arg or None)
+    config = sweep_runs.load_module(path).get_config(arg or None)
   except Exception:  # noqa: BLE001 (a bad file or argument: config_flags reports it itself)
     return None
 
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     print(command_help(command, argv[2:]))
     return
   if command == "report":
-    from anchoral_jax import report
+    from anchoral_jax.report import command as report
 
     report.main(argv[2:])
     return
@@ -315,10 +317,10 @@ def main(argv: list[str] | None = None) -> None:
       sys.exit(2)
     print(env_report())
     return
-  if command == "label":  # argparse, no config file: a labelling session (anchoral_jax/label.py)
+  if command == "label":  # argparse, no config file: a labelling session (anchoral_jax/label/command.py)
     import signal
 
-    from anchoral_jax import label
+    from anchoral_jax.label import command as label
 
     # Ctrl-C as in run: its files are written atomically or appended whole (label.py's docstring)
     signal.signal(signal.SIGINT, _exit_on_interrupt)

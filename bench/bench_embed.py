@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anchoral_jax import train
 from anchoral_jax.data import load_task
-from anchoral_jax.embed import SentenceEncoder
+from anchoral_jax.retrieval.embed import SentenceEncoder
+from anchoral_jax.training import train
 
 HEADING = "Embedded default: embedding throughput and train step (issue 2)"
 COLUMNS = ("date", "machine", "load 1/5/15", "versions", "what", "value")

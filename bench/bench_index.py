@@ -26,7 +26,7 @@ import harness  # bench/harness.py: bench/ is sys.path[0] when run as a script
 import numpy as np
 import usearch
 
-from anchoral_jax.index import PoolIndex, brute_force_knn
+from anchoral_jax.retrieval.index import PoolIndex, brute_force_knn
 
 RESULTS = harness.RESULTS
 HEADING = "## Index: usearch vs hnswlib"

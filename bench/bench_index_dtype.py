@@ -12,7 +12,7 @@ import numpy as np
 from bench_index import make_data  # bench/ is sys.path[0] when run as a script
 from usearch.index import Index
 
-from anchoral_jax.index import brute_force_knn
+from anchoral_jax.retrieval.index import brute_force_knn
 
 n, dim, k = int(sys.argv[1]), 768, 50
 rng = np.random.default_rng(0)

@@ -52,16 +52,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anchoral_jax import models, scoring, train
+from anchoral_jax import models
 from anchoral_jax.data import load_task
-from anchoral_jax.models import bert, hf
-from anchoral_jax.tokenize import (
+from anchoral_jax.data.tokenize import (
   DEFAULT_BUCKETS,
   TokenizedTexts,
   bucket_length,
   load_tokenizer,
   tokenize,
 )
+from anchoral_jax.models import bert, hf
+from anchoral_jax.training import scoring, train
 
 MODELS = {"minilm": "all-MiniLM-L6-v2", "bert-base": "bert-base", "albert-base-v2": "albert",
           "gpt2": "gpt2", "deberta-v3-base": "deberta",
@@ -207,7 +208,7 @@ def torch_model_deberta_t5(cfg, params, device: str):
   return model.to(device)
 
 
-def torch_model(cfg: bert.BertConfig, params: bert.Params, device: str):
+def torch_model(cfg: bert.BertConfig, params: hf.Params, device: str):
   """`BertForSequenceClassification` holding exactly our parameters."""
   import torch
   import transformers
@@ -374,7 +375,7 @@ def finish_rows(rows: list[dict], **common: str) -> list[dict[str, str]]:
   return rows
 
 
-def load_model(name: str, dtype: str) -> tuple[bert.BertConfig, bert.Params, str]:
+def load_model(name: str, dtype: str) -> tuple[bert.BertConfig, hf.Params, str]:
   key = jax.random.key(0)
   if name == "minilm":
     cfg, params = bert.load_pretrained(MODELS[name], 2, key, dtype=dtype)
@@ -422,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   print(info, flush=True)
 
   task = load_task("tweets_iphone")
-  tokenizer = load_tokenizer(bert.resolve_model_dir(MODELS["minilm"]))
+  tokenizer = load_tokenizer(hf.resolve_model_dir(MODELS["minilm"]))
   tok = tokenize(tokenizer, task.train.text, 128)
   rng = np.random.default_rng(0)
   sample = rng.permutation(len(tok))

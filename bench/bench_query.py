@@ -34,10 +34,12 @@ import jax
 import numpy as np
 
 from anchoral_jax import config as config_lib
-from anchoral_jax import filters, loop, scoring
-from anchoral_jax.index import PoolIndex
+from anchoral_jax.al import filters, loop
+from anchoral_jax.al import state as run_state
+from anchoral_jax.data.tokenize import DEFAULT_BUCKETS, TokenizedTexts, bucket_length
 from anchoral_jax.models import bert
-from anchoral_jax.tokenize import DEFAULT_BUCKETS, TokenizedTexts, bucket_length
+from anchoral_jax.retrieval.index import PoolIndex
+from anchoral_jax.training import scoring
 
 FILTERS = {"anchoral": "anchoral", "full pool": "none", "seals": "seals"}
 COLUMNS = ("date", "load 1/5/15", "pool", "filter", "rounds", "query s/round (mean)",
@@ -91,7 +93,7 @@ def get_index(emb: np.ndarray, connectivity: int, expansion_add: int, cache: Pat
 def run_filter(c, setup, params, labels: np.ndarray, init: np.ndarray, rounds: int
                ) -> list[dict[str, float]]:
   """`rounds` query rounds of one filter, timed as `loop.run` times them."""
-  state = loop.ALState(init.copy(), np.full(len(init), -1, np.int64), 0,
+  state = run_state.ALState(init.copy(), np.full(len(init), -1, np.int64), 0,
                        np.random.default_rng(c.al.strategy_seed),
                        filters.FilterState.initial(c.randomsubset.seed, c.anchoral.seed))
   out = []

@@ -29,8 +29,8 @@ import harness
 import numpy as np
 import usearch
 
-from anchoral_jax import cache, prepare
 from anchoral_jax import config as config_lib
+from anchoral_jax.retrieval import cache, prepare
 
 HEADING = "Index build killed and resumed"
 COLUMNS = ("date", "machine", "load_avg", "versions", "n", "dim", "M", "save_every_s",
@@ -47,7 +47,7 @@ def _child_build(directory: str, key: str, n: int, path: str, cfg_json: str,
   emb = cache.load_embeddings(Path(directory), key, np.arange(n, dtype=np.int64))
   done = Path(progress_file)
 
-  from anchoral_jax.index import PoolIndex
+  from anchoral_jax.retrieval.index import PoolIndex
 
   real_build = PoolIndex.build.__func__
 
@@ -112,8 +112,8 @@ def main() -> None:
       if "Resuming the index build at row" in record.getMessage():
         resumed_from.append(int(record.args[0]))
 
-  logging.getLogger("anchoral_jax.cache").addHandler(Grab())
-  logging.getLogger("anchoral_jax.cache").setLevel(logging.INFO)
+  logging.getLogger("anchoral_jax.retrieval.cache").addHandler(Grab())
+  logging.getLogger("anchoral_jax.retrieval.cache").setLevel(logging.INFO)
   idx = prepare.build_index(cfg, emb, path, progress=True, save_every_s=args.save_every_s)
   resume_s = time.perf_counter() - t1
   start_row = resumed_from[0] if resumed_from else 0

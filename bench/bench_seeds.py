@@ -39,13 +39,15 @@ def overrides(seed: int, rounds: int, cache: str) -> dict[str, object]:
 
 def worker(seeds: list[int], rounds: int, cache: str, runs_dir: str) -> None:
   """Runs the given seeds in this process (`loop.run_many`)."""
-  from anchoral_jax import loop, parallel, sweep
+  from anchoral_jax import parallel
+  from anchoral_jax.al import loop
+  from anchoral_jax.sweep import runs as sweep_runs
 
   parallel.enable_compilation_cache(cache)
   configs = []
   for s in seeds:
-    c = sweep.load_module(ROOT / "configs" / "reproduce_cpu.py").get_config(None)
-    sweep.apply_overrides(c, overrides(s, rounds, cache))
+    c = sweep_runs.load_module(ROOT / "configs" / "reproduce_cpu.py").get_config(None)
+    sweep_runs.apply_overrides(c, overrides(s, rounds, cache))
     configs.append(c)
   loop.run_many(configs, [Path(runs_dir) / f"seed{s}" for s in seeds])
 

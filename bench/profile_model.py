@@ -31,8 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from anchoral_jax import models, train
+from anchoral_jax import models
 from anchoral_jax.models import bert
+from anchoral_jax.training import train
 
 OP_NAME = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+) = .*?metadata=\{[^}]*op_name="([^"]+)"')
 

@@ -42,7 +42,7 @@ from typing import Any
 import ml_collections
 
 from anchoral_jax import config as common
-from anchoral_jax.sweep import load_module
+from anchoral_jax.sweep.runs import load_module
 
 main = load_module(Path(__file__).with_name("main.py"))  # configs/ is not a package
 

@@ -70,7 +70,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def minilm_dir():
-  from anchoral_jax.models.bert import resolve_model_dir
+  from anchoral_jax.models.hf import resolve_model_dir
 
   return resolve_model_dir("all-MiniLM-L6-v2")
 
@@ -104,7 +104,7 @@ def marker_tokens(rng, n: int, positive_rate: float, vocab_high: int = 3000):
   has something to learn. Returns (TokenizedTexts, labels_N)."""
   import numpy as np
 
-  from anchoral_jax.tokenize import TokenizedTexts
+  from anchoral_jax.data.tokenize import TokenizedTexts
 
   labels = (rng.random(n) < positive_rate).astype(np.int32)
   rows = []

@@ -13,7 +13,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from transformers import AutoTokenizer, BertModel
 
-from anchoral_jax.models.bert import resolve_model_dir
+from anchoral_jax.models.hf import resolve_model_dir
 
 SENTENCES = [
     "Hello world, this is a test.",

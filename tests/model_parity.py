@@ -218,7 +218,7 @@ def texts_and_labels(n: int = 300, seed: int = 0) -> tuple[list[str], np.ndarray
 def assert_forward_and_one_fit_epoch(preset: str, tokenizer, tok, labels) -> None:
   """The `preset` model (its vocabulary holds the tokenizer's): a forward on 8 tokenised rows,
   then one epoch of `train.fit` on 64 (4 steps of 16)."""
-  from anchoral_jax.train import TrainConfig, fit
+  from anchoral_jax.training.train import TrainConfig, fit
 
   cfg = models.preset(preset, num_labels=2)
   assert len(tokenizer) <= cfg.vocab_size
@@ -241,7 +241,7 @@ def write_unigram_tokenizer(model_dir: Path, texts: list[str], vocab_size: int,
                             lowercase: bool = False) -> Path:
   """A SentencePiece-style Unigram tokenizer ("▁" word marks) trained on `texts`, `specials`
   first (ids 0, 1, ...), its post-processor the `single` / `pair` templates, saved with
-  `tokenizer_config` as a directory `anchoral_jax.tokenize.load_tokenizer` reads."""
+  `tokenizer_config` as a directory `anchoral_jax.data.tokenize.load_tokenizer` reads."""
   from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
   from tokenizers import models as tok_models
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import anchoral_jax
-from anchoral_jax import loop
+from anchoral_jax.al import loop
+from anchoral_jax.al import state as run_state
 
 
 def _clusters(n=3000, dim=16, seed=0):
@@ -26,13 +27,13 @@ def test_selector_picks_what_the_run_picks(cache_dir):
   c = conftest.tiny_config(cache_dir, 1500, 200, **{
       "data.test_size": 0, "al.budget": 150, "al.subpool_size": 300,
       "train.trainable": "head"})
-  setup = loop.Setup(c)
+  setup = run_state.Setup(c)
   labels = setup.task.train.labels
   for filter_, strategy in [("anchoral", "entropy"), ("seals", "badge"),
                             ("randomsubset", "margin"), ("none", "random")]:
     cc = ml_collections.ConfigDict(c.to_dict())
     cc.al.filter, cc.al.strategy = filter_, strategy
-    state = loop.ALState.initial(cc, setup)
+    state = run_state.ALState.initial(cc, setup)
     sel = anchoral_jax.Selector(
         filter=filter_, strategy=strategy, embeddings=setup.emb_NxE, index=setup.index,
         pool_size=len(labels), minority=tuple(setup.task.minority_classes),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from anchoral_jax.data import bbc, registry
-from anchoral_jax.data.task import minority_count
+from anchoral_jax.data.sampling import minority_count
 
 TECH, ENT = bbc.CATEGORIES.index("tech"), bbc.CATEGORIES.index("entertainment")
 

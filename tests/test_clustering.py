@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans, kmeans_plusplus
 
-from anchoral_jax.clustering import closest_distinct, kmeans, kmeans_pp, standardise
+from anchoral_jax.al.clustering import closest_distinct, kmeans, kmeans_pp, standardise
 
 
 def _blobs(rng: np.random.Generator, n: int = 1500, d: int = 12, c: int = 15) -> np.ndarray:

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from anchoral_jax import loop, parallel
-from anchoral_jax.tracking import load_metrics
+from anchoral_jax import parallel
+from anchoral_jax.al import loop
+from anchoral_jax.tracking.jsonl import load_metrics
 
 
 def test_compile_clock_counts_nested_spans_once():

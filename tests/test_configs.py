@@ -12,11 +12,11 @@ from pathlib import Path
 import ml_collections
 import pytest
 
-from anchoral_jax import sweep
 from anchoral_jax.config import num_query_rounds
+from anchoral_jax.sweep import runs as sweep_runs
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = {name: sweep.load_module(ROOT / "configs" / f"{name}.py")
+CONFIGS = {name: sweep_runs.load_module(ROOT / "configs" / f"{name}.py")
            for name in ("main", "ablations", "other_models", "reproduce_cpu")}
 main, ablations, other_models = CONFIGS["main"], CONFIGS["ablations"], CONFIGS["other_models"]
 PAPER_SEEDS = {654321, 123456}
@@ -75,9 +75,9 @@ def test_main_rejects_bad_arguments():
   with pytest.raises(ValueError, match="runlocal"):
     main.get_config("dataset=tweets_iphone")
   with pytest.raises(ValueError, match="Unknown strategies"):
-    sweep.expand(f"{ROOT}/configs/main.py:strategies=entropy+bald")
+    sweep_runs.expand(f"{ROOT}/configs/main.py:strategies=entropy+bald")
   with pytest.raises(ValueError, match="seeds=9"):
-    sweep.expand(f"{ROOT}/configs/main.py:seeds=9")
+    sweep_runs.expand(f"{ROOT}/configs/main.py:seeds=9")
 
 
 def test_configs_are_locked_against_typos():
@@ -86,9 +86,9 @@ def test_configs_are_locked_against_typos():
   with pytest.raises(AttributeError, match="budget"):
     c.al.budgte = 10
   with pytest.raises(KeyError, match="Unknown config key 'al.budgte'"):
-    sweep.apply_overrides(c, {"al.budgte": 10})
+    sweep_runs.apply_overrides(c, {"al.budgte": 10})
   with pytest.raises(KeyError, match="Unknown config key 'nope.x'"):
-    sweep.apply_overrides(c, {"nope.x": 1})
+    sweep_runs.apply_overrides(c, {"nope.x": 1})
 
 
 @pytest.mark.parametrize("cell", [(a, k) for a, ks in ablations.CELLS.items() for k in ks])
@@ -122,13 +122,14 @@ def test_other_models_every_family_builds():
   c = other_models.get_config("model=bert-tiny,dataset=amazoncat_agri,filter=seals")
   assert c.model.name == "google/bert_uncased_L-2_H-128_A-2" and c.model.pretrained
   assert (c.data.name, c.al.strategy, c.al.filter) == ("amazoncat_agri", "entropy", "seals")
-  from anchoral_jax import loop, models
+  from anchoral_jax import models
+  from anchoral_jax.al import validation
 
   for name, m in other_models.MODELS.items():
     local = other_models.get_config(f"model={name},runlocal")
     assert (local.model.name, local.model.pretrained) == (m.local_preset, False)
     assert models.family(models.PRESETS[m.local_preset]) is models.FAMILIES[m.family]
-    loop.validate(local)
+    validation.validate(local)
     assert other_models.get_config(f"model={name}").model.name == m.checkpoint
   assert set(other_models.MODELS) == {"bert-tiny", "albert-base-v2", "deberta-v3-base", "gpt2",
                                       "t5-base"}
@@ -141,7 +142,7 @@ def test_other_models_every_family_builds():
     ("other_models.py", 240, 30), ("other_models.py:runlocal", 120, 15),
 ])
 def test_every_sweep_expands_into_unique_runs_with_8_seeds_per_cell(spec, runs, cells):
-  expanded = sweep.expand(f"{ROOT}/configs/{spec}")  # builds and validates every run's config
+  expanded = sweep_runs.expand(f"{ROOT}/configs/{spec}")  # builds and validates every run's config
   assert len(expanded) == runs
   names = [r.name for r in expanded]
   assert len(set(names)) == len(names)
@@ -157,7 +158,7 @@ def test_every_sweep_expands_into_unique_runs_with_8_seeds_per_cell(spec, runs, 
     groups = {r.overrides["wandb.group"] for r in members}
     assert groups == {f"{r.experiment}/{cell}"}
   for r in expanded[:3]:
-    c = sweep.build_config(r)
+    c = sweep_runs.build_config(r)
     assert c.wandb.name == r.name and c.data.seed == r.overrides["data.seed"]
     assert not any(k in r.arg for k in ("seeds=", "datasets=", "fullpool", "ablations="))
 
@@ -214,12 +215,12 @@ def test_reproduce_cpu_keeps_the_papers_ratios(dataset):
 
 
 def test_reproduce_cpu_sweeps():
-  demo = sweep.expand(f"{ROOT}/configs/reproduce_cpu.py:demo")
-  assert [sweep.build_config(r).al.filter for r in demo] == list(reproduce.FILTERS)
-  assert num_query_rounds(sweep.build_config(demo[0])) >= 40
-  runs = sweep.expand(f"{ROOT}/configs/reproduce_cpu.py")
+  demo = sweep_runs.expand(f"{ROOT}/configs/reproduce_cpu.py:demo")
+  assert [sweep_runs.build_config(r).al.filter for r in demo] == list(reproduce.FILTERS)
+  assert num_query_rounds(sweep_runs.build_config(demo[0])) >= 40
+  runs = sweep_runs.expand(f"{ROOT}/configs/reproduce_cpu.py")
   assert len({r.name for r in runs}) == len(runs) == 3 * (2 * (1 + 3 * 4) + 7)
   cells = collections.Counter(r.name.rsplit("/", 1)[0] for r in runs)
   assert set(cells.values()) == {3}
-  local = sweep.expand(f"{ROOT}/configs/reproduce_cpu.py:runlocal,seeds=1")
-  assert all(sweep.build_config(r).model.name == "tiny" for r in local)
+  local = sweep_runs.expand(f"{ROOT}/configs/reproduce_cpu.py:runlocal,seeds=1")
+  assert all(sweep_runs.build_config(r).model.name == "tiny" for r in local)

@@ -9,10 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from anchoral_jax import embed, scoring
 from anchoral_jax.data.task import Split, TextTask
+from anchoral_jax.data.tokenize import TokenizedTexts, bucket_length, load_tokenizer, tokenize
 from anchoral_jax.models import bert
-from anchoral_jax.tokenize import TokenizedTexts, bucket_length, load_tokenizer, tokenize
+from anchoral_jax.retrieval import embed
+from anchoral_jax.training import scoring
 
 GOLDEN = Path(__file__).parent / "golden" / "minilm.npz"
 SENTENCES = [

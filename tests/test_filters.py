@@ -8,8 +8,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from anchoral_jax import filters as F
-from anchoral_jax.index import PoolIndex, brute_force_knn
+from anchoral_jax.al import filters as F
+from anchoral_jax.retrieval.index import PoolIndex, brute_force_knn
 
 
 class ExactIndex:

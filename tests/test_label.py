@@ -14,8 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anchoral_jax import label, label_classifier, label_inputs, label_workdir
 from anchoral_jax.data import bbc
+from anchoral_jax.label import classifier as label_classifier
+from anchoral_jax.label import command as label
+from anchoral_jax.label import inputs as label_inputs
+from anchoral_jax.label import workdir as label_workdir
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +151,7 @@ def test_driver_picks_what_the_selector_picks(session, capsys):
   assert {s.classes[k] for k in labels} == {"other", "tech"}  # past the cold start
   regime, params = label_classifier.train_head(pool.emb_NxE, rows, labels, s)
   from anchoral_jax.api import Selector
-  from anchoral_jax.index import PoolIndex
+  from anchoral_jax.retrieval.index import PoolIndex
 
   sel = Selector(filter="anchoral", strategy="entropy", embeddings=pool.emb_NxE,
                  index=PoolIndex.load(wd / "index.usearch"), minority=(1,),
@@ -181,7 +184,7 @@ def test_export_apply_round_trip(session, capsys):
   run(["export", "--workdir", str(wd), "--out", str(root / "model")], capsys)
   pred = pd.read_csv(root / "model" / "predictions.csv", dtype={"id": str})
   assert len(pred) == 600 and set(pred["label"]) <= {"other", "tech"}
-  clf = label.load_classifier(root / "model")
+  clf = label_classifier.load_classifier(root / "model")
   assert clf.classes == ["other", "tech"] and clf.encoder == "all-MiniLM-L6-v2"
   run(["apply", "--model", str(root / "model"), "--data", str(root / "pool.csv"),
        "--text-column", "body", "--id-column", "sid", "--out", str(root / "preds.csv")], capsys)
@@ -255,5 +258,5 @@ def test_read_batch_answers_tolerates_a_spreadsheet(tmp_path):
   got, filled = label_inputs.read_batch_answers(path, ["a", "b", "c", "d"], ["other", "tech"])
   assert got == [("a", "tech"), ("b", None), ("c", None), ("d", None)] and filled == 1
   path.write_text("id,text\na,x\n")
-  with pytest.raises(label.LabelError, match=r"column\(s\) \['label'\] missing"):
+  with pytest.raises(label_workdir.LabelError, match=r"column\(s\) \['label'\] missing"):
     label_inputs.read_batch_answers(path, ["a"], ["other", "tech"])

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anchoral_jax import loop
-from anchoral_jax.checkpoint import CorruptCheckpointError
-from anchoral_jax.tracking import load_metrics
+from anchoral_jax.al import loop, validation
+from anchoral_jax.run.checkpoint import CorruptCheckpointError
+from anchoral_jax.tracking.jsonl import load_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 import conftest  # noqa: E402
@@ -174,20 +174,20 @@ def test_corrupt_checkpoint_falls_back_then_fails_clearly(tmp_path, cache_dir):
 
 
 def test_bad_input_fails_clearly(tmp_path, cache_dir):
-  with pytest.raises(loop.ConfigError, match="Budget larger than the pool"):
+  with pytest.raises(validation.ConfigError, match="Budget larger than the pool"):
     loop.run(tiny_config(cache_dir, **{"al.budget": 5000}), tmp_path / "a")
-  with pytest.raises(loop.ConfigError, match="Unknown al.strategy"):
+  with pytest.raises(validation.ConfigError, match="Unknown al.strategy"):
     loop.run(tiny_config(cache_dir, **{"al.strategy": "entrop"}), tmp_path / "b")
-  with pytest.raises(loop.ConfigError, match="Unknown al.filter"):
+  with pytest.raises(validation.ConfigError, match="Unknown al.filter"):
     loop.run(tiny_config(cache_dir, **{"al.filter": "anchor"}), tmp_path / "c")
-  with pytest.raises(loop.ConfigError, match="multiple of al.query_size"):
+  with pytest.raises(validation.ConfigError, match="multiple of al.query_size"):
     loop.run(tiny_config(cache_dir, **{"al.budget": 130}), tmp_path / "d")
-  with pytest.raises(loop.ConfigError, match="total labelled size"):  # budget counts initial
+  with pytest.raises(validation.ConfigError, match="total labelled size"):  # budget counts initial
     loop.run(tiny_config(cache_dir, **{"al.budget": 100}), tmp_path / "f")
   # Same workdir, different config: refuse instead of mixing two runs.
   c = tiny_config(cache_dir, **{"al.budget": 125, "al.filter": "randomsubset"})
   loop.run(c, tmp_path / "e")
-  with pytest.raises(loop.ConfigError, match="different config"):
+  with pytest.raises(validation.ConfigError, match="different config"):
     loop.run(tiny_config(cache_dir, **{"al.budget": 150}), tmp_path / "e")
 
 
@@ -227,5 +227,5 @@ def test_finished_run_extends_to_a_larger_budget(tmp_path, cache_dir):
     return {k: v for k, v in json.loads((d / "summary.json").read_text()).items() if "time" not in k}
 
   assert summary(ext) == summary(fresh)
-  with pytest.raises(loop.ConfigError, match=r"al.budget: 175 -> 150"):  # shrinking is refused
+  with pytest.raises(validation.ConfigError, match=r"al.budget: 175 -> 150"):  # shrinking is refused
     loop.run(tiny_config(cache_dir, **{"al.budget": 150}), ext)

@@ -64,7 +64,7 @@ def test_random_hf_checkpoint_converts_exactly(tmp_path, safe):
     o = model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
               output_hidden_states=True)
   cfg, params = bert.load_pretrained(str(tmp_path), 3, jax.random.key(0))
-  state = bert.read_hf_state_dict(tmp_path)
+  state = hf.read_hf_state_dict(tmp_path)
   # The task head is ours (fresh), so compare the encoder and, with HF's head copied, the logits.
   params["classifier"] = {"kernel": jnp.asarray(state["classifier.weight"].T),
                           "bias": jnp.asarray(state["classifier.bias"])}
@@ -114,9 +114,9 @@ def test_padding_does_not_change_valid_outputs():
 
 def test_missing_model_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="local Hugging Face cache"):
-    bert.resolve_model_dir("no-such-org/no-such-model")
+    hf.resolve_model_dir("no-such-org/no-such-model")
   with pytest.raises(FileNotFoundError, match="model.safetensors"):
-    bert.read_hf_state_dict(tmp_path)
+    hf.read_hf_state_dict(tmp_path)
   with pytest.raises(models.ModelLoadError, match="config.json is missing"):
     models.load_pretrained(str(tmp_path), 2, jax.random.key(0))
   (tmp_path / "config.json").write_text('{"model_type": "bart"}')
@@ -158,7 +158,7 @@ def test_checkpoint_conversion_is_strict(tmp_path):
 
 
 def test_checkpoint_without_tokenizer_files_names_them(tmp_path):
-  from anchoral_jax.tokenize import load_tokenizer
+  from anchoral_jax.data.tokenize import load_tokenizer
 
   (tmp_path / "config.json").write_text('{"model_type": "albert"}')
   with pytest.raises(models.ModelLoadError, match=r"tokenizer.json \(or spiece.model\)"):

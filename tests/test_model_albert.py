@@ -157,7 +157,7 @@ def test_outputs_bf16_and_padding():
 
 def write_albert_tokenizer(model_dir: Path, texts: list[str], vocab_size: int = 300) -> Path:
   """A SentencePiece-style Unigram tokenizer (ALBERT's kind: lower-cased, "▁" word marks,
-  [CLS] x [SEP]), saved as a directory `anchoral_jax.tokenize.load_tokenizer` reads."""
+  [CLS] x [SEP]), saved as a directory `anchoral_jax.data.tokenize.load_tokenizer` reads."""
   specials = ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]  # ids 0-4 as albert-base-v2
   return mp.write_unigram_tokenizer(
       model_dir, texts, vocab_size, specials, "[CLS] $A [SEP]", "[CLS] $A [SEP] $B:1 [SEP]:1",
@@ -168,7 +168,7 @@ def write_albert_tokenizer(model_dir: Path, texts: list[str], vocab_size: int = 
 
 
 def test_tokenizer_forward_and_one_fit_epoch(tmp_path):
-  from anchoral_jax.tokenize import load_tokenizer, tokenize
+  from anchoral_jax.data.tokenize import load_tokenizer, tokenize
 
   texts, labels = mp.texts_and_labels()
   tokenizer = load_tokenizer(write_albert_tokenizer(tmp_path / "tok", texts))

@@ -197,7 +197,7 @@ def test_outputs_bf16_and_padding():
 def write_deberta_tokenizer(model_dir: Path, texts: list[str], vocab_size: int = 300) -> Path:
   """A SentencePiece-style Unigram tokenizer laid out as deberta-v3's ([PAD]=0, [CLS]=1,
   [SEP]=2, [UNK]=3; cased; "▁" word marks; [CLS] x [SEP]), saved as a directory
-  `anchoral_jax.tokenize.load_tokenizer` reads."""
+  `anchoral_jax.data.tokenize.load_tokenizer` reads."""
   specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
   return mp.write_unigram_tokenizer(
       model_dir, texts, vocab_size, specials, "[CLS] $A [SEP]", "[CLS] $A [SEP] $B:1 [SEP]:1",
@@ -207,7 +207,7 @@ def write_deberta_tokenizer(model_dir: Path, texts: list[str], vocab_size: int =
 
 
 def test_tokenizer_forward_and_one_fit_epoch(tmp_path):
-  from anchoral_jax.tokenize import load_tokenizer, tokenize
+  from anchoral_jax.data.tokenize import load_tokenizer, tokenize
 
   texts, labels = mp.texts_and_labels()
   tokenizer = load_tokenizer(write_deberta_tokenizer(tmp_path / "tok", texts))

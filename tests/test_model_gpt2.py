@@ -173,7 +173,7 @@ def test_outputs_bf16_and_padding():
 
 def write_gpt2_tokenizer(model_dir: Path, texts: list[str], vocab_size: int = 400) -> Path:
   """A byte-level BPE tokenizer (GPT-2's kind: "<|endoftext|>" is bos = eos = unk and there is
-  no pad token), saved as a directory `anchoral_jax.tokenize.load_tokenizer` reads."""
+  no pad token), saved as a directory `anchoral_jax.data.tokenize.load_tokenizer` reads."""
   from tokenizers import Tokenizer, decoders, pre_tokenizers, processors, trainers
   from tokenizers import models as tok_models
 
@@ -197,7 +197,7 @@ def write_gpt2_tokenizer(model_dir: Path, texts: list[str], vocab_size: int = 40
 def test_pad_id_falls_back_on_eos():
   from types import SimpleNamespace as Tok
 
-  from anchoral_jax.tokenize import pad_id
+  from anchoral_jax.data.tokenize import pad_id
 
   assert pad_id(Tok(pad_token_id=None, eos_token_id=50256)) == 50256  # gpt2's tokenizer
   assert pad_id(Tok(pad_token_id=0, eos_token_id=2)) == 0
@@ -205,7 +205,7 @@ def test_pad_id_falls_back_on_eos():
 
 
 def test_tokenizer_pad_is_eos_forward_and_one_fit_epoch(tmp_path):
-  from anchoral_jax.tokenize import load_tokenizer, tokenize
+  from anchoral_jax.data.tokenize import load_tokenizer, tokenize
 
   texts, labels = mp.texts_and_labels()
   tokenizer = load_tokenizer(write_gpt2_tokenizer(tmp_path / "tok", texts))

@@ -231,7 +231,7 @@ def test_outputs_bf16_and_padding():
 def write_t5_tokenizer(model_dir: Path, texts: list[str], vocab_size: int = 300) -> Path:
   """A SentencePiece-style Unigram tokenizer laid out as t5's (<pad>=0, </s>=1, <unk>=2; cased;
   "▁" word marks; </s> appended, no [CLS]), saved as a directory
-  `anchoral_jax.tokenize.load_tokenizer` reads."""
+  `anchoral_jax.data.tokenize.load_tokenizer` reads."""
   return mp.write_unigram_tokenizer(
       model_dir, texts, vocab_size, ["<pad>", "</s>", "<unk>"], "$A </s>", "$A </s> $B:1 </s>:1",
       {"tokenizer_class": "T5Tokenizer", "model_max_length": 128, "extra_ids": 0,
@@ -239,7 +239,7 @@ def write_t5_tokenizer(model_dir: Path, texts: list[str], vocab_size: int = 300)
 
 
 def test_tokenizer_forward_and_one_fit_epoch(tmp_path):
-  from anchoral_jax.tokenize import load_tokenizer, tokenize
+  from anchoral_jax.data.tokenize import load_tokenizer, tokenize
 
   texts, labels = mp.texts_and_labels()
   tokenizer = load_tokenizer(write_t5_tokenizer(tmp_path / "tok", texts))

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anchoral_jax import loop, sweep
-from anchoral_jax.tracking import load_metrics
+from anchoral_jax.al import loop, validation
+from anchoral_jax.sweep import runs as sweep_runs
+from anchoral_jax.tracking.jsonl import load_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-other_models = sweep.load_module(ROOT / "configs" / "other_models.py")
+other_models = sweep_runs.load_module(ROOT / "configs" / "other_models.py")
 
 
 @pytest.mark.parametrize("model", ["albert-base-v2", "deberta-v3-base", "gpt2", "t5-base"])
@@ -42,5 +43,5 @@ def test_a_tokenizer_beyond_the_model_vocabulary_is_refused(tmp_path, cache_dir,
   c.data.cache_dir = str(cache_dir)
   c.wandb.mode = "disabled"
   c.model.name = "tiny-vocab-1000"
-  with pytest.raises(loop.ConfigError, match=r"token ids up to \d+, but the model"):
+  with pytest.raises(validation.ConfigError, match=r"token ids up to \d+, but the model"):
     loop.run(c, tmp_path / "w")

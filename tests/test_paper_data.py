@@ -23,9 +23,10 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.utils import check_random_state
 
-from anchoral_jax.data import paper, registry
-from anchoral_jax.data.task import TextTask, minority_count
-from anchoral_jax.data.user import DataFormatError
+from anchoral_jax.data import errors, paper, paper_files, registry, sampling
+from anchoral_jax.data.errors import DataFormatError
+from anchoral_jax.data.sampling import minority_count
+from anchoral_jax.data.task import TextTask
 
 AG_CLASSES = ("World", "Sports", "Business", "Sci/Tech")
 
@@ -196,7 +197,7 @@ def test_agnews_raw_csv_matches_processed_copy(tmp_path):
         cut = text.index(", ") + 1  # title keeps its comma; the description follows a space
         w.writerow([int(y) + 1, text[:cut], text[cut + 1:]])
   raw = paper.build_agnews_business_raw(manual_dir=tmp_path)
-  texts, labels = paper.read_ag_news_csv(folder / "train.csv")
+  texts, labels = paper_files.read_ag_news_csv(folder / "train.csv")
   assert texts == tuple(frames["train"]["text"])  # title + " " + description, unescaped
   assert labels.tolist() == frames["train"]["labels"].tolist()
   for split in ("train", "test"):
@@ -242,8 +243,8 @@ def test_paper_sample_is_pandas_sample():
   df = pd.DataFrame({"x": rows}, index=rows)
   for n in (1, 17, 399):
     ref = df.sample(n, random_state=check_random_state(42)).index.to_numpy()
-    np.testing.assert_array_equal(paper.paper_sample(rows, n), np.sort(ref))
-  np.testing.assert_array_equal(paper.paper_sample(rows, 10_000), rows)  # all if fewer
+    np.testing.assert_array_equal(sampling.paper_sample(rows, n), np.sort(ref))
+  np.testing.assert_array_equal(sampling.paper_sample(rows, 10_000), rows)  # all if fewer
 
 
 # --- AmazonCat-13K -------------------------------------------------------------------------
@@ -339,11 +340,11 @@ def test_amazoncat_raw_json_matches_processed_copy(amazon_dir, gz):
       assert a.text == b.text
     assert raw.train.uid[0] == 0 and min(raw.test.uid) >= len(frames["train"])
     assert 0 < len(raw.test) < len(frames["test"])  # the test sample did down-sample
-  assert paper.required_files("amazoncat_agri_raw", root)[0].name.startswith("trn.json")
+  assert paper_files.required_files("amazoncat_agri_raw", root)[0].name.startswith("trn.json")
 
 
 def test_amazoncat_raw_errors(tmp_path):
-  with pytest.raises(paper.MissingDataFile,
+  with pytest.raises(errors.MissingDataFile,
                      match=r"(?s)AmazonCat-13K.raw/trn.json.gz.*17rVRDarPwlMpb3l5zof9h34FlwbpTu4l"):
     paper.build_amazoncat_agri_raw(manual_dir=tmp_path)
   folder = tmp_path / "AmazonCat-13K.raw"
@@ -361,7 +362,7 @@ def test_amazoncat_raw_errors(tmp_path):
 
 def test_missing_files_name_file_source_and_command(tmp_path, monkeypatch):
   monkeypatch.setenv("ANCHORAL_DATA_DIR", str(tmp_path / "manual"))
-  with pytest.raises(paper.MissingDataFile) as e:
+  with pytest.raises(errors.MissingDataFile) as e:
     paper.build_wikitoxic()
   msg = str(e.value)
   assert isinstance(e.value, FileNotFoundError)
@@ -369,7 +370,7 @@ def test_missing_files_name_file_source_and_command(tmp_path, monkeypatch):
   assert ("huggingface-cli download pietrolesci/wikitoxic --repo-type dataset "
           f"--include 'data/*' --local-dir {tmp_path / 'manual' / 'wikitoxic'}") in msg
   assert "ANCHORAL_DATA_DIR" in msg
-  with pytest.raises(paper.MissingDataFile, match=r"(?s)ag_news_csv/train.csv.*CharCnn_Keras"):
+  with pytest.raises(errors.MissingDataFile, match=r"(?s)ag_news_csv/train.csv.*CharCnn_Keras"):
     paper.build_agnews_business_raw(manual_dir=tmp_path)
 
 
@@ -378,7 +379,7 @@ def test_missing_shard_and_duplicate_shard(amazon_dir):
   folder = root / "amazoncat-13k" / "data"
   shard = sorted(folder.glob("train-00001-of-00003-*.parquet"))[0]
   moved = shard.rename(root / "elsewhere.parquet")
-  with pytest.raises(paper.MissingDataFile, match=r"shards \[1\] of 3 are missing"):
+  with pytest.raises(errors.MissingDataFile, match=r"shards \[1\] of 3 are missing"):
     paper.build_amazoncat_agri(manual_dir=root)
   moved.rename(shard)
   (folder / "train-00001-of-00003-0000dup.parquet").write_bytes(shard.read_bytes())
@@ -474,7 +475,7 @@ def test_tfds_missing_manual_files(tmp_path):
   pytest.importorskip("array_record")
   from anchoral_jax.data import tfds_builders
 
-  with pytest.raises(paper.MissingDataFile, match="pietrolesci/agnews"):
+  with pytest.raises(errors.MissingDataFile, match="pietrolesci/agnews"):
     tfds_builders.load_task("agnews_business", manual_dir=tmp_path / "m", data_dir=tmp_path / "t")
 
 

@@ -18,9 +18,9 @@ import jax
 import numpy as np
 import pytest
 
-from anchoral_jax import train
+from anchoral_jax.data.tokenize import TokenizedTexts
 from anchoral_jax.models import bert
-from anchoral_jax.tokenize import TokenizedTexts
+from anchoral_jax.training import train
 
 # Scoring and a short training run, computed identically whatever the device count.
 _SCRIPT = textwrap.dedent("""
@@ -30,11 +30,13 @@ _SCRIPT = textwrap.dedent("""
     import jax
     import numpy as np
 
-    from anchoral_jax import models, parallel, scoring, train
+    from anchoral_jax import models, parallel
+    from anchoral_jax.training import scoring
+    from anchoral_jax.training import train
     from anchoral_jax.models import bert
 
     FAMILY_PRESETS = ("albert-tiny", "gpt2-tiny", "deberta-tiny", "t5-tiny")
-    from anchoral_jax.tokenize import TokenizedTexts
+    from anchoral_jax.data.tokenize import TokenizedTexts
 
     want, out_path = int(sys.argv[1]), sys.argv[2]
     assert jax.device_count() == want, (jax.devices(), want)

@@ -13,9 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from anchoral_jax import cache, embed, loop, prepare
+from anchoral_jax.al import state as run_state
 from anchoral_jax.data import load_task
-from anchoral_jax.index import PoolIndex
+from anchoral_jax.retrieval import cache, embed, prepare
+from anchoral_jax.retrieval.index import PoolIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -198,7 +199,7 @@ def test_index_is_built_once_and_setup_loads_the_same_files(tmp_path, task, monk
 
   c.al.filter = "anchoral"
   c.al.subpool_size = 100  # < the pool: AnchorAL filters, so Setup needs the index
-  setup = loop.Setup(c)
+  setup = run_state.Setup(c)
   assert isinstance(setup.emb_NxE, np.memmap)
   assert Path(setup.emb_NxE.filename).parent == (tmp_path / "cache" / "embeddings").resolve()
   assert setup.index.path == str(built) and len(setup.index) == POOL

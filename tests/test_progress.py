@@ -11,8 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from anchoral_jax import regimes, train
 from anchoral_jax.models import bert
+from anchoral_jax.training import head as regimes_head
+from anchoral_jax.training import train
 
 N = 96
 ROWS = np.arange(0, 48, dtype=np.int64)
@@ -29,11 +30,11 @@ def test_fit_logs_one_line_per_epoch(setting, caplog):
   tok, labels, cfg, params = setting
   tc = train.TrainConfig(learning_rate=3e-3, batch_size=16, epochs=3, min_steps=0, patience=10,
                          model_selection="last", eval_batch_size=48)
-  with caplog.at_level(logging.INFO, logger="anchoral_jax.train"):
+  with caplog.at_level(logging.INFO, logger="anchoral_jax.training.train"):
     got = train.fit(params, cfg, tc, tok, ROWS, labels[ROWS], num_classes=2,
                     minority_classes=(1,), data_seed=5, dropout_key=jax.random.key(3),
                     buckets=(32,))
-  lines = [r.getMessage() for r in caplog.records if r.name == "anchoral_jax.train"]
+  lines = [r.getMessage() for r in caplog.records if r.name == "anchoral_jax.training.train"]
   assert len(lines) == got.epochs_run == 3
   pattern = re.compile(r"epoch (\d+)/3: train loss ([\d.]+), train minority F1 ([\d.]+|nan), "
                        r"[\d.]+ s")
@@ -46,13 +47,13 @@ def test_fit_logs_one_line_per_epoch(setting, caplog):
 
 def test_head_regime_logs_one_line_per_round(setting, caplog, tmp_path):
   tok, labels, cfg, params = setting
-  feats = regimes.encoder_features(params, cfg, tok, tmp_path, "k", 48)
+  feats = regimes_head.encoder_features(params, cfg, tok, tmp_path, "k", 48)
   tc = train.TrainConfig(learning_rate=5e-3, batch_size=16, epochs=3, min_steps=0, patience=10,
                          trainable="head")
-  head = regimes.HeadRegime(cfg, tc, {"pool": feats, "test": feats}, 2, (1,), data_seed=5,
+  head = regimes_head.HeadRegime(cfg, tc, {"pool": feats, "test": feats}, 2, (1,), data_seed=5,
                             dropout_key=jax.random.key(3))
-  with caplog.at_level(logging.INFO, logger="anchoral_jax.regimes"):
+  with caplog.at_level(logging.INFO, logger="anchoral_jax.training.regimes"):
     got = head.fit(params, ROWS, labels[ROWS])
-  (line,) = [r.getMessage() for r in caplog.records if r.name == "anchoral_jax.regimes"
+  (line,) = [r.getMessage() for r in caplog.records if r.name == "anchoral_jax.training.regimes"
              and r.getMessage().startswith("head trained")]
   assert f"{got.epochs_run}/3 epochs run, best epoch {got.best_epoch + 1} " in line

@@ -7,8 +7,9 @@ import subprocess
 
 import conftest
 
-from anchoral_jax import loop, tracking
-from anchoral_jax import workdir as workdir_lib
+from anchoral_jax.al import loop
+from anchoral_jax.run import workdir as workdir_lib
+from anchoral_jax.tracking import tracker as tracking
 
 
 def test_record_provenance_appends_and_keeps_an_unreadable_file(tmp_path):

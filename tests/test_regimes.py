@@ -10,10 +10,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from anchoral_jax import filters, loop, regimes, regimes_head
+from anchoral_jax.al import filters, loop
+from anchoral_jax.al import state as run_state
 from anchoral_jax.models import bert, hf
-from anchoral_jax.tracking import load_metrics
-from anchoral_jax.train import TrainConfig, fit
+from anchoral_jax.tracking.jsonl import load_metrics
+from anchoral_jax.training import head as regimes_head
+from anchoral_jax.training import regimes
+from anchoral_jax.training.train import TrainConfig, fit
 
 N = 320
 
@@ -30,7 +33,7 @@ def setting(tmp_path_factory):
                             attention_probs_dropout_prob=0.0)
   params = bert.init_params(cfg, jax.random.key(1))
   cache = tmp_path_factory.mktemp("features")
-  feats = regimes.encoder_features(params, cfg, tok, cache, "k", 64)
+  feats = regimes_head.encoder_features(params, cfg, tok, cache, "k", 64)
   return tok, labels, cfg, params, {"pool": feats, "test": feats}
 
 
@@ -43,7 +46,7 @@ def test_head_regime_equals_full_model_with_frozen_encoder(setting, selection):
   val_rows = np.arange(200, 260, dtype=np.int64)
   val = (val_rows, labels[val_rows]) if selection == "val_minority_f1" else None
   key = jax.random.key(3)
-  head = regimes.HeadRegime(cfg, tc, feats, 2, (1,), data_seed=5, dropout_key=key)
+  head = regimes_head.HeadRegime(cfg, tc, feats, 2, (1,), data_seed=5, dropout_key=key)
   got = head.fit(params, rows, labels[rows], val=val)
   ref = fit(params, cfg, tc, tok, rows, labels[rows], num_classes=2, minority_classes=(1,),
             data_seed=5, dropout_key=key,
@@ -77,7 +80,7 @@ def test_head_regime_learns_and_uses_dropout(setting):
   rows = np.arange(0, 200, dtype=np.int64)
   runs = {}
   for p in (0.0, 0.5):
-    head = regimes.HeadRegime(dataclasses.replace(cfg, hidden_dropout_prob=p), tc, feats, 2,
+    head = regimes_head.HeadRegime(dataclasses.replace(cfg, hidden_dropout_prob=p), tc, feats, 2,
                               (1,), 5, jax.random.key(0))
     runs[p] = head.fit(params, rows, labels[rows])
   assert runs[0.0].history[-1]["train/loss"] < runs[0.0].history[0]["train/loss"]
@@ -88,7 +91,7 @@ def test_head_regime_learns_and_uses_dropout(setting):
 def test_fit_head_compiles_once_per_capacity(setting, monkeypatch):
   tok, labels, cfg, params, feats = setting
   tc = TrainConfig(batch_size=16, epochs=1, min_steps=4, trainable="head")
-  head = regimes.HeadRegime(cfg, tc, feats, 2, (1,), 5, jax.random.key(0))
+  head = regimes_head.HeadRegime(cfg, tc, feats, 2, (1,), 5, jax.random.key(0))
   static = {"static_argnames": ("opt", "batch_size", "minority", "selection", "patience",
                                 "dropout")}
   conftest.max_traces(monkeypatch, regimes_head, "fit_head", 1, **static)  # 2nd trace raises
@@ -134,10 +137,10 @@ def test_every_filter_x_strategy_x_anchor_strategy_picks_a_valid_batch(cache_dir
   c = conftest.tiny_config(cache_dir, POOL, TEST, **{
       "data.test_size": 0, "al.budget": 150, "al.subpool_size": 400, "al.filter": "anchoral",
       "train.trainable": regime})
-  setup = loop.Setup(c)
-  assert isinstance(setup.regime, regimes.HeadRegime if regime == "head" else regimes.FullRegime)
+  setup = run_state.Setup(c)
+  assert isinstance(setup.regime, regimes_head.HeadRegime if regime == "head" else regimes.FullRegime)
   labels = setup.task.train.labels
-  state0 = loop.ALState.initial(c, setup)
+  state0 = run_state.ALState.initial(c, setup)
   fitted = setup.regime.fit(setup.init_params, state0.labelled_rows,
                             labels[state0.labelled_rows])
   unlabelled = np.setdiff1d(setup.pool_rows, state0.labelled_rows)
@@ -146,7 +149,7 @@ def test_every_filter_x_strategy_x_anchor_strategy_picks_a_valid_batch(cache_dir
   for filter_, strategy, anchors in grid:
     cc = ml_collections.ConfigDict(c.to_dict())
     cc.al.filter, cc.al.strategy, cc.anchoral.anchor_strategy = filter_, strategy, anchors
-    state, info = loop.ALState.initial(cc, setup), {}
+    state, info = run_state.ALState.initial(cc, setup), {}
     _, subpool, picked = loop.query(cc, setup, state, fitted.params, {}, info)
     assert len(set(picked.tolist())) == len(picked) == 25, (filter_, strategy, anchors)
     assert set(picked.tolist()) <= set(unlabelled.tolist())

@@ -17,7 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from anchoral_jax import report, report_cells, report_plots, report_tables
+from anchoral_jax.report import cells as report_cells
+from anchoral_jax.report import command as report
+from anchoral_jax.report import plots as report_plots
+from anchoral_jax.report import tables as report_tables
 
 SEEDS = list(itertools.product((654321, 123456), repeat=3))[:4]
 ROWS = {("random", "none", 10): 0.0, ("entropy", "randomsubset", 10): 0.1,

@@ -10,8 +10,9 @@ from pathlib import Path
 import conftest
 import pytest
 
-from anchoral_jax import loop
-from anchoral_jax import workdir as workdir_lib
+from anchoral_jax.al import loop
+from anchoral_jax.data import registry
+from anchoral_jax.run import workdir as workdir_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL, TEST = 600, 100
@@ -56,7 +57,7 @@ def test_resume_over_changed_data_fails_before_any_round(tmp_path, cache_dir):
   loop.run(c, workdir)
   path = workdir / workdir_lib.DATA_FINGERPRINT_NAME
   written = json.loads(path.read_text())
-  task = loop.load_task(c.data.name, **c.data.kwargs.to_dict())
+  task = registry.load_task(c.data.name, **c.data.kwargs.to_dict())
   assert written == {"data.name": c.data.name, "train": task.fingerprint("train"),
                      "test": task.fingerprint("test"), "pool_size": len(task.train),
                      "test_size": len(task.test)}

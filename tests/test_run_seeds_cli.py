@@ -14,7 +14,7 @@ import conftest
 import pytest
 from test_seeds import _assert_same, _outputs
 
-from anchoral_jax import sweep_seeds
+from anchoral_jax.sweep import seeds as sweep_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 # The tiny config of tests/test_seeds.py, without the index (randomsubset): frozen encoder +

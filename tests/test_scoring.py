@@ -6,10 +6,11 @@ import dataclasses
 import jax
 import numpy as np
 
-from anchoral_jax import parallel, scoring
+from anchoral_jax import parallel
+from anchoral_jax.data.tokenize import TokenizedTexts
 from anchoral_jax.models import bert
-from anchoral_jax.scoring import forward_rows, predict
-from anchoral_jax.tokenize import TokenizedTexts
+from anchoral_jax.training import scoring
+from anchoral_jax.training.scoring import forward_rows, predict
 
 BUCKETS = (8, 16, 32)
 

@@ -13,8 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from anchoral_jax import parallel, sweep
-from anchoral_jax.loop import ConfigError
+from anchoral_jax import parallel
+from anchoral_jax.al.validation import ConfigError
+from anchoral_jax.sweep import command as sweep
+from anchoral_jax.sweep import launch as sweep_launch
+from anchoral_jax.sweep import local as sweep_local
+from anchoral_jax.sweep import runs as sweep_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "configs" / "main.py"
@@ -24,12 +28,12 @@ SWEEP = f"{MAIN}:runlocal,strategies=random+entropy,filters=none+randomsubset,se
 
 @pytest.fixture(scope="module")
 def runs():
-  return sweep.expand(SWEEP)
+  return sweep_runs.expand(SWEEP)
 
 
 @pytest.mark.parametrize("count", [1, 2, 4, 6, 7])
 def test_every_run_is_in_exactly_one_share(runs, count):
-  shares = [sweep.select_shard(runs, i, count) for i in range(count)]
+  shares = [sweep_launch.select_shard(runs, i, count) for i in range(count)]
   names = [r.name for share in shares for r in share]
   assert sorted(names) == sorted(r.name for r in runs)  # union = all, no run twice
   assert len(names) == len(set(names))
@@ -68,7 +72,7 @@ def test_cli_dry_shards_partition_the_sweep(runs, tmp_path):
   env = {"TPU_WORKER_ID": "1", "TPU_WORKER_HOSTNAMES": "h0,h1,h2"}
   auto = _dry("--runs_dir", str(tmp_path), "--shard=auto", **env)
   assert auto.returncode == 0, auto.stderr[-3000:]
-  assert _listed(auto.stdout) == [r.name for r in sweep.select_shard(runs, 1, 3)]
+  assert _listed(auto.stdout) == [r.name for r in sweep_launch.select_shard(runs, 1, 3)]
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -86,17 +90,17 @@ def test_auto_reads_tpu_env_then_tpu_metadata_then_slurm():
   no_metadata = lambda key: None  # noqa: E731
   tpu = {"TPU_WORKER_ID": "2", "TPU_WORKER_HOSTNAMES": "a,b,c,d", "SLURM_PROCID": "0",
          "SLURM_NTASKS": "9"}
-  assert sweep.parse_shard("auto", tpu, no_metadata) == (2, 4)
+  assert sweep_launch.parse_shard("auto", tpu, no_metadata) == (2, 4)
   metadata = {"agent-worker-number": "3",
               "worker-network-endpoints": "w0:0:10.0.0.1,w1:1:10.0.0.2,w2:2:10.0.0.3,"
                                           "w3:3:10.0.0.4"}
-  assert sweep.parse_shard("auto", {}, metadata.get) == (3, 4)  # gcloud ssh --worker=all
+  assert sweep_launch.parse_shard("auto", {}, metadata.get) == (3, 4)  # gcloud ssh --worker=all
   slurm = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8"}
-  assert sweep.parse_shard("auto", slurm, no_metadata) == (5, 8)
+  assert sweep_launch.parse_shard("auto", slurm, no_metadata) == (5, 8)
   with pytest.raises(ValueError, match="--shard=I/N"):
-    sweep.parse_shard("auto", {}, no_metadata)
-  assert sweep.parse_shard("", {}, no_metadata) is None
-  assert sweep.parse_shard("0/1", {}, no_metadata) == (0, 1)
+    sweep_launch.parse_shard("auto", {}, no_metadata)
+  assert sweep_launch.parse_shard("", {}, no_metadata) is None
+  assert sweep_launch.parse_shard("0/1", {}, no_metadata) == (0, 1)
 
 
 def test_sharded_main_rejects_before_writing(tmp_path):
@@ -107,7 +111,7 @@ def test_sharded_main_rejects_before_writing(tmp_path):
 
 def test_local_runs_never_start_jax_distributed(monkeypatch):
   monkeypatch.delenv(parallel.DISTRIBUTED_ENV, raising=False)
-  assert sweep.child_env(1)[parallel.DISTRIBUTED_ENV] == "0"
+  assert sweep_local.child_env(1)[parallel.DISTRIBUTED_ENV] == "0"
 
 
 @pytest.mark.parametrize("env,expected", [
@@ -134,7 +138,7 @@ def test_initialize_distributed_modes(monkeypatch, env, expected):
 def test_multihost_script_needs_no_coordinator_on_a_tpu_vm(tmp_path):
   runs_dir = tmp_path / "runs"
   tiny = f"{MAIN}:runlocal,strategies=random,filters=none,seeds=1"
-  script = sweep.write_multihost(sweep.expand(tiny), runs_dir, tiny)
+  script = sweep_launch.write_multihost(sweep_runs.expand(tiny), runs_dir, tiny)
   fake = tmp_path / "fake_anchoral"
   fake.write_text('#!/bin/bash\necho "[$ANCHORAL_DISTRIBUTED][$JAX_COORDINATOR_ADDRESS]" > "$5/env"'
                   '\ntouch "$5/DONE"\n')
@@ -144,5 +148,5 @@ def test_multihost_script_needs_no_coordinator_on_a_tpu_vm(tmp_path):
   env.update(ANCHORAL=str(fake), TPU_WORKER_ID="0")  # as on a TPU VM (GKE sets it)
   r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
   assert r.returncode == 0, r.stderr
-  (run,) = sweep.expand(tiny)
+  (run,) = sweep_runs.expand(tiny)
   assert (run.workdir(runs_dir) / "env").read_text().strip() == "[1][]"

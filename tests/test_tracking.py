@@ -16,7 +16,9 @@ import warnings
 import numpy as np
 import pytest
 
-from anchoral_jax import tracking
+from anchoral_jax.tracking import jsonl as tracking_jsonl
+from anchoral_jax.tracking import tracker as tracking
+from anchoral_jax.tracking import wandb_sink as tracking_wandb_sink
 
 # ---------------------------------------------------------------------------------------------
 # JSONL, no W&B.
@@ -31,22 +33,22 @@ def test_to_jsonable_converts_numpy_and_nonfinite():
       "nested": {"x": (np.float16(1.5), [np.nan])}, "path": pathlib.Path("/a/b"),
       "jax": jnp.array([1.0, 2.0]), 7: "int key",
   }
-  out = tracking.to_jsonable(value)
+  out = tracking_jsonl.to_jsonable(value)
   assert out == {
       "f32": 0.5, "i64": 3, "b": True, "f64": 2.0, "arr": [0, 1, 2], "nan": None, "inf": None,
       "nested": {"x": [1.5, [None]]}, "path": "/a/b", "jax": [1.0, 2.0], "7": "int key",
   }
   assert type(out["i64"]) is int and type(out["b"]) is bool
   json.dumps(out, allow_nan=False)  # strict JSON
-  kept = tracking.to_jsonable({"nan": np.float32("nan")}, nan_as_none=False)
+  kept = tracking_jsonl.to_jsonable({"nan": np.float32("nan")}, nan_as_none=False)
   assert np.isnan(kept["nan"])
   with pytest.raises(TypeError, match="convert it"):
-    tracking.to_jsonable({"obj": object()})
+    tracking_jsonl.to_jsonable({"obj": object()})
 
 
 def test_jsonl_round_trip(tmp_path: pathlib.Path):
   path = tmp_path / "sub" / "metrics.jsonl"
-  t = tracking.JsonlTracker(path)
+  t = tracking_jsonl.JsonlTracker(path)
   t.log({"test/f1": np.float32(0.25), "counts": np.array([90, 10]), "loss": np.nan}, step=0)
   t.log({"budget": np.int64(125), "time/query": 1.5}, step=1)
   t.log({"test/f1": 0.5}, step=1)  # a second record for the same round
@@ -57,13 +59,13 @@ def test_jsonl_round_trip(tmp_path: pathlib.Path):
   lines = path.read_text().splitlines()
   assert len(lines) == 4
   assert "NaN" not in path.read_text()
-  assert tracking.read_jsonl(path) == [
+  assert tracking_jsonl.read_jsonl(path) == [
       {"step": 0, "test/f1": 0.25, "counts": [90, 10], "loss": None},
       {"step": 1, "budget": 125, "time/query": 1.5},
       {"step": 1, "test/f1": 0.5},
       {"summary": {"auc/minority_f1": 0.75}},
   ]
-  history, summary = tracking.load_metrics(path)
+  history, summary = tracking_jsonl.load_metrics(path)
   assert history == [
       {"step": 0, "test/f1": 0.25, "counts": [90, 10], "loss": None},
       {"step": 1, "budget": 125, "time/query": 1.5, "test/f1": 0.5},
@@ -71,26 +73,26 @@ def test_jsonl_round_trip(tmp_path: pathlib.Path):
   assert summary == {"auc/minority_f1": 0.75}
 
   # Appending after reopen (a resumed run) continues the same file; a re-logged round wins.
-  t = tracking.JsonlTracker(path)
+  t = tracking_jsonl.JsonlTracker(path)
   t.log({"test/f1": 0.6}, step=1)
   t.log({"test/f1": 0.7}, step=2)
   t.finish()
-  history, _ = tracking.load_metrics(path)
+  history, _ = tracking_jsonl.load_metrics(path)
   assert [(h["step"], h["test/f1"]) for h in history] == [(0, 0.25), (1, 0.6), (2, 0.7)]
   with pytest.raises(ValueError, match="step"):
-    tracking.JsonlTracker(tmp_path / "x.jsonl").log({"step": 3}, step=4)
+    tracking_jsonl.JsonlTracker(tmp_path / "x.jsonl").log({"step": 3}, step=4)
 
 
 def test_jsonl_survives_a_torn_last_line(tmp_path: pathlib.Path):
   path = tmp_path / "metrics.jsonl"
   path.write_text('{"step": 0, "a": 1}\n{"step": 1, "a"')  # killed mid-write
   with pytest.warns(UserWarning, match="torn"):
-    assert tracking.read_jsonl(path) == [{"step": 0, "a": 1}]
+    assert tracking_jsonl.read_jsonl(path) == [{"step": 0, "a": 1}]
   with pytest.warns(UserWarning, match="torn"):
-    t = tracking.JsonlTracker(path)  # cut off on reopen, so appends never bury it mid-file
+    t = tracking_jsonl.JsonlTracker(path)  # cut off on reopen, so appends never bury it mid-file
   t.log({"a": 2}, step=1)
   t.finish()
-  assert tracking.read_jsonl(path) == [{"step": 0, "a": 1}, {"step": 1, "a": 2}]
+  assert tracking_jsonl.read_jsonl(path) == [{"step": 0, "a": 1}, {"step": 1, "a": 2}]
 
 
 def test_noop_and_multi(tmp_path: pathlib.Path):
@@ -100,57 +102,57 @@ def test_noop_and_multi(tmp_path: pathlib.Path):
 
   noop = tracking.NoOpTracker()
   assert isinstance(noop, tracking.Tracker)
-  jsonl = tracking.JsonlTracker(tmp_path / "m.jsonl")
+  jsonl = tracking_jsonl.JsonlTracker(tmp_path / "m.jsonl")
   multi = tracking.MultiTracker([Boom(), jsonl, noop])
   multi.log({"a": 1}, step=0)
   multi.summary({"b": 2})
   with pytest.raises(RuntimeError, match="boom"):
     multi.finish()
   assert jsonl._f.closed  # finished despite the failing tracker before it
-  assert tracking.read_jsonl(tmp_path / "m.jsonl") == [{"step": 0, "a": 1}, {"summary": {"b": 2}}]
+  assert tracking_jsonl.read_jsonl(tmp_path / "m.jsonl") == [{"step": 0, "a": 1}, {"summary": {"b": 2}}]
 
 
 def test_resolve_wandb_mode(monkeypatch: pytest.MonkeyPatch):
   monkeypatch.delenv("WANDB_MODE", raising=False)
-  assert tracking.resolve_wandb_mode(None) == "offline"
-  assert tracking.resolve_wandb_mode("online") == "online"
-  assert tracking.resolve_wandb_mode("dryrun") == "offline"
+  assert tracking_wandb_sink.resolve_wandb_mode(None) == "offline"
+  assert tracking_wandb_sink.resolve_wandb_mode("online") == "online"
+  assert tracking_wandb_sink.resolve_wandb_mode("dryrun") == "offline"
   monkeypatch.setenv("WANDB_MODE", "offline")
-  assert tracking.resolve_wandb_mode("online") == "offline"  # env can only make it more private
-  assert tracking.resolve_wandb_mode("disabled") == "disabled"
+  assert tracking_wandb_sink.resolve_wandb_mode("online") == "offline"  # env can only make it more private
+  assert tracking_wandb_sink.resolve_wandb_mode("disabled") == "disabled"
   monkeypatch.setenv("WANDB_MODE", "online")
-  assert tracking.resolve_wandb_mode(None) == "online"  # the user asked, through the env
-  assert tracking.resolve_wandb_mode("offline") == "offline"
+  assert tracking_wandb_sink.resolve_wandb_mode(None) == "online"  # the user asked, through the env
+  assert tracking_wandb_sink.resolve_wandb_mode("offline") == "offline"
   monkeypatch.setenv("WANDB_MODE", "disabled")
-  assert tracking.resolve_wandb_mode("online") == "disabled"
+  assert tracking_wandb_sink.resolve_wandb_mode("online") == "disabled"
   with pytest.raises(ValueError, match="not one of"):
-    tracking.resolve_wandb_mode("cloud")
+    tracking_wandb_sink.resolve_wandb_mode("cloud")
 
 
 def test_run_id_is_stored_and_new_for_a_new_workdir(tmp_path: pathlib.Path):
   a = tmp_path / "a"
-  run_id = tracking.load_or_create_run_id(a)
+  run_id = tracking_wandb_sink.load_or_create_run_id(a)
   assert len(run_id) == 16 and int(run_id, 16) >= 0
-  assert tracking.load_or_create_run_id(a) == run_id  # a resume keeps it
+  assert tracking_wandb_sink.load_or_create_run_id(a) == run_id  # a resume keeps it
   moved = tmp_path / "moved"
   a.rename(moved)
-  assert tracking.load_or_create_run_id(moved) == run_id  # survives moving the workdir
+  assert tracking_wandb_sink.load_or_create_run_id(moved) == run_id  # survives moving the workdir
   # Deleted and run again at the same path: a new W&B run, not the old one re-synced.
   import shutil
 
   shutil.rmtree(moved)
-  again = tracking.load_or_create_run_id(moved)
-  assert again != run_id and tracking.load_or_create_run_id(moved) == again
+  again = tracking_wandb_sink.load_or_create_run_id(moved)
+  assert again != run_id and tracking_wandb_sink.load_or_create_run_id(moved) == again
 
 
 def test_make_tracker_without_wandb(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch):
   monkeypatch.setenv("WANDB_MODE", "offline")
   for cfg in (None, {"mode": "disabled"}, {"mode": None, "project": "p"}):
     t = tracking.make_tracker(tmp_path, cfg, {"lr": 1e-3})
-    assert [type(x) for x in t.trackers] == [tracking.JsonlTracker]
+    assert [type(x) for x in t.trackers] == [tracking_jsonl.JsonlTracker]
     t.log({"a": 1}, step=0)
     t.finish()
-  assert len(tracking.read_jsonl(tmp_path / tracking.JSONL_NAME)) == 3
+  assert len(tracking_jsonl.read_jsonl(tmp_path / tracking_jsonl.JSONL_NAME)) == 3
   assert not (tmp_path / "wandb").exists()
   with pytest.raises(ValueError, match="Unknown wandb config keys"):
     tracking.make_tracker(tmp_path, {"mdoe": "offline"}, {})
@@ -252,7 +254,7 @@ def offline_runs(tmp_path_factory: pytest.TempPathFactory):
         tracker.finish()
       wandb.teardown()  # stop wandb-core; later modules get a fresh singleton
   yield {"workdir": workdir, "wandb_dir": root / "wandb_dir" / "wandb",
-         "run_id": tracking.load_or_create_run_id(workdir), "run_config": run_config.to_dict()}
+         "run_id": tracking_wandb_sink.load_or_create_run_id(workdir), "run_config": run_config.to_dict()}
 
 
 def test_offline_run_directory(offline_runs: dict):
@@ -262,8 +264,8 @@ def test_offline_run_directory(offline_runs: dict):
   for d in run_dirs:
     assert (d / f"run-{run_id}.wandb").stat().st_size > 0
   # The workdir holds the JSONL record of truth and the persisted run id.
-  assert (offline_runs["workdir"] / tracking.RUN_ID_NAME).read_text().strip() == run_id
-  history, summary = tracking.load_metrics(offline_runs["workdir"] / tracking.JSONL_NAME)
+  assert (offline_runs["workdir"] / tracking_wandb_sink.RUN_ID_NAME).read_text().strip() == run_id
+  history, summary = tracking_jsonl.load_metrics(offline_runs["workdir"] / tracking_jsonl.JSONL_NAME)
   assert [h["step"] for h in history] == list(range(6))
   assert history[5]["time/query"] is None and history[2]["budget"] == 150
   assert summary == {"auc/minority_f1": 2.5}
@@ -310,7 +312,7 @@ def test_wandb_steps_shift_when_a_resumed_round_was_already_logged(
   for k in ("DIR", "CACHE_DIR", "CONFIG_DIR", "DATA_DIR"):
     monkeypatch.setenv(f"WANDB_{k}", str(tmp_path / k.lower()))
   monkeypatch.setenv("WANDB_MODE", "disabled")
-  tracker = tracking.WandbTracker({"lr": 1.0}, mode="offline", dir=tmp_path)
+  tracker = tracking_wandb_sink.WandbTracker({"lr": 1.0}, mode="offline", dir=tmp_path)
   assert tracker.mode == "disabled"  # the environment's kill switch wins
 
   class FakeRun:

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 from anchoral_jax import config as config_lib
-from anchoral_jax import metrics, parallel, train, train_many
+from anchoral_jax import metrics, parallel
 from anchoral_jax.models import bert, hf
-from anchoral_jax.scoring import forward_rows
-from anchoral_jax.train import TrainConfig, fit, num_epochs
+from anchoral_jax.training import many as train_many
+from anchoral_jax.training import train
+from anchoral_jax.training.scoring import forward_rows
+from anchoral_jax.training.train import TrainConfig, fit, num_epochs
 
 N = 96
 BUCKETS = (32,)  # one compiled shape per program
@@ -70,8 +72,8 @@ def test_train_config_defaults_are_the_base_config_s():
   assert TrainConfig().eval_batch_size == 0  # the backend's default (scoring.eval_batch_size)
   # Every field is documented for `--help`, and the split-out vmapped fit is still `train.`'s.
   assert all(f"train.{f.name}" in config_lib.FIELD_DOCS for f in dataclasses.fields(TrainConfig))
-  assert train.fit_many is train_many.fit_many
-  assert train.train_step_many is train_many.train_step_many
+  assert train_many.fit_many is train_many.fit_many
+  assert train_many.train_step_many is train_many.train_step_many
 
 
 def test_last_runs_every_epoch_and_keeps_the_final_params(setting):
@@ -162,7 +164,7 @@ def test_fit_many_equals_separate_fits(setting):
   kw = dict(num_classes=2, minority_classes=(1,), buckets=buckets)
   sep = [fit(inits[s], cfg, tc, tok, rows[s], labels[rows[s]], data_seed=5 + s,
              dropout_key=jax.random.key(3 + s), **kw) for s in range(2)]
-  got = train.fit_many(inits, cfg, tc, [tok, tok], rows, [labels[r] for r in rows],
+  got = train_many.fit_many(inits, cfg, tc, [tok, tok], rows, [labels[r] for r in rows],
                        data_seeds=[5, 6], dropout_keys=[jax.random.key(3), jax.random.key(4)],
                        **kw)
   assert [(r.best_epoch, r.epochs_run, r.steps) for r in sep] == [(6, 8, 24), (3, 7, 21)]
@@ -196,7 +198,7 @@ def test_fit_many_validation_selection_and_unequal_sizes(setting):
   rows = [ROWS[:32], ROWS[16:]]
   vals = [(tok, VAL_ROWS[:24], labels[VAL_ROWS[:24]]), (tok, VAL_ROWS, labels[VAL_ROWS])]
   kw = dict(num_classes=2, minority_classes=(1,), buckets=BUCKETS)
-  got = train.fit_many([params, params], cfg, tc, [tok, tok], rows, [labels[r] for r in rows],
+  got = train_many.fit_many([params, params], cfg, tc, [tok, tok], rows, [labels[r] for r in rows],
                        data_seeds=[5, 6], dropout_keys=[jax.random.key(3)] * 2, vals=vals, **kw)
   for s, g in enumerate(got):
     r = fit(params, cfg, tc, tok, rows[s], labels[rows[s]], data_seed=5 + s,
@@ -206,6 +208,6 @@ def test_fit_many_validation_selection_and_unequal_sizes(setting):
       assert hg["val/minority_f1"] == hr["val/minority_f1"]
       assert hg["val/loss"] == pytest.approx(hr["val/loss"], rel=1e-5)
   with pytest.raises(ValueError, match="equal labelled-set sizes"):
-    train.fit_many([params, params], cfg, tc, [tok, tok], [ROWS, ROWS[:40]],
+    train_many.fit_many([params, params], cfg, tc, [tok, tok], [ROWS, ROWS[:40]],
                    [labels[ROWS], labels[ROWS[:40]]], data_seeds=[5, 6],
                    dropout_keys=[jax.random.key(3)] * 2, **kw)

@@ -10,13 +10,9 @@ import pandas as pd
 import pytest
 
 from anchoral_jax.data import registry
-from anchoral_jax.data.task import downsample_minority, minority_count
-from anchoral_jax.data.user import (
-    DataFileNotFound,
-    DataFormatError,
-    build_user_task,
-    downsample_minorities,
-)
+from anchoral_jax.data.errors import DataFileNotFound, DataFormatError
+from anchoral_jax.data.sampling import downsample_minorities, downsample_minority, minority_count
+from anchoral_jax.data.user import build_user_task
 
 CLASSES = ("ham", "spam", "promo")
 

@@ -10,9 +10,13 @@ import pytest
 from conftest import tiny_config
 
 from anchoral_jax import config as common
-from anchoral_jax import filters, index, loop, models, strategies, train, validation
+from anchoral_jax import models
+from anchoral_jax.al import filters, strategies, validation
+from anchoral_jax.al import state as run_state
+from anchoral_jax.al.validation import ConfigError, validate
 from anchoral_jax.data import registry
-from anchoral_jax.validation import ConfigError, validate
+from anchoral_jax.retrieval import index
+from anchoral_jax.training import train
 
 # (key, bad value, other overrides the check needs, what else the message names)
 BAD = [
@@ -134,7 +138,7 @@ def test_every_registered_value_is_accepted(tmp_path, key, values, others):
 
 
 def test_loop_reexports_validation():
-  assert loop.validate is validate and loop.ConfigError is ConfigError
+  assert validation.validate is validate and validation.ConfigError is ConfigError
 
 
 def test_initial_minority_examples_beyond_the_initial_set_fail_in_setup(tmp_path):
@@ -152,4 +156,4 @@ def test_initial_minority_examples_beyond_the_initial_set_fail_in_setup(tmp_path
   validate(c)
   with pytest.raises(ConfigError, match=r"al.initial_per_minority \(6\) for each of the 2 "
                                         r"minority classes .* asks for 12 initial examples"):
-    loop.Setup(c)
+    run_state.Setup(c)

@@ -18,8 +18,11 @@ from pathlib import Path
 import conftest
 import pytest
 
-from anchoral_jax import cli, loop, sweep, tracking
-from anchoral_jax import workdir as workdir_lib
+from anchoral_jax import cli
+from anchoral_jax.al import loop, validation
+from anchoral_jax.run import workdir as workdir_lib
+from anchoral_jax.sweep import local as sweep_local
+from anchoral_jax.tracking import jsonl as tracking_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL, TEST = 1500, 200
@@ -37,7 +40,7 @@ def tiny_config(cache_dir, **overrides):
 
 
 def _steps(workdir: Path) -> list[int]:
-  return [int(r["step"]) for r in tracking.load_metrics(workdir / "metrics.jsonl")[0]]
+  return [int(r["step"]) for r in tracking_jsonl.load_metrics(workdir / "metrics.jsonl")[0]]
 
 
 def _comparable(rec: dict) -> dict:
@@ -77,9 +80,9 @@ def test_truncate_drops_a_torn_last_line_and_names_a_damaged_one(tmp_path):
     loop._truncate_jsonl(path, 1)  # a clean file: no warning, uncommitted rounds dropped
   assert path.read_text() == '{"round": 0, "uids": [1]}\n'
   path.write_text('{"round": 0}\n{"round": 1, "ui\n{"round": 2}\n')  # damage, not a torn append
-  with pytest.raises(tracking.CorruptJsonlError, match=r"subpools\.jsonl:2: unreadable line"):
+  with pytest.raises(tracking_jsonl.CorruptJsonlError, match=r"subpools\.jsonl:2: unreadable line"):
     loop._truncate_jsonl(path, 5)
-  assert tracking.CorruptJsonlError in cli._user_errors()  # exit 2, no traceback
+  assert tracking_jsonl.CorruptJsonlError in cli._user_errors()  # exit 2, no traceback
 
 
 def test_tracker_cuts_a_torn_tail_instead_of_burying_it(tmp_path):
@@ -87,16 +90,16 @@ def test_tracker_cuts_a_torn_tail_instead_of_burying_it(tmp_path):
   path = tmp_path / "metrics.jsonl"
   path.write_text('{"step": 0, "a": 1}\n{"step": 1, "a"')
   with pytest.warns(UserWarning, match="torn"):
-    t = tracking.JsonlTracker(path)
+    t = tracking_jsonl.JsonlTracker(path)
   t.log({"a": 2}, step=1)
   t.finish()
   path.write_text(path.read_text() + '{"step": 2, "a": 3}')  # complete, only the newline lost
-  t = tracking.JsonlTracker(path)
+  t = tracking_jsonl.JsonlTracker(path)
   t.log({"a": 4}, step=3)
   t.finish()
   with warnings.catch_warnings():
     warnings.simplefilter("error")
-    assert [r["a"] for r in tracking.read_jsonl(path)] == [1, 2, 3, 4]
+    assert [r["a"] for r in tracking_jsonl.read_jsonl(path)] == [1, 2, 3, 4]
 
 
 def test_torn_metrics_line_of_an_uncommitted_round_does_not_block_resume(tmp_path, finished,
@@ -115,8 +118,8 @@ def test_torn_metrics_line_of_an_uncommitted_round_does_not_block_resume(tmp_pat
     loop.run(tiny_config(cache_dir), workdir)
   assert (workdir / "DONE").exists()
   assert _steps(workdir) == list(range(last + 1))  # each round once
-  redone = tracking.load_metrics(workdir / "metrics.jsonl")[0][-1]
-  original = tracking.load_metrics(finished / "metrics.jsonl")[0][-1]
+  redone = tracking_jsonl.load_metrics(workdir / "metrics.jsonl")[0][-1]
+  original = tracking_jsonl.load_metrics(finished / "metrics.jsonl")[0][-1]
   assert _comparable(redone) == _comparable(original)
 
 
@@ -126,7 +129,7 @@ def test_torn_subpools_line_of_the_first_round_does_not_block_the_rerun(tmp_path
   (workdir / "subpools.jsonl").write_text('{"round": 0, "uids": ["a", "b", ')  # disk full
   with pytest.warns(UserWarning, match=r"subpools\.jsonl:1: dropping an unreadable last line"):
     loop.run(tiny_config(cache_dir), workdir)
-  subpools = tracking.read_jsonl(workdir / "subpools.jsonl")
+  subpools = tracking_jsonl.read_jsonl(workdir / "subpools.jsonl")
   assert [s["round"] for s in subpools] == list(range(max(_steps(workdir))))
   assert all(len(s["uids"]) == 400 for s in subpools)
 
@@ -136,7 +139,7 @@ def test_damaged_metrics_line_fails_naming_file_and_line(tmp_path, finished, cac
   (workdir / "DONE").unlink()
   lines = (workdir / "metrics.jsonl").read_text().splitlines()
   (workdir / "metrics.jsonl").write_text("\n".join([lines[0], "{garbage", *lines[1:]]) + "\n")
-  with pytest.raises(tracking.CorruptJsonlError, match=r"metrics\.jsonl:2: unreadable line"):
+  with pytest.raises(tracking_jsonl.CorruptJsonlError, match=r"metrics\.jsonl:2: unreadable line"):
     loop.run(tiny_config(cache_dir), workdir)
   # Through the CLI (the DONE path reads the metrics before any set-up): exit 2, no traceback.
   (workdir / "DONE").write_text("x\n")
@@ -222,14 +225,14 @@ def test_lost_metrics_lines_fail_instead_of_a_wrong_summary(tmp_path, finished, 
 
 def test_config_may_change_until_a_round_is_committed(tmp_path, cache_dir):
   workdir = tmp_path / "w"
-  with pytest.raises(loop.ConfigError, match="Budget larger than the pool"):
+  with pytest.raises(validation.ConfigError, match="Budget larger than the pool"):
     loop.run(tiny_config(cache_dir, **{"al.budget": 5000}), workdir)
   fixed = tiny_config(cache_dir)
   loop.run(fixed, workdir)  # was: "holds a run with a different config"
   assert (workdir / "DONE").exists()
   assert json.loads((workdir / "hparams.json").read_text())["al"]["budget"] == 150
   (workdir / "DONE").unlink()  # committed rounds: a different config is refused again
-  with pytest.raises(loop.ConfigError, match="different config"):
+  with pytest.raises(validation.ConfigError, match="different config"):
     loop.run(tiny_config(cache_dir, **{"al.subpool_size": 300}), workdir)
 
 
@@ -238,7 +241,7 @@ def test_config_may_change_until_a_round_is_committed(tmp_path, cache_dir):
 
 DRIVER = """
 import sys
-from anchoral_jax import sweep
+from anchoral_jax.sweep import command as sweep
 runs = sweep.expand(sys.argv[1])
 sweep.run_local(runs, sys.argv[2], parallel=2, python=sys.argv[3], poll_s=0.05, print_fn=print,
                 grace_s=1.0)
@@ -362,10 +365,10 @@ def test_stop_children_escalates_and_sweep_helpers_are_harmless_elsewhere():
     if LINUX:  # past the trap once it is sleep (bash's own command line mentions sleep too)
       _wait_for(lambda: _cmdline(deaf.pid).split(b"\0")[0].endswith(b"sleep"), 10,
                 "the child to be sleeping")
-    sweep.stop_children([deaf], grace_s=0.5)
+    sweep_local.stop_children([deaf], grace_s=0.5)
     assert deaf.returncode == -signal.SIGKILL if LINUX else deaf.returncode < 0
   finally:
     if deaf.poll() is None:
       deaf.kill()
       deaf.wait()
-  assert (sweep.die_with_parent() is None) == (not LINUX)
+  assert (sweep_local.die_with_parent() is None) == (not LINUX)

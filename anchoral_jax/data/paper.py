@@ -40,7 +40,6 @@ import numpy as np
 
 # `x as x` imports re-export the names importers of `paper` use (tfds_builders.py, tests).
 from anchoral_jax.data.errors import DataFormatError, check_texts
-from anchoral_jax.data.errors import MissingDataFile as MissingDataFile
 from anchoral_jax.data.paper_files import (
   AG_NEWS_CSV_FOLDER,
   AMAZONCAT_RAW_FOLDER,
@@ -53,15 +52,7 @@ from anchoral_jax.data.paper_files import (
   read_single_label,
   resolve_manual_dir,
 )
-from anchoral_jax.data.paper_files import AG_NEWS_CSV_HELP as AG_NEWS_CSV_HELP
-from anchoral_jax.data.paper_files import AMAZONCAT_RAW_HELP as AMAZONCAT_RAW_HELP
-from anchoral_jax.data.paper_files import DEFAULT_MANUAL_DIR as DEFAULT_MANUAL_DIR
-from anchoral_jax.data.paper_files import ENV_MANUAL_DIR as ENV_MANUAL_DIR
-from anchoral_jax.data.paper_files import read_split as read_split
-from anchoral_jax.data.paper_files import required_files as required_files
-from anchoral_jax.data.paper_files import split_files as split_files
 from anchoral_jax.data.sampling import PAPER_SEED, paper_pool, paper_test
-from anchoral_jax.data.sampling import paper_sample as paper_sample
 from anchoral_jax.data.task import Split, TextTask
 
 TEST_MAJORITY_SIZE = 5_000  # --downsample_test_size 5000 (wikitoxic, amazoncat-*)

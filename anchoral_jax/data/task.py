@@ -12,9 +12,6 @@ import hashlib
 import numpy as np
 
 # The sampling recipes live in sampling.py; re-exported here, where loop.py and tests import them.
-from anchoral_jax.data.sampling import downsample_minority as downsample_minority
-from anchoral_jax.data.sampling import minority_count as minority_count
-from anchoral_jax.data.sampling import stratified_rows as stratified_rows
 
 
 @dataclasses.dataclass(frozen=True)

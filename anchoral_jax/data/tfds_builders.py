@@ -32,7 +32,7 @@ from typing import ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
-from anchoral_jax.data import paper
+from anchoral_jax.data import paper, paper_files
 from anchoral_jax.data.task import Split, TextTask
 
 DEFAULT_TFDS_DIR = "~/anchoral_data/tfds"
@@ -50,7 +50,7 @@ _CITATION = """\
 
 
 def _hub_instructions(local: str) -> str:
-  repo = paper.HUB_SOURCES[local]
+  repo = paper_files.HUB_SOURCES[local]
   return f"""\
 Files: the parquet files of the default config of the Hugging Face dataset `{repo}`
 (folder `data/`: `train-*.parquet`, `test-*.parquet`). On a machine with network access:
@@ -59,7 +59,7 @@ Files: the parquet files of the default config of the Hugging Face dataset `{rep
         --local-dir <manual_dir>/{local}
 
 then copy `<manual_dir>/{local}/data/` to this machine. `<manual_dir>` is `data.manual_dir`,
-else ${paper.ENV_MANUAL_DIR}, else `{paper.DEFAULT_MANUAL_DIR}`. Pass it to tfds as
+else ${paper_files.ENV_MANUAL_DIR}, else `{paper_files.DEFAULT_MANUAL_DIR}`. Pass it to tfds as
 `DownloadConfig(manual_dir=<manual_dir>)` (the builder looks for `<manual_dir>/{local}/data/`).
 Nothing is downloaded when the dataset is prepared."""
 
@@ -151,12 +151,12 @@ class AnchoralAgnewsBusinessRaw(AnchoralAgnewsBusiness):
   """agnews-business-.01 from the original AG News CSVs (`<manual_dir>/ag_news_csv/`)."""
 
   TASK = "agnews_business_raw"
-  MANUAL_DOWNLOAD_INSTRUCTIONS = paper.AG_NEWS_CSV_HELP.replace("the folder named above",
+  MANUAL_DOWNLOAD_INSTRUCTIONS = paper_files.AG_NEWS_CSV_HELP.replace("the folder named above",
                                                                 "<manual_dir>/ag_news_csv/")
 
 
-_AMAZON_RAW_INSTRUCTIONS = paper.AMAZONCAT_RAW_HELP.replace(
-    "where named above", f"in <manual_dir>/ (as <manual_dir>/{paper.AMAZONCAT_RAW_FOLDER}/)")
+_AMAZON_RAW_INSTRUCTIONS = paper_files.AMAZONCAT_RAW_HELP.replace(
+    "where named above", f"in <manual_dir>/ (as <manual_dir>/{paper_files.AMAZONCAT_RAW_FOLDER}/)")
 
 
 class AnchoralAmazoncatAgriRaw(AnchoralAmazoncatAgri):
@@ -192,9 +192,9 @@ def prepare(task: str, manual_dir: str | os.PathLike | None = None,
     raise ValueError(f"No tfds builder for {task!r}. Known: {sorted(BUILDERS)}.")
   builder = BUILDERS[task](data_dir=str(resolve_tfds_dir(data_dir)), file_format="array_record")
   if not builder.is_prepared():
-    paper.required_files(task, manual_dir)  # our clear error before tfds' generic one
+    paper_files.required_files(task, manual_dir)  # our clear error before tfds' generic one
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=str(paper.resolve_manual_dir(manual_dir))))
+        manual_dir=str(paper_files.resolve_manual_dir(manual_dir))))
   return builder
 
 

@@ -19,15 +19,20 @@ import pandas as pd
 
 # Errors and checks (errors.py) and the draws (sampling.py) are re-exported: importers of user.py
 # (cli.py, label.py, tests) keep working.
-from anchoral_jax.data.errors import MAX_EXAMPLES, check_uids, map_labels
-from anchoral_jax.data.errors import DataFileNotFound as DataFileNotFound
-from anchoral_jax.data.errors import DataFormatError as DataFormatError
-from anchoral_jax.data.errors import check_texts as check_texts
-from anchoral_jax.data.errors import check_unique as check_unique
-from anchoral_jax.data.errors import require_columns as require_columns
-from anchoral_jax.data.sampling import downsample_majority as downsample_majority
-from anchoral_jax.data.sampling import downsample_minorities as downsample_minorities
-from anchoral_jax.data.sampling import stratified_test_split as stratified_test_split
+from anchoral_jax.data.errors import (
+  MAX_EXAMPLES,
+  DataFileNotFound,
+  DataFormatError,
+  check_texts,
+  check_uids,
+  map_labels,
+  require_columns,
+)
+from anchoral_jax.data.sampling import (
+  downsample_majority,
+  downsample_minorities,
+  stratified_test_split,
+)
 from anchoral_jax.data.task import Split, TextTask
 
 # ---------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from anchoral_jax.models import hf
-from anchoral_jax.models.hf import Params, read_hf_state_dict, resolve_model_dir  # noqa: F401
+from anchoral_jax.models.hf import Params
 
 MODEL_TYPES = ("bert",)  # Hugging Face config.json model_type values this file reads
 POOLINGS = ("pooler", "mean")

@@ -9,7 +9,7 @@ C classes.
 GPT-2 has no [CLS] token, and under causal attention only the last real token has seen the whole
 text. So, as HF's GPT2ForSequenceClassification, the sequence representation is the hidden
 state of the last non-pad token, at index `mask.sum(-1) - 1` (right padding, which is what
-anchoral_jax/tokenize.py produces). Outputs (`out`):
+anchoral_jax/data/tokenize.py produces). Outputs (`out`):
   out["cls"]        the last non-pad token's last-layer state: the [CLS]-like vector FTbertKM
                     clusters (a documented choice: GPT-2 has no [CLS])            [B, H]
   out["pooled"]     the pooling's vector: "last" (default, as HF) = out["cls"]; "mean" = the
@@ -23,7 +23,7 @@ regime trains); HF's `score` has no bias. A GPT-2 checkpoint's head is never loa
 the bias to zero (as the parity tests do).
 
 Padding (SPEC.md §5, "other models"): pad = eos, as the paper's official code
-(anchoral_jax/tokenize.py `pad_id` falls back on eos for a tokenizer without a pad token).
+(anchoral_jax/data/tokenize.py `pad_id` falls back on eos for a tokenizer without a pad token).
 Departure from the official code, which padded the attention mask itself with the pad id instead
 of 0, so padded positions were not masked (a bug, not copied): here the mask is 1 on real tokens
 and 0 on padding, from the tokenizer's lengths alone, and attention is causal on top of it. So

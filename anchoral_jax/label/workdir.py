@@ -1,0 +1,207 @@
+"""`anchoral label`'s workdir: the session's files, read and written crash-safely.
+
+The workdir (the unit of resume, like a run's):
+  settings.json      the session's settings (written once, by init)
+  pool.parquet       ids and texts of the pool, in row order (rows are Selector rows)
+  embeddings.npy     emb_NxE, float32, unit-norm (embeddings.json: what they were made from)
+  index.usearch      the cosine HNSW index over them (AnchorAL/SEALS retrieval)
+  answers.jsonl      append-only: one line per answer {"batch", "id", "label" (null when
+                     skipped), "time"}; then one {"batch", "ingested": true, ...} line closing
+                     the batch. Lines of a batch without its closing line are ignored (a
+                     killed append), so a re-run appends that batch again, whole.
+  state.json         every batch asked (ids, hints) and the Selector's generators, written
+                     atomically *before* the batch file: a missing batch file is re-written
+  batches/batch_NNN.csv  the file to fill in: id, text, label (empty), guess, score
+  head.npz           the last trained head (for status' estimate)
+
+Every file is written under a temporary name and published by os.replace (text through
+`fileio.write_text_atomic`, arrays and tables through `publish`), or appended whole.
+
+Shape letters: N pool rows, E embedding width, C classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from anchoral_jax.data.errors import DataFormatError
+from anchoral_jax.fileio import publish, write_text_atomic
+
+BATCH_COLUMNS = ("id", "text", "label", "guess", "score")
+PAPER_POOL, PAPER_SUBPOOL = 90_910, 10_000  # AG News and its cap M (configs/reproduce_cpu.py)
+
+
+class LabelError(DataFormatError):
+  """A labelling-session input (answer file, seed file, settings, workdir) cannot be used; the
+  message names the file, the line and the fix (CLI exit 2, nothing written)."""
+
+
+@dataclasses.dataclass
+class Settings:
+  """The session's choices (settings.json), fixed by init: every step reads the same."""
+
+  data: str
+  text_column: str
+  id_column: str | None
+  classes: list[str]
+  minority: list[str]
+  filter: str = "anchoral"
+  strategy: str = "entropy"
+  query_size: int = 25
+  model: str = "all-MiniLM-L6-v2"
+  max_length: int = 64
+  subpool_size: int = 0  # 0: the paper's 10,000 scaled to the pool
+  num_anchors: int = 10
+  num_neighbours: int = 50
+  seed: int = 42
+
+  @property
+  def minority_idx(self) -> tuple[int, ...]:
+    return tuple(self.classes.index(c) for c in self.minority)
+
+  def cap(self, pool_size: int) -> int:
+    """The subpool cap M: the paper's 10,000 of 90,910 scaled to the pool, as
+    configs/reproduce_cpu.py does, never below 4 query sizes."""
+    if self.subpool_size:
+      return self.subpool_size
+    return max(4 * self.query_size, round(PAPER_SUBPOOL * pool_size / PAPER_POOL))
+
+
+def now() -> str:
+  return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def batch_path(workdir: Path, n: int) -> Path:
+  return workdir / "batches" / f"batch_{n:03d}.csv"
+
+
+def load_settings(workdir: Path) -> Settings:
+  path = workdir / "settings.json"
+  if not path.is_file():
+    raise LabelError(f"{workdir} is not a labelling session ({path.name} is missing): start "
+                     f"one with `anchoral label init --workdir {workdir} --data FILE ...`.")
+  return Settings(**json.loads(path.read_text()))
+
+
+def load_state(workdir: Path) -> dict:
+  return json.loads((workdir / "state.json").read_text())
+
+
+def save_state(workdir: Path, state: dict) -> None:
+  write_text_atomic(workdir / "state.json", json.dumps(state, indent=1))
+
+
+def read_answers(workdir: Path) -> tuple[list[dict], set[int]]:
+  """(answer records of closed batches, closed batch numbers) from answers.jsonl.
+
+  A batch's lines count only once its closing line is there (a killed append leaves some
+  lines without one; the re-run appends the batch again, whole). Unparsable lines (a torn
+  last write) are skipped."""
+  path = workdir / "answers.jsonl"
+  records, closed = [], set()
+  if not path.exists():
+    return records, closed
+  pending: dict[int, list[dict]] = {}
+  for line in path.read_text().splitlines():
+    try:
+      r = json.loads(line)
+    except json.JSONDecodeError:
+      continue
+    if r.get("ingested"):
+      if r["batch"] not in closed:
+        closed.add(r["batch"])
+        records += pending.get(r["batch"], [])
+      pending.pop(r["batch"], None)
+    else:
+      pending.setdefault(r["batch"], []).append(r)
+  return records, closed
+
+
+def append_answers(workdir: Path, batch: int, answers: list[tuple[str, str | None]],
+                    extra: dict) -> None:
+  """Appends one batch's answers and its closing line in one write (append-only file)."""
+  path = workdir / "answers.jsonl"
+  t = now()
+  lines = [json.dumps({"batch": batch, "id": i, "label": lab, "time": t}) for i, lab in answers]
+  lines.append(json.dumps({"batch": batch, "ingested": True, "time": t, **extra}))
+  text = "\n".join(lines) + "\n"
+  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+  try:
+    if os.fstat(fd).st_size:  # a torn last line (killed mid-write) must not swallow ours
+      with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) != b"\n":
+          text = "\n" + text
+    os.write(fd, text.encode())
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+@dataclasses.dataclass
+class Pool:
+  ids: np.ndarray  # str, [N]
+  texts: np.ndarray  # str, [N]
+  emb_NxE: np.ndarray
+
+  @functools.cached_property
+  def _pos(self) -> dict[str, int]:
+    return {i: r for r, i in enumerate(self.ids)}
+
+  def rows_of(self, ids: Sequence[str]) -> np.ndarray:
+    return np.asarray([self._pos[i] for i in ids], np.int64)
+
+
+def load_pool(workdir: Path) -> Pool:
+  df = pd.read_parquet(workdir / "pool.parquet")
+  emb = np.load(workdir / "embeddings.npy", mmap_mode="r")  # read-only: a big pool stays on disk
+  return Pool(df["id"].to_numpy(str), df["text"].to_numpy(object), emb)
+
+
+def labelled_rows(records: list[dict], pool: Pool, s: Settings):
+  """(labelled rows, their class indices, skipped rows): the last answer for an id wins."""
+  last: dict[str, str | None] = {}
+  for r in records:
+    last[r["id"]] = r["label"]
+  lab = {i: v for i, v in last.items() if v is not None}
+  skipped = [i for i, v in last.items() if v is None]
+  rows = pool.rows_of(list(lab))
+  labels = np.asarray([s.classes.index(v) for v in lab.values()], np.int64)
+  return rows, labels, pool.rows_of(skipped)
+
+
+def save_head(folder: Path, params: dict) -> None:
+  """`folder`/head.npz: the linear head (kernel [E, C], bias [C]), the encoder being frozen."""
+  h = params["classifier"]
+  publish(folder / "head.npz",
+          lambda tmp: np.savez(tmp, kernel=np.asarray(h["kernel"]), bias=np.asarray(h["bias"])))
+
+
+def load_head(path: Path) -> dict:
+  """The params `save_head` wrote (only the head: what `probs_of` reads)."""
+  with np.load(path) as z:
+    return {"classifier": {"kernel": z["kernel"], "bias": z["bias"]}}
+
+
+def write_batch_file(workdir: Path, pool: Pool, rec: dict) -> Path:
+  rows = pool.rows_of(rec["ids"])
+  k = len(rows)
+  df = pd.DataFrame({
+      "id": rec["ids"],
+      # One line per row, so error messages' line numbers are the editor's; the id is the key.
+      "text": [" ".join(str(t).split()) for t in pool.texts[rows]],
+      "label": [""] * k,
+      "guess": rec.get("guess", [""] * k),
+      "score": [f"{x:.3f}" for x in rec["score"]] if "score" in rec else [""] * k})
+  path = batch_path(workdir, rec["batch"])
+  write_text_atomic(path, df.to_csv(index=False))
+  return path

@@ -1,0 +1,4 @@
+"""`anchoral report`: finished runs grouped into cells, tables and plots.
+
+May import: metrics, tracking, config.
+"""

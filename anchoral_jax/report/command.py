@@ -1,0 +1,96 @@
+"""`anchoral report RUNS_DIR [--out DIR]`: the paper's tables and plots from a folder of runs.
+
+Every folder under RUNS_DIR holding `hparams.json` and `metrics.jsonl` is a run (finished or
+not). Runs are grouped into *cells* by their config: the dataset (`data.name`, a table column
+group), the strategy and filter, and a *variant* naming any other config field that differs
+between runs (e.g. `num_anchors=50` in the ablations). Seeds (`data.seed`, `model.seed`,
+`al.initial_seed`), W&B fields and paths never split cells: a cell's runs are its seeds.
+
+Numbers (the paper's definitions): Minority / Majority = area under the per-round test F1 curve
+of the minority class(es) / the majority class (trapezoid, unit spacing over rounds, F1 in
+[0, 1]: `metrics.learning_curve_auc`); Time = cumulative query time (`time/query`: anchors +
+search + scoring + acquisition, no training or testing) in minutes. Each cell shows the median
+and the IQR (75th - 25th percentile, numpy's linear interpolation) over its runs.
+  Overall: each run's whole curve.
+  Budget-Matched: every run of a dataset cut to the smallest number of rounds any run of that
+  dataset reached (so runs stopped early, e.g. by a time limit, compare at the same budget).
+  Summary (per filter, what a demo prints): per cell the medians of the minority AUC, the last
+  round's minority F1, the minority labels the queries found, the final labelled / subpool /
+  unlabelled-pool minority shares, query seconds and rows scored per round (`summary_table`).
+
+Writes to --out (default RUNS_DIR/report): report.md (the summary, both tables, the plots, the
+runs), summary.{md,csv}, overall.{md,csv}, budget_matched.{md,csv}, runs.csv, and per dataset
+the PNGs minority_f1-<dataset>.png (vs budget), query_time-<dataset>.png (per round),
+labelled_minority_share-<dataset>.png (vs budget), subpool_minority_share-<dataset>.png
+(per round, with the unlabelled pool's share dotted when logged): one panel per strategy, one
+line per filter/variant (median, IQR band); full-pool Random, when present, is drawn dashed in
+every panel as the reference.
+
+The job is split in three modules, run in order by `report` here: report_cells.py (read the
+runs, group them into cells), report_tables.py (the numbers and tables), report_plots.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from anchoral_jax.report.cells import cells, find_runs
+from anchoral_jax.report.plots import plot_dataset
+from anchoral_jax.report.tables import markdown, summary_markdown, summary_table, tables
+
+
+def report(runs_dir: str | Path, out: str | Path | None = None, plots: bool = True) -> Path:
+  """Writes every table and plot; returns the path of report.md."""
+  runs_dir = Path(runs_dir)
+  runs = find_runs(runs_dir)
+  if not runs:
+    raise SystemExit(f"No runs under {runs_dir} (folders with hparams.json and metrics.jsonl).")
+  out = Path(out) if out else runs_dir / "report"
+  out.mkdir(parents=True, exist_ok=True)
+  per_run, overall, matched = tables(runs)
+  per_run.to_csv(out / "runs.csv", index=False)
+  summary = summary_table(runs)
+  summary.to_csv(out / "summary.csv", index=False)
+  summary_text = summary_markdown(summary)
+  (out / "summary.md").write_text(summary_text)
+  sections = [f"# Report: {runs_dir.resolve()}", "",
+              f"{len(runs)} runs ({sum(r.done for r in runs)} DONE) in "
+              f"{len({k for k in cells(runs)})} cells.", "", summary_text, ""]
+  for name, table, title in (("overall", overall, "Overall"),
+                             ("budget_matched", matched, "Budget-Matched")):
+    table.drop(columns="table").to_csv(out / f"{name}.csv", index=False)
+    text = markdown(table, title, matched=name == "budget_matched")
+    (out / f"{name}.md").write_text(text)
+    sections += [text, ""]
+  if plots:
+    groups = cells(runs)
+    sections += ["### Plots", ""]
+    for dataset in dict.fromkeys(r.dataset for r in runs):
+      for path in plot_dataset(dataset, groups, out):
+        sections.append(f"![{path.stem}]({path.name})")
+    sections.append("")
+  unfinished = [r for r in runs if not r.done]
+  if unfinished:
+    sections += ["### Unfinished runs", ""] + [
+        f"- {r.path.relative_to(runs_dir) if r.path.is_relative_to(runs_dir) else r.path}: "
+        f"{len(r.history)} rounds" for r in unfinished] + [""]
+  path = out / "report.md"
+  path.write_text("\n".join(sections))
+  return path
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(
+      prog="anchoral report",
+      description="Tables (a per-filter summary; median and IQR over seeds of minority/majority "
+      "AUC and query time, Overall and Budget-Matched) and plots from a folder of runs.")
+  parser.add_argument("runs_dir", help="folder holding run folders (e.g. a sweep's --runs_dir)")
+  parser.add_argument("--out", default=None, help="output folder (default RUNS_DIR/report)")
+  parser.add_argument("--no_plots", action="store_true", help="tables only")
+  args = parser.parse_args(argv)
+  path = report(args.runs_dir, args.out, plots=not args.no_plots)
+  print((path.parent / "summary.md").read_text())
+  print((path.parent / "overall.md").read_text())
+  print(f"Wrote {path} (tables, CSV and plots in {path.parent}).")

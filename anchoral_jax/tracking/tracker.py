@@ -1,0 +1,126 @@
+"""Experiment trackers: a local JSON-lines log that is always written, W&B as an optional sink.
+
+The JSONL file in the workdir is the record of truth (CONTRIBUTING.md §6; `tracking_jsonl.py`):
+it survives a killed run, needs no service, and is what analysis and resume read. W&B
+(`tracking_wandb.py`) receives the same records; it runs offline by default and never goes
+online unless the user asks. This module is what a run uses: the `Tracker` interface,
+`make_tracker` (the JSONL sink, plus W&B unless disabled), and every name of the two sinks
+re-exported (`tracking.load_metrics`, `tracking.resolve_wandb_mode`, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from anchoral_jax.tracking.jsonl import (
+  JSONL_NAME,
+  JsonlTracker,
+)
+from anchoral_jax.tracking.wandb_sink import (
+  WandbTracker,
+  as_dict,
+  load_or_create_run_id,
+  resolve_wandb_mode,
+)
+
+_WANDB_CFG_KEYS = frozenset(
+    {"mode", "project", "entity", "group", "name", "job_type", "tags", "dir", "id", "notes",
+     "settings"})
+
+
+@runtime_checkable
+class Tracker(Protocol):
+  """Where per-round records go. `step` is the AL round."""
+
+  def log(self, record: Mapping[str, Any], step: int) -> None: ...
+
+  def summary(self, values: Mapping[str, Any]) -> None: ...
+
+  def finish(self) -> None: ...
+
+
+class NoOpTracker:
+  """Discards everything (tests, dry runs)."""
+
+  def log(self, record: Mapping[str, Any], step: int) -> None:
+    del record, step
+
+  def summary(self, values: Mapping[str, Any]) -> None:
+    del values
+
+  def finish(self) -> None:
+    pass
+
+
+class MultiTracker:
+  """Sends every call to each tracker in order; `finish` reaches all even if one fails."""
+
+  def __init__(self, trackers: Iterable[Tracker]):
+    self.trackers = list(trackers)
+
+  def log(self, record: Mapping[str, Any], step: int) -> None:
+    for t in self.trackers:
+      t.log(record, step)
+
+  def summary(self, values: Mapping[str, Any]) -> None:
+    for t in self.trackers:
+      t.summary(values)
+
+  def finish(self) -> None:
+    error: BaseException | None = None
+    for t in self.trackers:
+      try:
+        t.finish()
+      except Exception as e:  # re-raised below, after the others finished
+        error = error or e
+    if error is not None:
+      raise error
+
+
+def make_tracker(
+    workdir: str | os.PathLike,
+    wandb_cfg: Mapping[str, Any] | None,
+    run_config: Mapping[str, Any],
+) -> MultiTracker:
+  """JSONL sink at `<workdir>/metrics.jsonl`, plus W&B unless its mode resolves to disabled.
+
+  `wandb_cfg` keys (all optional): mode (None means disabled), project, entity, group, name
+  (default: workdir name), job_type, tags, dir (default: $WANDB_DIR or the workdir), id
+  (default: `load_or_create_run_id`), notes, settings (extra `wandb.Settings` fields).
+  `wandb_cfg=None` means no W&B. `run_config` (dict or ConfigDict) becomes the W&B config.
+  """
+  workdir = pathlib.Path(workdir)
+  trackers: list[Tracker] = [JsonlTracker(workdir / JSONL_NAME)]
+  cfg = as_dict(wandb_cfg) if wandb_cfg is not None else None
+  if cfg is not None:
+    unknown = set(cfg) - _WANDB_CFG_KEYS
+    if unknown:
+      trackers[0].finish()
+      raise ValueError(
+          f"Unknown wandb config keys {sorted(unknown)}; known: {sorted(_WANDB_CFG_KEYS)}.")
+    configured = cfg.get("mode", "offline")
+    mode = resolve_wandb_mode(configured) if configured is not None else "disabled"
+    if mode != "disabled":
+      try:
+        trackers.append(
+            WandbTracker(
+                config=as_dict(run_config),
+                project=cfg.get("project") or "anchoral-jax",
+                entity=cfg.get("entity"),
+                group=cfg.get("group"),
+                name=cfg.get("name") or workdir.resolve().name,
+                job_type=cfg.get("job_type", "al"),
+                tags=tuple(cfg.get("tags") or ()),
+                mode=mode,
+                dir=cfg.get("dir") or os.environ.get("WANDB_DIR") or workdir,
+                resume_id=cfg.get("id") or load_or_create_run_id(workdir),
+                notes=cfg.get("notes"),
+                settings=as_dict(cfg.get("settings") or {}),
+            ))
+      except BaseException:
+        trackers[0].finish()
+        raise
+  return MultiTracker(trackers)
