@@ -90,7 +90,7 @@ class Selector:
     if pool_size is None:
       raise ValueError("Give `embeddings` (SEALS and AnchorAL need them) or `pool_size`.")
     self.pool_size = int(pool_size)
-    if filter in ("seals", "anchoral"):
+    if filters.needs_index(filter):
       if embeddings is None:
         raise ValueError(f"The {filter} filter needs the pool's `embeddings`.")
       if index is None:

@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from anchoral_jax.errors import UserError
+
 COMMANDS = ("run", "embed", "index", "sweep", "report", "config", "env", "label")
 
 USAGE = __doc__
@@ -87,26 +89,11 @@ def _config_main(command: str):
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
       _dispatch(command, FLAGS)
-    except _user_errors() as e:  # the message says what to fix; a traceback would bury it
+    except UserError as e:  # the message says what to fix; a traceback would bury it
       print(f"anchoral {command}: {type(e).__name__}: {e}", file=sys.stderr)
       sys.exit(2)
 
   return main
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-  """Errors caused by input (config, data files, checkpoints, the workdir's files or its lock),
-  not by a bug in the code."""
-  from anchoral_jax.al.validation import ConfigError
-  from anchoral_jax.data.errors import DataFileNotFound, DataFormatError
-  from anchoral_jax.models import ModelLoadError
-  from anchoral_jax.run.checkpoint import CorruptCheckpointError
-  from anchoral_jax.run.workdir import WorkdirError
-  from anchoral_jax.sweep.seeds import SeedsError
-  from anchoral_jax.tracking.jsonl import CorruptJsonlError
-
-  return (ConfigError, CorruptCheckpointError, DataFileNotFound, DataFormatError,
-          CorruptJsonlError, WorkdirError, ModelLoadError, SeedsError)
 
 
 def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)

@@ -32,8 +32,9 @@ import harness  # bench/harness.py: bench/ is sys.path[0] when run as a script
 import numpy as np
 import usearch
 
+from anchoral_jax import cache
 from anchoral_jax import config as config_lib
-from anchoral_jax.retrieval import cache, embed, prepare
+from anchoral_jax.retrieval import embed, prepare
 from anchoral_jax.retrieval.index import PoolIndex
 
 RESULTS = harness.RESULTS

@@ -29,8 +29,9 @@ import harness
 import numpy as np
 import usearch
 
+from anchoral_jax import cache
 from anchoral_jax import config as config_lib
-from anchoral_jax.retrieval import cache, prepare
+from anchoral_jax.retrieval import prepare
 
 HEADING = "Index build killed and resumed"
 COLUMNS = ("date", "machine", "load_avg", "versions", "n", "dim", "M", "save_every_s",
@@ -112,8 +113,8 @@ def main() -> None:
       if "Resuming the index build at row" in record.getMessage():
         resumed_from.append(int(record.args[0]))
 
-  logging.getLogger("anchoral_jax.retrieval.cache").addHandler(Grab())
-  logging.getLogger("anchoral_jax.retrieval.cache").setLevel(logging.INFO)
+  logging.getLogger("anchoral_jax.cache").addHandler(Grab())
+  logging.getLogger("anchoral_jax.cache").setLevel(logging.INFO)
   idx = prepare.build_index(cfg, emb, path, progress=True, save_every_s=args.save_every_s)
   resume_s = time.perf_counter() - t1
   start_row = resumed_from[0] if resumed_from else 0

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from conftest import tiny_config
 
+from anchoral_jax import errors
 from anchoral_jax.al import loop, validation
 from anchoral_jax.data.errors import DataFormatError
 from anchoral_jax.data.user import build_user_task
@@ -62,14 +63,14 @@ BAD = [
 @pytest.mark.parametrize(("key", "value", "hint"), BAD, ids=[b[0] for b in BAD])
 def test_validate_rejects_bad_options_with_the_valid_ones(tmp_path, key, value, hint):
   config = tiny_config(tmp_path, 400, 100, **{key: value})
-  with pytest.raises(validation.ConfigError) as e:
+  with pytest.raises(errors.ConfigError) as e:
     validation.validate(config)
   assert key in str(e.value) and hint in str(e.value)
 
 
 def test_validate_rejects_seals_neighbours(tmp_path):
   config = tiny_config(tmp_path, 400, 100, **{"al.filter": "seals", "seals.num_neighbours": 0})
-  with pytest.raises(validation.ConfigError, match="seals.num_neighbours must be positive"):
+  with pytest.raises(errors.ConfigError, match="seals.num_neighbours must be positive"):
     validation.validate(config)
 
 
@@ -172,7 +173,7 @@ def _committed_workdir(tmp_path: Path, config) -> Path:
 def test_different_config_refusal_lists_the_changed_keys(tmp_path):
   workdir = _committed_workdir(tmp_path, tiny_config(tmp_path, 400, 100))
   changed = tiny_config(tmp_path, 400, 100, **{"al.subpool_size": 300, "train.epochs": 2})
-  with pytest.raises(validation.ConfigError, match="different config") as e:
+  with pytest.raises(errors.ConfigError, match="different config") as e:
     loop.run(changed, workdir)
   assert "al.subpool_size: 2000 -> 300" in str(e.value)
   assert "train.epochs: 1 -> 2" in str(e.value)
@@ -196,7 +197,7 @@ def test_a_run_from_before_index_dtype_resumes_with_f32_only(tmp_path):
   old = json.loads((workdir / "hparams.json").read_text())
   del old["index"]["dtype"]
   (workdir / "hparams.json").write_text(json.dumps(old))
-  with pytest.raises(validation.ConfigError, match="index.dtype: 'f32' -> 'f16'"):
+  with pytest.raises(errors.ConfigError, match="index.dtype: 'f32' -> 'f16'"):
     loop.run(config, workdir)
   config.index.dtype = "f32"
   loop.run(config, workdir)  # DONE: returns instead of refusing
@@ -217,8 +218,8 @@ def _small_task(n: int = 40):
 
 @pytest.mark.parametrize("which", ["npz", "npy"])
 def test_corrupt_embeddings_cache_names_the_file(tmp_path, which):
-  from anchoral_jax.retrieval import cache
-  from anchoral_jax.run.workdir import CorruptCacheError
+  from anchoral_jax import cache
+  from anchoral_jax.errors import CorruptCacheError
 
   uid = np.arange(5, dtype=np.int64)
   mm = cache.open_embeddings(tmp_path, "k", 5, 4)
@@ -237,7 +238,8 @@ def _index_config(tmp_path, **kw):
 
 
 def test_corrupt_cached_index_is_rebuilt_with_a_warning(tmp_path, caplog):
-  from anchoral_jax.retrieval import cache, prepare
+  from anchoral_jax import cache
+  from anchoral_jax.retrieval import prepare
 
   task = _small_task()
   emb = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
@@ -252,8 +254,8 @@ def test_corrupt_cached_index_is_rebuilt_with_a_warning(tmp_path, caplog):
 
 
 def test_corrupt_user_index_path_names_the_file(tmp_path):
+  from anchoral_jax.errors import CorruptCacheError
   from anchoral_jax.retrieval import prepare
-  from anchoral_jax.run.workdir import CorruptCacheError
 
   bad = tmp_path / "mine.usearch"
   bad.write_bytes(b"not an index" * 10)
@@ -264,7 +266,7 @@ def test_corrupt_user_index_path_names_the_file(tmp_path):
 
 
 def test_cli_corrupt_embeddings_exit_2_naming_the_file(tmp_path):
-  from anchoral_jax.retrieval import cache as cache_lib
+  from anchoral_jax import cache as cache_lib
   from anchoral_jax.retrieval import prepare
 
   cache = tmp_path / "cache"
@@ -390,9 +392,9 @@ def test_cli_sweep_bad_value_fails_before_any_run(tmp_path, override, needle):
 
 
 def test_corrupt_token_cache_is_rebuilt_with_a_warning(tmp_path, cache_dir, caplog):
+  from anchoral_jax import cache
   from anchoral_jax.data.tokenize import load_tokenizer
   from anchoral_jax.models.hf import resolve_model_dir
-  from anchoral_jax.retrieval import cache
 
   model_dir = resolve_model_dir("all-MiniLM-L6-v2")
   tok = load_tokenizer(model_dir)

@@ -204,7 +204,7 @@ def _kill_after(n_chunks: int, starts: list[int]):
 
 def test_killed_build_resumes_from_partial(tmp_path, caplog):
   """A build killed after 3 chunks restarts at the saved row, not at 0, and is complete."""
-  from anchoral_jax.retrieval.cache import discard_partial_index
+  from anchoral_jax.cache import discard_partial_index
 
   rng = np.random.default_rng(6)
   emb = _unit(rng.standard_normal((2_000, 32)))
@@ -217,7 +217,7 @@ def test_killed_build_resumes_from_partial(tmp_path, caplog):
     PoolIndex.build(emb, uids, on_chunk=_kill_after(3, first), **kw)
   assert first == [0, 300, 600] and partial.is_file()  # saved after chunks 1 and 2, 3, ...
   resumed: list[int] = []
-  with caplog.at_level("INFO", logger="anchoral_jax.retrieval.cache"):
+  with caplog.at_level("INFO", logger="anchoral_jax.cache"):
     idx = PoolIndex.build(emb, uids, on_chunk=lambda a, b: resumed.append(a), **kw)
   assert resumed[0] == 900 and resumed[-1] == 1800  # only the rows after the partial
   assert "Resuming the index build at row 900" in caplog.text
@@ -246,7 +246,7 @@ def test_killed_build_resumes_from_partial(tmp_path, caplog):
     PoolIndex.build(emb, uids, on_chunk=_kill_after(2, []), **kw)
   partial.write_bytes(b"not an index")
   again: list[int] = []
-  with caplog.at_level("WARNING", logger="anchoral_jax.retrieval.cache"):
+  with caplog.at_level("WARNING", logger="anchoral_jax.cache"):
     PoolIndex.build(emb, uids, on_chunk=lambda a, b: again.append(a), **kw)
   assert again[0] == 0 and "unreadable partial index" in caplog.text
   discard_partial_index(partial)
@@ -256,8 +256,8 @@ def test_killed_build_resumes_from_partial(tmp_path, caplog):
 def test_cache_file_name_keys_the_graph_settings(tmp_path):
   """M always; ef_construction and storage when not the defaults the older files were built
   with (200, f32), so those keep their names. Two settings never share a file."""
+  from anchoral_jax import cache
   from anchoral_jax import config as common
-  from anchoral_jax.retrieval import cache
 
   c = common.base()
   c.data.cache_dir = str(tmp_path)

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anchoral_jax.al import loop, validation
+from anchoral_jax import errors
+from anchoral_jax.al import loop
+from anchoral_jax.run import files as run_files
 from anchoral_jax.run.checkpoint import CorruptCheckpointError
 from anchoral_jax.tracking.jsonl import load_metrics
 
@@ -174,20 +176,20 @@ def test_corrupt_checkpoint_falls_back_then_fails_clearly(tmp_path, cache_dir):
 
 
 def test_bad_input_fails_clearly(tmp_path, cache_dir):
-  with pytest.raises(validation.ConfigError, match="Budget larger than the pool"):
+  with pytest.raises(errors.ConfigError, match="Budget larger than the pool"):
     loop.run(tiny_config(cache_dir, **{"al.budget": 5000}), tmp_path / "a")
-  with pytest.raises(validation.ConfigError, match="Unknown al.strategy"):
+  with pytest.raises(errors.ConfigError, match="Unknown al.strategy"):
     loop.run(tiny_config(cache_dir, **{"al.strategy": "entrop"}), tmp_path / "b")
-  with pytest.raises(validation.ConfigError, match="Unknown al.filter"):
+  with pytest.raises(errors.ConfigError, match="Unknown al.filter"):
     loop.run(tiny_config(cache_dir, **{"al.filter": "anchor"}), tmp_path / "c")
-  with pytest.raises(validation.ConfigError, match="multiple of al.query_size"):
+  with pytest.raises(errors.ConfigError, match="multiple of al.query_size"):
     loop.run(tiny_config(cache_dir, **{"al.budget": 130}), tmp_path / "d")
-  with pytest.raises(validation.ConfigError, match="total labelled size"):  # budget counts initial
+  with pytest.raises(errors.ConfigError, match="total labelled size"):  # budget counts initial
     loop.run(tiny_config(cache_dir, **{"al.budget": 100}), tmp_path / "f")
   # Same workdir, different config: refuse instead of mixing two runs.
   c = tiny_config(cache_dir, **{"al.budget": 125, "al.filter": "randomsubset"})
   loop.run(c, tmp_path / "e")
-  with pytest.raises(validation.ConfigError, match="different config"):
+  with pytest.raises(errors.ConfigError, match="different config"):
     loop.run(tiny_config(cache_dir, **{"al.budget": 150}), tmp_path / "e")
 
 
@@ -214,7 +216,7 @@ def test_finished_run_extends_to_a_larger_budget(tmp_path, cache_dir):
   loop.run(tiny_config(cache_dir, **{"al.budget": 125}), ext)
   assert (ext / "DONE").exists()
   longer = tiny_config(cache_dir, **{"al.budget": 175})
-  loop._rewind_last_round(ext, 1, True)  # as if an extension was killed right after its rewind
+  run_files.rewind_last_round(ext, 1, True)  # as if an extension was killed right after its rewind
   assert not (ext / "DONE").exists()
   loop.run(longer, ext)
   loop.run(longer, fresh)
@@ -227,5 +229,5 @@ def test_finished_run_extends_to_a_larger_budget(tmp_path, cache_dir):
     return {k: v for k, v in json.loads((d / "summary.json").read_text()).items() if "time" not in k}
 
   assert summary(ext) == summary(fresh)
-  with pytest.raises(validation.ConfigError, match=r"al.budget: 175 -> 150"):  # shrinking is refused
+  with pytest.raises(errors.ConfigError, match=r"al.budget: 175 -> 150"):  # shrinking is refused
     loop.run(tiny_config(cache_dir, **{"al.budget": 150}), ext)

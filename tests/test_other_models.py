@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anchoral_jax.al import loop, validation
+from anchoral_jax import errors
+from anchoral_jax.al import loop
 from anchoral_jax.sweep import runs as sweep_runs
 from anchoral_jax.tracking.jsonl import load_metrics
 
@@ -43,5 +44,5 @@ def test_a_tokenizer_beyond_the_model_vocabulary_is_refused(tmp_path, cache_dir,
   c.data.cache_dir = str(cache_dir)
   c.wandb.mode = "disabled"
   c.model.name = "tiny-vocab-1000"
-  with pytest.raises(validation.ConfigError, match=r"token ids up to \d+, but the model"):
+  with pytest.raises(errors.ConfigError, match=r"token ids up to \d+, but the model"):
     loop.run(c, tmp_path / "w")

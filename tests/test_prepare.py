@@ -13,9 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from anchoral_jax import cache
 from anchoral_jax.al import state as run_state
 from anchoral_jax.data import load_task
-from anchoral_jax.retrieval import cache, embed, prepare
+from anchoral_jax.retrieval import embed, prepare
 from anchoral_jax.retrieval.index import PoolIndex
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from anchoral_jax.al import filters, loop
+from anchoral_jax.al import filters, loop, strategies
 from anchoral_jax.al import state as run_state
 from anchoral_jax.models import bert, hf
 from anchoral_jax.tracking.jsonl import load_metrics
@@ -144,7 +144,7 @@ def test_every_filter_x_strategy_x_anchor_strategy_picks_a_valid_batch(cache_dir
   fitted = setup.regime.fit(setup.init_params, state0.labelled_rows,
                             labels[state0.labelled_rows])
   unlabelled = np.setdiff1d(setup.pool_rows, state0.labelled_rows)
-  grid = [(f, s, "kmeans_pp") for f in loop.FILTERS for s in loop.STRATEGY_OUTPUTS]
+  grid = [(f, s, "kmeans_pp") for f in filters.FILTERS for s in strategies.STRATEGY_OUTPUTS]
   grid += [("anchoral", "entropy", a) for a in filters.ANCHOR_STRATEGIES if a != "kmeans_pp"]
   for filter_, strategy, anchors in grid:
     cc = ml_collections.ConfigDict(c.to_dict())

@@ -8,7 +8,8 @@ import conftest
 import pandas as pd
 import pytest
 
-from anchoral_jax.al import loop, validation
+from anchoral_jax import errors
+from anchoral_jax.al import loop
 from anchoral_jax.tracking.jsonl import load_metrics
 
 SEEDS = [{"model.seed": 1, "al.initial_seed": 11, "data.seed": 21},
@@ -91,5 +92,5 @@ def test_run_many_resumes_a_run_inside_a_group(tmp_path, cache_dir):
   _assert_same(_outputs(a), _outputs(tmp_path / "ref"))
   assert (b / "DONE").exists()
   assert [r["round"] for r in load_metrics(b / "metrics.jsonl")[0]] == [0, 1, 2]
-  with pytest.raises(validation.ConfigError, match="Two runs on one workdir"):
+  with pytest.raises(errors.ConfigError, match="Two runs on one workdir"):
     loop.run_many([_config(cache_dir, SEEDS[0])] * 2, [a, a])

@@ -10,11 +10,12 @@ import pytest
 from conftest import tiny_config
 
 from anchoral_jax import config as common
-from anchoral_jax import models
+from anchoral_jax import errors, models
 from anchoral_jax.al import filters, strategies, validation
 from anchoral_jax.al import state as run_state
-from anchoral_jax.al.validation import ConfigError, validate
+from anchoral_jax.al.validation import validate
 from anchoral_jax.data import registry
+from anchoral_jax.errors import ConfigError
 from anchoral_jax.retrieval import index
 from anchoral_jax.training import train
 
@@ -138,7 +139,7 @@ def test_every_registered_value_is_accepted(tmp_path, key, values, others):
 
 
 def test_loop_reexports_validation():
-  assert validation.validate is validate and validation.ConfigError is ConfigError
+  assert validation.validate is validate and errors.ConfigError is ConfigError
 
 
 def test_initial_minority_examples_beyond_the_initial_set_fail_in_setup(tmp_path):

@@ -18,8 +18,9 @@ from pathlib import Path
 import conftest
 import pytest
 
-from anchoral_jax import cli
-from anchoral_jax.al import loop, validation
+from anchoral_jax import errors, fileio
+from anchoral_jax.al import loop
+from anchoral_jax.run import files as run_files
 from anchoral_jax.run import workdir as workdir_lib
 from anchoral_jax.sweep import local as sweep_local
 from anchoral_jax.tracking import jsonl as tracking_jsonl
@@ -73,16 +74,16 @@ def test_truncate_drops_a_torn_last_line_and_names_a_damaged_one(tmp_path):
   path = tmp_path / "subpools.jsonl"
   path.write_text('{"round": 0, "uids": [1]}\n{"round": 1, "uids": [2]}\n{"round": 2, "ui')
   with pytest.warns(UserWarning, match=r"subpools\.jsonl:3: dropping an unreadable last line"):
-    loop._truncate_jsonl(path, 5)
+    run_files.truncate_jsonl(path, 5)
   assert path.read_text() == '{"round": 0, "uids": [1]}\n{"round": 1, "uids": [2]}\n'
   with warnings.catch_warnings():
     warnings.simplefilter("error")
-    loop._truncate_jsonl(path, 1)  # a clean file: no warning, uncommitted rounds dropped
+    run_files.truncate_jsonl(path, 1)  # a clean file: no warning, uncommitted rounds dropped
   assert path.read_text() == '{"round": 0, "uids": [1]}\n'
   path.write_text('{"round": 0}\n{"round": 1, "ui\n{"round": 2}\n')  # damage, not a torn append
   with pytest.raises(tracking_jsonl.CorruptJsonlError, match=r"subpools\.jsonl:2: unreadable line"):
-    loop._truncate_jsonl(path, 5)
-  assert tracking_jsonl.CorruptJsonlError in cli._user_errors()  # exit 2, no traceback
+    run_files.truncate_jsonl(path, 5)
+  assert issubclass(tracking_jsonl.CorruptJsonlError, errors.UserError)  # exit 2, no traceback
 
 
 def test_tracker_cuts_a_torn_tail_instead_of_burying_it(tmp_path):
@@ -153,8 +154,8 @@ def test_damaged_metrics_line_fails_naming_file_and_line(tmp_path, finished, cac
 # ---------------------------------------------------------------------------------------------
 # 3. The workdir lock.
 
-HOLDER = ("import sys\nfrom anchoral_jax import workdir\n"
-          "with workdir.lock(sys.argv[1]):\n  print('held', flush=True)\n  sys.stdin.read()\n")
+HOLDER = ("import sys\nfrom anchoral_jax import fileio\n"
+          "with fileio.lock(sys.argv[1]):\n  print('held', flush=True)\n  sys.stdin.read()\n")
 
 
 def _cli_run(workdir: Path, cache_dir) -> subprocess.CompletedProcess:
@@ -178,7 +179,7 @@ def test_second_run_on_a_locked_workdir_fails_at_once_and_writes_nothing(tmp_pat
     assert holder.stdout.readline().strip() == "held"
     (workdir / "notes.txt").write_text("a run in progress\n")
     before = _snapshot(workdir)
-    with pytest.raises(workdir_lib.WorkdirInUseError,
+    with pytest.raises(errors.WorkdirInUseError,
                        match=re.escape(f"in use by pid {holder.pid} on host {host}")):
       loop.run(tiny_config(cache_dir), workdir)
     r = _cli_run(workdir, cache_dir)
@@ -193,7 +194,7 @@ def test_second_run_on_a_locked_workdir_fails_at_once_and_writes_nothing(tmp_pat
   assert (workdir / "DONE").exists()
   pid, host = (workdir / ".lock").read_text().split()
   assert (int(pid), host) == (os.getpid(), socket.gethostname())  # the last holder's
-  with workdir_lib.lock(workdir):  # released when the run returned
+  with fileio.lock(workdir):  # released when the run returned
     pass
 
 
@@ -217,7 +218,7 @@ def test_lost_metrics_lines_fail_instead_of_a_wrong_summary(tmp_path, finished, 
   with pytest.raises(workdir_lib.IncompleteMetricsError, match=expected):
     loop.run(tiny_config(cache_dir), workdir)
   assert not (workdir / "DONE").exists() and not (workdir / "summary.json").exists()
-  assert issubclass(workdir_lib.IncompleteMetricsError, cli._user_errors())  # exit 2
+  assert issubclass(workdir_lib.IncompleteMetricsError, errors.UserError)  # exit 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,14 +226,14 @@ def test_lost_metrics_lines_fail_instead_of_a_wrong_summary(tmp_path, finished, 
 
 def test_config_may_change_until_a_round_is_committed(tmp_path, cache_dir):
   workdir = tmp_path / "w"
-  with pytest.raises(validation.ConfigError, match="Budget larger than the pool"):
+  with pytest.raises(errors.ConfigError, match="Budget larger than the pool"):
     loop.run(tiny_config(cache_dir, **{"al.budget": 5000}), workdir)
   fixed = tiny_config(cache_dir)
   loop.run(fixed, workdir)  # was: "holds a run with a different config"
   assert (workdir / "DONE").exists()
   assert json.loads((workdir / "hparams.json").read_text())["al"]["budget"] == 150
   (workdir / "DONE").unlink()  # committed rounds: a different config is refused again
-  with pytest.raises(validation.ConfigError, match="different config"):
+  with pytest.raises(errors.ConfigError, match="different config"):
     loop.run(tiny_config(cache_dir, **{"al.subpool_size": 300}), workdir)
 
 

@@ -233,6 +233,14 @@ def seals_subpool(index: SearchIndex, state: SealsState, labelled_uids: np.ndarr
 
 # ------------------------------------------------------------------------------- dispatch
 FILTERS = ("none", "randomsubset", "seals", "anchoral")
+# The filters that retrieve neighbours of labelled rows: they need the pool's embeddings and the
+# usearch index (SPEC.md §4). The one place that says which.
+RETRIEVAL_FILTERS = frozenset({"seals", "anchoral"})
+
+
+def needs_index(name: str) -> bool:
+  """Whether the filter `name` queries the pool's embeddings and ANN index."""
+  return name in RETRIEVAL_FILTERS
 
 
 @dataclasses.dataclass(frozen=True)

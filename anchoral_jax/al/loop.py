@@ -29,11 +29,12 @@ import ml_collections
 import numpy as np
 
 from anchoral_jax import config as common
-from anchoral_jax import metrics, parallel
+from anchoral_jax import fileio, metrics, parallel
 from anchoral_jax.al import filters, lockstep, strategies
 from anchoral_jax.al.lockstep import FitOutcome, FitRequest, fit_requests
 from anchoral_jax.al.state import ALState, Setup
-from anchoral_jax.al.validation import ConfigError, validate
+from anchoral_jax.al.validation import validate
+from anchoral_jax.errors import ConfigError
 from anchoral_jax.run import checkpoint
 from anchoral_jax.run import files as run_files
 from anchoral_jax.run import workdir as workdir_lib
@@ -42,14 +43,6 @@ from anchoral_jax.tracking import jsonl as tracking_jsonl
 from anchoral_jax.tracking import tracker as tracking
 
 log = logging.getLogger(__name__)
-
-# The registries live with the code that dispatches on them (one source each).
-FILTERS = filters.FILTERS
-STRATEGY_OUTPUTS = strategies.STRATEGY_OUTPUTS
-
-# The names callers and tests used before the parts moved out (re-exported, see __all__).
-_truncate_jsonl = run_files.truncate_jsonl
-_rewind_last_round = run_files.rewind_last_round
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,7 +152,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> list[d
   Non-primary processes return only the records of the rounds they ran.
 
   One run per workdir: the primary process holds `<workdir>/.lock` throughout (a second run
-  fails with workdir.WorkdirInUseError before writing anything).
+  fails with errors.WorkdirInUseError before writing anything).
   """
   return run_many([config], [workdir])[0]
 
@@ -181,7 +174,7 @@ def run_many(configs: list[ml_collections.ConfigDict], workdirs: list[str | os.P
   with contextlib.ExitStack() as stack:
     if parallel.is_primary():
       for p in paths:
-        stack.enter_context(workdir_lib.lock(p))
+        stack.enter_context(fileio.lock(p))
     return lockstep.drive([_run_steps(c, p) for c, p in zip(configs, paths, strict=True)])
 
 
@@ -191,7 +184,7 @@ def _run_steps(config: ml_collections.ConfigDict, workdir: Path) -> lockstep.Run
   c = config
   from anchoral_jax.retrieval import prepare
 
-  prepare.check_inputs(c)  # models, index files: before any expensive step
+  prepare.check_inputs(c, filters.needs_index(c.al.filter))  # models, index files: before any expensive step
   primary = parallel.is_primary()
   workdir.mkdir(parents=True, exist_ok=True)
   resolved = json.loads(c.to_json_best_effort())

@@ -22,11 +22,11 @@ import numpy as np
 
 from anchoral_jax import models
 from anchoral_jax.al import filters
-from anchoral_jax.al.validation import ConfigError
+from anchoral_jax.cache import cached_tokens
 from anchoral_jax.data import TextTask, load_task
 from anchoral_jax.data.sampling import stratified_rows
 from anchoral_jax.data.tokenize import load_tokenizer, resolve_tokenizer_dir
-from anchoral_jax.retrieval.cache import cached_tokens
+from anchoral_jax.errors import ConfigError
 from anchoral_jax.run import checkpoint
 from anchoral_jax.training import head as regimes_head
 from anchoral_jax.training import regimes

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import ml_collections
 
+from anchoral_jax.errors import ConfigError
+
 # The compute dtypes every model family supports (models/*.py: parameters stay float32).
 MODEL_DTYPES = ("float32", "bfloat16")
 # Seeds of numpy Generators (and the model's JAX key): numpy refuses negative seeds, and
 # several are first used only after the set-up (embeddings, index), so they are checked here.
 SEEDS = ("data.seed", "data.split_seed", "model.seed", "al.initial_seed", "al.strategy_seed",
          "anchoral.seed", "randomsubset.seed")
-
-
-class ConfigError(ValueError):
-  """The config cannot work; the message names the key and the fix (CLI exit 2)."""
 
 
 def _get(config: ml_collections.ConfigDict, key: str):
@@ -67,7 +65,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   choose("train.trainable", c.train.trainable, train.TRAINABLE)
   choose("model.pooling", c.model.pooling, models.POOLINGS)
   choose("model.dtype", c.model.dtype, MODEL_DTYPES)
-  if al.filter in ("seals", "anchoral"):
+  if filters.needs_index(al.filter):
     from anchoral_jax.retrieval.index import STORAGE
 
     choose("index.dtype", c.index.dtype, STORAGE)
@@ -92,7 +90,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     positive["anchoral.num_neighbours"] = c.anchoral.num_neighbours
   if al.filter == "seals":
     positive["seals.num_neighbours"] = c.seals.num_neighbours
-  if al.filter in ("seals", "anchoral"):
+  if filters.needs_index(al.filter):
     for key in ("embed_max_length", "connectivity", "expansion_add", "ef_search"):
       positive[f"index.{key}"] = c.index[key]
   for key, value in positive.items():

@@ -1,7 +1,7 @@
 """The data errors, and the column checks that raise them, in one place.
 
 Every data builder fails through these classes, so the CLI maps them all to exit status 2
-(`cli._user_errors`): an input problem the user can fix, not a bug. Each message names the file,
+(`errors.UserError`): an input problem the user can fix, not a bug. Each message names the file,
 the rows or values at fault and the fix (CONTRIBUTING.md §9).
 """
 
@@ -15,14 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from anchoral_jax.errors import UserError
+
 MAX_EXAMPLES = 5  # rows/values quoted in an error message
 
 
-class DataFileNotFound(FileNotFoundError):
+class DataFileNotFound(UserError, FileNotFoundError):
   """A data file is missing; the message says which file and what to do."""
 
 
-class DataFormatError(ValueError):
+class DataFormatError(UserError, ValueError):
   """A data file is there but its content cannot make a task; the message names the fix."""
 
 

@@ -38,7 +38,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-# `x as x` imports re-export the names importers of `paper` use (tfds_builders.py, tests).
 from anchoral_jax.data.errors import DataFormatError, check_texts
 from anchoral_jax.data.paper_files import (
   AG_NEWS_CSV_FOLDER,

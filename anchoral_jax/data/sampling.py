@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # task.py re-exports this module's recipes: no runtime import back
+if TYPE_CHECKING:
   from anchoral_jax.data.task import Split
 
 Rng = np.random.Generator | np.random.RandomState

@@ -11,8 +11,6 @@ import hashlib
 
 import numpy as np
 
-# The sampling recipes live in sampling.py; re-exported here, where loop.py and tests import them.
-
 
 @dataclasses.dataclass(frozen=True)
 class Split:

@@ -17,8 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# Errors and checks (errors.py) and the draws (sampling.py) are re-exported: importers of user.py
-# (cli.py, label.py, tests) keep working.
 from anchoral_jax.data.errors import (
   MAX_EXAMPLES,
   DataFileNotFound,

@@ -30,9 +30,11 @@ import logging
 import sys
 from pathlib import Path
 
+from anchoral_jax import fileio
+from anchoral_jax.errors import UserError
 from anchoral_jax.label.classifier import apply, export
 from anchoral_jax.label.steps import init, status, step
-from anchoral_jax.label.workdir import LabelError, Settings, load_settings
+from anchoral_jax.label.workdir import Settings, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,14 +78,13 @@ def _split(v: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> str:
-  from anchoral_jax.run import workdir as workdir_lib
 
   if args.command == "apply":
     return apply(Path(args.model), args.data, args.text_column, args.id_column, Path(args.out))
   wd = Path(args.workdir)
   if args.command != "init" and not (wd / "settings.json").is_file():
     load_settings(wd)  # the "not a session" message, before the lock creates the folder
-  with workdir_lib.lock(wd):
+  with fileio.lock(wd):
     if args.command == "init":
       s = Settings(data=args.data, text_column=args.text_column, id_column=args.id_column,
                    classes=_split(args.classes), minority=_split(args.minority),
@@ -103,12 +104,10 @@ def run(args: argparse.Namespace) -> str:
 
 def main(argv: list[str]) -> None:
   """`anchoral label ...`: input errors are one line (or one list) on stderr and exit 2."""
-  from anchoral_jax.cli import _user_errors
-
   args = _parser().parse_args(argv)
   logging.getLogger("anchoral_jax").setLevel(logging.WARNING)
   try:
     print(run(args))
-  except (*_user_errors(), LabelError, FileNotFoundError) as e:
+  except (UserError, FileNotFoundError) as e:  # LabelError is a DataFormatError
     print(f"anchoral label {args.command}: {e}", file=sys.stderr)
     sys.exit(2)

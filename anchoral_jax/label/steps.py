@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from anchoral_jax.al import filters
 from anchoral_jax.fileio import publish, write_text_atomic
 from anchoral_jax.label.classifier import probs_of, train_head
 from anchoral_jax.label.inputs import read_batch_answers, read_seed, read_texts
@@ -57,7 +58,7 @@ def make_selector(s: Settings, pool: Pool, workdir: Path):
   from anchoral_jax.retrieval.index import PoolIndex
 
   index = None
-  if s.filter in ("anchoral", "seals"):
+  if filters.needs_index(s.filter):
     index = PoolIndex.load(workdir / "index.usearch")
   return Selector(filter=s.filter, strategy=s.strategy, embeddings=pool.emb_NxE, index=index,
                   minority=s.minority_idx, subpool_size=s.cap(len(pool.ids)),
@@ -155,7 +156,7 @@ def init(workdir: Path, s: Settings, seed_labels: str | None = None) -> Path:
     write_text_atomic(meta, json.dumps(ident))
     print(f"Embedded in {time.perf_counter() - t0:.1f} s.", flush=True)
   publish(workdir / "pool.parquet", pd.DataFrame({"id": ids, "text": texts}).to_parquet)
-  if s.filter in ("anchoral", "seals"):
+  if filters.needs_index(s.filter):
     print("Building the retrieval index...", flush=True)
     PoolIndex.build(emb, np.arange(len(ids)), progress=len(ids) > 2000).save(
         workdir / "index.usearch")

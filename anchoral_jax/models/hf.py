@@ -15,12 +15,14 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from anchoral_jax.errors import UserError
+
 Params = dict[str, Any]
 # Our parameter path -> (checkpoint tensor name, how to turn the tensor into our layout).
 NameMap = dict[tuple[str, ...], tuple[str, Callable[[np.ndarray], np.ndarray] | bool]]
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(UserError, ValueError):
   """A checkpoint directory that cannot serve as the requested model: a file is missing, it
   holds another family, or its tensors do not match the architecture. The message names the
   file (or tensors) and the fix."""

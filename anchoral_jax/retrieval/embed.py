@@ -15,9 +15,8 @@ import shutil
 import jax
 import numpy as np
 
-from anchoral_jax import models
+from anchoral_jax import cache, models
 from anchoral_jax.data.tokenize import DEFAULT_BUCKETS, TokenizedTexts, load_tokenizer, tokenize
-from anchoral_jax.retrieval import cache
 from anchoral_jax.training.scoring import forward_rows
 
 

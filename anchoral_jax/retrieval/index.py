@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from usearch.index import Index
 
-from anchoral_jax.retrieval import cache
+from anchoral_jax import cache
 
 
 def _as_rows(rows: np.ndarray | Iterable[int] | None) -> np.ndarray:

@@ -26,13 +26,12 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 
+from anchoral_jax import cache, fileio
 from anchoral_jax.data import TextTask, load_task
 from anchoral_jax.data.tokenize import PACKAGED_TOKENIZERS
-from anchoral_jax.retrieval import cache
+from anchoral_jax.errors import CorruptCacheError
 from anchoral_jax.retrieval import embed as embedding
 from anchoral_jax.retrieval.index import PoolIndex
-from anchoral_jax.run import workdir
-from anchoral_jax.run.workdir import CorruptCacheError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ def _check_model(field: str, name: str, hint: str = "") -> None:
   available locally: otherwise it is found only after the task is loaded and tokenised (or
   the pool embedded), as a bare FileNotFoundError. Resolves directories, reads no file."""
   from anchoral_jax import models
-  from anchoral_jax.al.validation import ConfigError
+  from anchoral_jax.errors import ConfigError
 
   try:
     models.resolve_model_dir(name)
@@ -86,11 +85,11 @@ def _check_embed_model(config: ml_collections.ConfigDict) -> None:
     _check_model("index.embed_model", config.index.embed_model)
 
 
-def check_inputs(config: ml_collections.ConfigDict) -> None:
+def check_inputs(config: ml_collections.ConfigDict, retrieval: bool) -> None:
   """What `anchoral run` needs on disk, checked before any expensive step: the classifier's
-  model and tokenizer, and for the retrieval filters the retrieval encoder, `index.path` and
-  `index.import_path`."""
-  from anchoral_jax.al.validation import ConfigError
+  model and tokenizer, and when the filter retrieves (`retrieval`, from `filters.needs_index`)
+  the retrieval encoder, `index.path` and `index.import_path`."""
+  from anchoral_jax.errors import ConfigError
 
   c = config
   if c.model.tokenizer and c.model.tokenizer not in PACKAGED_TOKENIZERS:
@@ -98,7 +97,6 @@ def check_inputs(config: ml_collections.ConfigDict) -> None:
   if c.model.pretrained or not c.model.tokenizer:  # the weights, or (no tokenizer) the tokenizer
     _check_model("model.name", c.model.name, "" if c.model.pretrained else
                  " (model.pretrained=False: set model.tokenizer to the tokenizer's model)")
-  retrieval = c.al.filter in ("seals", "anchoral")
   if retrieval:
     _check_embed_model(c)
   if retrieval and c.index.path and not Path(os.path.expanduser(c.index.path)).is_file():
@@ -319,7 +317,7 @@ def cached_index(config: ml_collections.ConfigDict, task: TextTask,
   winning) and searching different graphs. A corrupt cached index is rebuilt (it is derived
   from the embeddings); a corrupt `index.path` is the user's file, so that fails with the fix.
   """
-  from anchoral_jax.al.validation import ConfigError
+  from anchoral_jax.errors import ConfigError
 
   path = cache.index_path(config, task)
   if config.index.path:
@@ -345,7 +343,7 @@ def index(config: ml_collections.ConfigDict, *, progress: bool = True) -> Path:
   task = _task(config)
   emb_NxE = embeddings(config, task, progress=progress)
   path = cache.index_path(config, task)
-  with workdir.build_lock(path):  # one build per path, even with `anchoral run`s next to it
+  with fileio.build_lock(path):  # one build per path, even with `anchoral run`s next to it
     if path.exists():
       _check_index(PoolIndex.load(path, view=True), emb_NxE, path)
       log.info("Index already built at %s (%d vectors); nothing to do (delete it to rebuild).",

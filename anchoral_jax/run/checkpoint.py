@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import orbax.checkpoint as ocp
 
+from anchoral_jax.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class CorruptCheckpointError(RuntimeError):
+class CorruptCheckpointError(UserError, RuntimeError):
   pass
 
 

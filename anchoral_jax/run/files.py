@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from anchoral_jax.al.validation import ConfigError
+from anchoral_jax.errors import ConfigError
 from anchoral_jax.fileio import write_text_atomic
 from anchoral_jax.run import checkpoint
 from anchoral_jax.run import workdir as workdir_lib

@@ -1,8 +1,8 @@
 """Sweeps: a config file's `sweep(add, arg)` expanded into named run directories (CONTRIBUTING.md §3).
 
-`anchoral sweep` (`main`) here; the jobs live in sweep_runs.py (expansion and naming),
-sweep_seeds.py (a cell's seeds as one job), sweep_local.py (the local backend) and
-sweep_launch.py (run files, Slurm and multi-host scripts, shards). Their names are re-exported.
+`anchoral sweep` (`main`) here; the jobs live beside it in runs.py (expansion and naming),
+seeds.py (a cell's seeds as one job), local.py (the local backend) and launch.py (run files,
+Slurm and multi-host scripts, shards).
 
 `sweep(add, arg)` calls `add(**point)` once per run. Keys without a dot are `get_config`
 arguments (merged into the config string after ':'); dotted keys are config overrides
@@ -73,7 +73,7 @@ def main(config: str, runs_dir: str | os.PathLike, parallel: int = 1, backend: s
   """`anchoral sweep`: expand `config` ("path.py[:arg]") and run or script it on `backend`;
   with `shard` ("I/N" or "auto"), only this host's share (local and dry backends); with
   `group`, one job per cell's seeds (`group_seeds`). Returns the jobs (runs or groups)."""
-  from anchoral_jax.al.validation import ConfigError
+  from anchoral_jax.errors import ConfigError
 
   if backend not in BACKENDS:
     raise ValueError(f"Unknown backend {backend!r}; choose from {BACKENDS}.")

@@ -25,6 +25,7 @@ from typing import Any
 
 import ml_collections
 
+from anchoral_jax.al import filters
 from anchoral_jax.config import num_query_rounds
 from anchoral_jax.sweep.runs import Run, build_config
 from anchoral_jax.sweep.seeds import Job, members
@@ -136,7 +137,7 @@ def cache_keys(config: ml_collections.ConfigDict) -> set[str]:
   if c.train.get("trainable", "all") == "head":  # the frozen encoder's cached outputs
     keys.add(json.dumps(["features", *data, c.data.max_length, c.model.name, c.model.pooling,
                          c.model.dtype, c.model.pretrained or c.model.seed], default=str))
-  if c.al.filter in ("seals", "anchoral"):
+  if filters.needs_index(c.al.filter):
     keys.add(json.dumps(["index", *data, c.index.embed_model, c.index.embed_max_length,
                          c.index.import_path, c.index.path, c.index.connectivity,
                          c.index.expansion_add, c.index.dtype],

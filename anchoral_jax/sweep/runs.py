@@ -159,6 +159,7 @@ def expand(config: str, overrides: Mapping[str, Any] | None = None) -> list[Run]
   Every run's config is built and validated here, so a bad argument, key or value fails
   before anything starts.
   """
+  from anchoral_jax import errors
   from anchoral_jax.al import validation
 
   path_str, _, base_arg = config.partition(":")
@@ -199,8 +200,8 @@ def expand(config: str, overrides: Mapping[str, Any] | None = None) -> list[Run]
     run = Run(name, cell, experiment, str(path), arg, run_overrides, point)
     try:  # the overrides' keys and types, then the values: before any run starts, not in each
       validation.validate(build_config(run))
-    except validation.ConfigError as e:
-      raise validation.ConfigError(f"run {name} of {config}: {e}") from e
+    except errors.ConfigError as e:
+      raise errors.ConfigError(f"run {name} of {config}: {e}") from e
     runs.append(run)
   return runs
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import ml_collections
 
+from anchoral_jax.errors import UserError
 from anchoral_jax.sweep.runs import (
   Run,
   apply_overrides,
@@ -32,7 +33,7 @@ from anchoral_jax.sweep.runs import (
 SEED_KEYS = ("data.seed", "model.seed", "al.initial_seed")  # configs/main.py's, in its order
 
 
-class SeedsError(ValueError):
+class SeedsError(UserError, ValueError):
   """A bad `--seeds` value or one that conflicts with a `--config.<seed key>` override."""
 
 

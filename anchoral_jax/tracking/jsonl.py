@@ -15,6 +15,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from anchoral_jax.errors import UserError
+
 JSONL_NAME = "metrics.jsonl"
 
 
@@ -81,7 +83,7 @@ class JsonlTracker:
     os.fsync(self._f.fileno())
 
 
-class CorruptJsonlError(ValueError):
+class CorruptJsonlError(UserError, ValueError):
   """A JSONL line other than the last is unreadable: damage, not a write cut short by a kill."""
 
 

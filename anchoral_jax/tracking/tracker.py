@@ -1,11 +1,10 @@
 """Experiment trackers: a local JSON-lines log that is always written, W&B as an optional sink.
 
-The JSONL file in the workdir is the record of truth (CONTRIBUTING.md §6; `tracking_jsonl.py`):
-it survives a killed run, needs no service, and is what analysis and resume read. W&B
-(`tracking_wandb.py`) receives the same records; it runs offline by default and never goes
-online unless the user asks. This module is what a run uses: the `Tracker` interface,
-`make_tracker` (the JSONL sink, plus W&B unless disabled), and every name of the two sinks
-re-exported (`tracking.load_metrics`, `tracking.resolve_wandb_mode`, ...).
+The JSONL file in the workdir is the record of truth (CONTRIBUTING.md §6; `jsonl.py`): it
+survives a killed run, needs no service, and is what analysis and resume read. W&B
+(`wandb_sink.py`) receives the same records; it runs offline by default and never goes online
+unless the user asks. This module is what a run uses: the `Tracker` interface and
+`make_tracker` (the JSONL sink, plus W&B unless disabled).
 """
 
 from __future__ import annotations

@@ -27,10 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from anchoral_jax import metrics, models
+from anchoral_jax import cache, metrics, models
 from anchoral_jax.data.tokenize import TokenizedTexts
 from anchoral_jax.models import ModelConfig, Params
-from anchoral_jax.retrieval import cache
 from anchoral_jax.training.scoring import forward_rows
 from anchoral_jax.training.train import FitResult, TrainConfig, make_optimizer, num_epochs
 

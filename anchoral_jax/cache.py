@@ -40,8 +40,8 @@ import ml_collections
 import numpy as np
 
 from anchoral_jax.data.tokenize import TokenizedTexts, tokenize
-from anchoral_jax.fileio import publish, tmp_path
-from anchoral_jax.run.workdir import CorruptCacheError, build_lock
+from anchoral_jax.errors import CorruptCacheError
+from anchoral_jax.fileio import build_lock, publish, tmp_path
 
 if TYPE_CHECKING:  # usearch is imported where an index is read: the loop may never need one
   from usearch.index import Index
