@@ -18,12 +18,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from anchoral_jax.al import filters, strategies
 from anchoral_jax.tracking.jsonl import load_metrics
 
 SEED_KEYS = ("data.seed", "model.seed", "al.initial_seed")
 IGNORED = ("wandb.", "data.cache_dir", "data.kwargs.manual_dir", "index.path", "index.view")
-STRATEGY_ORDER = ("random", "entropy", "least_confidence", "margin", "badge", "ftbertkm")
-FILTER_ORDER = ("none", "randomsubset", "seals", "anchoral")
+STRATEGY_ORDER = tuple(strategies.STRATEGIES)  # the registries' order: tables follow it
+FILTER_ORDER = filters.FILTERS
 FILTER_NAMES = {"none": "Full pool", "randomsubset": "RandomSubset", "seals": "SEALS",
                 "anchoral": "AnchorAL"}
 MINORITY, MAJORITY, QUERY_TIME = "test/minority_f1", "test/majority_f1", "time/query"
