@@ -15,7 +15,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+# $ANCHORAL_BENCH_RESULTS: another file to append to (bench/device_check.sh --dry-run's scratch
+# copy, so that a rehearsal never writes rows into the record).
+RESULTS = Path(os.environ.get("ANCHORAL_BENCH_RESULTS")
+               or Path(__file__).resolve().parent / "RESULTS.md")
 
 
 def now() -> str:
