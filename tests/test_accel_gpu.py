@@ -5,7 +5,6 @@ checks that need no plugin run."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -18,7 +17,7 @@ import pytest
 from anchoral_jax.accel import gpu
 
 ROOT = Path(__file__).resolve().parents[1]
-HAS_PLUGIN = importlib.util.find_spec("jax_plugins.xla_cuda12") is not None
+HAS_PLUGIN = gpu.plugin_installed()
 
 # Run in a fresh process: the plugin registers only if jax_platforms leaves cuda out when JAX
 # first starts (accel/gpu.py), which another test of this worker may have decided already.
@@ -59,6 +58,13 @@ json.dump({"kinds": sorted({d.device_kind for d in devices}),
            "hlo": compiled.as_text()},
           sys.stdout)
 """
+
+
+def test_without_the_plugin_one_message_names_the_install_line():
+  if HAS_PLUGIN:
+    pytest.skip("the CUDA plugin is installed")
+  with pytest.raises(gpu.GpuAotUnavailable, match='pip install "jax-cuda12-plugin=='):
+    gpu.h100_devices(1)
 
 
 def test_device_count_must_split_over_hosts():

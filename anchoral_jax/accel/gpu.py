@@ -96,8 +96,15 @@ def install_line() -> str:
   return f'pip install "{PLUGIN}=={jax.__version__}"'
 
 
+def plugin_installed() -> bool:
+  try:
+    return importlib.util.find_spec("jax_plugins.xla_cuda12") is not None
+  except ModuleNotFoundError:  # no jax_plugins package at all
+    return False
+
+
 def _check_plugin() -> None:
-  if importlib.util.find_spec("jax_plugins.xla_cuda12") is None:
+  if not plugin_installed():
     raise GpuAotUnavailable(f"compiling for H100 needs JAX's CUDA plugin: {install_line()}")
   have = importlib.metadata.version(PLUGIN)
   if have != jax.__version__:
