@@ -25,7 +25,8 @@ COMPILE = r"""
 import json, sys
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-from anchoral_jax import models, train
+from anchoral_jax import models
+from anchoral_jax.training import train
 from anchoral_jax.accel import gpu
 
 B, L, N = 8, 16, 2
