@@ -159,10 +159,14 @@ def test_driver_picks_what_the_selector_picks(session, capsys):
   if state.get("selector"):
     sel.load_state_dict(state["selector"])
   asked = pool.rows_of([i for b in state["batches"] for i in b["ids"]])
+  answered = label_workdir.last_answers(records)
+  audit = pool.rows_of([i for i in state["audit"]["ids"] if i not in answered])
   pick = sel.select(lambda r, keys: regime.outputs(params, "pool", r, keys), rows, labels,
-                    query_size=20, exclude=np.union1d(skipped, asked))
+                    query_size=16, exclude=np.union1d(np.union1d(skipped, asked), audit))
   b5 = pd.read_csv(wd / "batches" / "batch_005.csv", dtype=str)
-  assert b5["id"].tolist() == [str(pool.ids[r]) for r in pick.rows]
+  assert b5["id"].tolist()[:16] == [str(pool.ids[r]) for r in pick.rows]
+  assert b5["id"].tolist()[16:] == json.loads((wd / "state.json").read_text())[
+      "batches"][-1]["audit"]  # then 4 audit rows (a fifth of 20)
   assert json.loads((wd / "state.json").read_text())["batches"][-1]["kind"].startswith(
       "anchoral + entropy")
   assert set(b5["guess"]) <= {"other", "tech"}
@@ -174,7 +178,9 @@ def test_status(session, capsys):
   records, _ = label_workdir.read_answers(wd)
   n_tech = sum(r["label"] == "tech" for r in records)
   assert f"tech {n_tech}" in out and "(1 skipped)" in out
-  assert f"found: {n_tech} of an estimated" in out
+  line = next(x for x in out.splitlines() if x.startswith("minority (tech)"))
+  lo, hi = (int(v) for v in line.split("interval ")[1].split(":")[0].split("-"))
+  assert f"{n_tech} found" in line and lo <= sum(v == "tech" for v in truth.values()) <= hi
   assert "(waiting for answers)" in out and out.count("\n") >= 8
   assert n_tech == sum(truth[r["id"]] == "tech" for r in records if r["label"])
 
@@ -186,16 +192,35 @@ def test_export_apply_round_trip(session, capsys):
   assert len(pred) == 600 and set(pred["label"]) <= {"other", "tech"}
   clf = label_classifier.load_classifier(root / "model")
   assert clf.classes == ["other", "tech"] and clf.encoder == "all-MiniLM-L6-v2"
-  run(["apply", "--model", str(root / "model"), "--data", str(root / "pool.csv"),
-       "--text-column", "body", "--id-column", "sid", "--out", str(root / "preds.csv")], capsys)
-  again = pd.read_csv(root / "preds.csv", dtype={"id": str})
-  assert again["id"].tolist() == pred["id"].tolist()
-  assert (again["label"] == pred["label"]).mean() > 0.99
-  np.testing.assert_allclose(again["probability"], pred["probability"], atol=1e-3)
-  # The predictions are not trivial: the head found tech sentences.
+  t = json.loads((root / "model" / "classifier.json").read_text())["threshold"]["threshold"]
+  # The input's other columns are kept (one named like an output column too).
+  data = pd.read_csv(root / "pool.csv", dtype=str)
+  data["note"], data["predicted_label"] = "n", "mine"
+  data.to_csv(root / "pool_cols.csv", index=False)
+  out = run(["apply", "--model", str(root / "model"), "--data", str(root / "pool_cols.csv"),
+             "--text-column", "body", "--id-column", "sid", "--out", str(root / "preds.csv")],
+            capsys)
+  assert f"threshold {t:.3f}" in out
+  again = pd.read_csv(root / "preds.csv", dtype={"sid": str})
+  assert list(again.columns) == ["sid", "body", "note", "predicted_label",
+                                 "anchoral_predicted_label", "p_other", "p_tech"]
+  assert again["sid"].tolist() == pred["id"].tolist() and (again["note"] == "n").all()
+  assert (again["predicted_label"] == "mine").all()
+  assert (again["anchoral_predicted_label"] == pred["model_label"]).mean() > 0.99
+  np.testing.assert_allclose(again["p_tech"], pred["p_tech"], atol=1e-3)
+  # The stored threshold is overridable: at 1.0 (almost) nothing is tech.
+  data.head(20).to_csv(root / "head.csv", index=False)
+  run(["apply", "--model", str(root / "model"), "--data", str(root / "head.csv"),
+       "--text-column", "body", "--out", str(root / "strict.csv"), "--threshold", "1"], capsys)
+  strict = pd.read_csv(root / "strict.csv")
+  assert (strict["predicted_label"] == "tech").sum() <= (strict["p_tech"] >= 1).sum()
+  # Not trivial: most tech sentences nobody labelled are found at the stored threshold.
   truth = session["truth"]
-  tp = sum(truth[i] == "tech" for i in pred["id"][pred["label"] == "tech"])
-  assert tp >= 5
+  model = pred[pred["source"] == "model"]
+  tech = model["id"].map(truth) == "tech"
+  print(f"BBC 600: unlabelled tech recall {(model['model_label'][tech] == 'tech').mean():.3f}"
+        f" at threshold {t:.3f} ({tech.sum()} tech)")
+  assert (model["model_label"][tech] == "tech").mean() >= 0.5
 
 
 def test_anchoral_label_command(tmp_path):

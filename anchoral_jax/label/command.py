@@ -4,11 +4,12 @@
                         --classes neg,pos --minority pos [--seed-labels seed.csv]
                         [--filter anchoral] [--strategy entropy] [--query-size 25]
                         [--model all-MiniLM-L6-v2] [--max-length 64] [--subpool-size N]
+                        [--audit-size 50]
   anchoral label next   --workdir W   (read the filled-in batch, retrain, write the next one)
-  anchoral label status --workdir W
-  anchoral label export --workdir W --out DIR
+  anchoral label status --workdir W   (labels, the minority found and an interval for the pool)
+  anchoral label export --workdir W --out DIR [--recall-target R]
   anchoral label apply  --model DIR --data new.csv --text-column text [--id-column id]
-                        --out preds.csv
+                        --out preds.csv [--threshold T]
 
 One algorithm, two drivers: each step runs the very `api.Selector` (hence
 `filters.build_subpool` + `strategies.acquire`, as `loop.query`) that the simulation runs,
@@ -58,18 +59,25 @@ def _parser() -> argparse.ArgumentParser:
                  help="AnchorAL's cap M (default: 10,000 scaled to the pool)")
   i.add_argument("--num-neighbours", type=int, default=50)
   i.add_argument("--seed", type=int, default=42)
+  i.add_argument("--audit-size", type=int, default=50,
+                 help="random rows asked a few per batch, for status' estimate (0: none)")
   for name, text in (("next", "record the filled-in batch, retrain, write the next batch"),
                      ("status", "labels so far, batches, the minority found")):
     sub.add_parser(name, help=text).add_argument("--workdir", required=True)
-  e = sub.add_parser("export", help="the classifier + predictions over the pool")
+  e = sub.add_parser("export", help="the classifier, your labels, predictions over the pool")
   e.add_argument("--workdir", required=True)
   e.add_argument("--out", required=True)
+  e.add_argument("--recall-target", type=float, default=None,
+                 help="minority threshold: the highest reaching this cross-validated recall "
+                 "(default: the best cross-validated minority F1)")
   a = sub.add_parser("apply", help="score a new file with an exported classifier")
   a.add_argument("--model", required=True)
   a.add_argument("--data", required=True)
   a.add_argument("--text-column", default="text")
   a.add_argument("--id-column", default=None)
   a.add_argument("--out", required=True)
+  a.add_argument("--threshold", type=float, default=None,
+                 help="P(minority) at which a row is predicted minority (default: the model's)")
   return p
 
 
@@ -80,7 +88,8 @@ def _split(v: str) -> list[str]:
 def run(args: argparse.Namespace) -> str:
 
   if args.command == "apply":
-    return apply(Path(args.model), args.data, args.text_column, args.id_column, Path(args.out))
+    return apply(Path(args.model), args.data, args.text_column, args.id_column, Path(args.out),
+                 args.threshold)
   wd = Path(args.workdir)
   if args.command != "init" and not (wd / "settings.json").is_file():
     load_settings(wd)  # the "not a session" message, before the lock creates the folder
@@ -91,7 +100,7 @@ def run(args: argparse.Namespace) -> str:
                    filter=args.filter, strategy=args.strategy, query_size=args.query_size,
                    model=args.model, max_length=args.max_length,
                    subpool_size=args.subpool_size, num_neighbours=args.num_neighbours,
-                   seed=args.seed)
+                   seed=args.seed, audit_size=args.audit_size)
       path = init(wd, s, args.seed_labels)
       return (f"Batch 1 is ready: {path}\nFill in its label column ({', '.join(s.classes)}; "
               f"blank or '?' skips a row), then run `anchoral label next --workdir {wd}`.")
@@ -99,7 +108,7 @@ def run(args: argparse.Namespace) -> str:
       return step(wd)[0]
     if args.command == "status":
       return status(wd)
-    return export(wd, Path(args.out))
+    return export(wd, Path(args.out), args.recall_target)
 
 
 def main(argv: list[str]) -> None:

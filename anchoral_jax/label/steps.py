@@ -11,6 +11,15 @@ sample instead: greedy k-means++ seeding (`clustering.kmeans_pp`) over the embed
 rows not yet asked, seeded by the session seed and the batch number. Once every class has a
 label, every batch comes from the model + filter + strategy.
 
+Audit: a fifth of each batch (rounded up) comes from the audit sample until it is all served:
+rows drawn uniformly at random once, the only labels that are a sample of the pool, from which
+`status` estimates how many minority rows the pool holds (label/estimate.py).
+
+Corrections: `next` reads every recorded batch file back; an answer edited there is appended to
+answers.jsonl as a correction (the old answer stays in the file; the last one counts) and
+listed in the step's message; a recorded file that no longer reads cleanly stops the step with
+its problems (nothing recorded).
+
 Order of a step: answers appended (with the closing line) -> head trained -> next batch chosen
 -> state.json -> batch file. A step killed anywhere re-runs from where it stopped; a batch
 whose closing line is written is never appended twice (the files: label_workdir.py).
@@ -38,9 +47,10 @@ from anchoral_jax.label.workdir import (
   Pool,
   Settings,
   append_answers,
+  append_corrections,
   batch_path,
   labelled_rows,
-  load_head,
+  last_answers,
   load_pool,
   load_settings,
   load_state,
@@ -66,23 +76,54 @@ def make_selector(s: Settings, pool: Pool, workdir: Path):
                   strategy_seed=s.seed, subset_seed=s.seed, anchor_seed=s.seed)
 
 
+def audit_picks(s: Settings, pool: Pool, state: dict, answered: set[str], room: int
+                ) -> tuple[list[int], np.ndarray]:
+  """(audit rows to serve in this batch, audit rows not yet answered), advancing
+  state["audit"]["served"] (label/estimate.py: the served prefix is a random sample).
+
+  An old session (no audit in its state.json) gets its audit sample at its next step."""
+  from anchoral_jax.label.estimate import audit_order
+
+  if "audit" not in state:
+    rows = audit_order(len(pool.ids), s.audit_size, s.seed)
+    state["audit"] = {"ids": [str(pool.ids[r]) for r in rows], "served": 0}
+  ids, m = state["audit"]["ids"], state["audit"]["served"]
+  want = 0 if s.query_size < 2 else min(room, -(-s.query_size // 5))  # a fifth of each batch
+  picks: list[int] = []
+  while m < len(ids) and len(picks) < want:
+    if ids[m] not in answered:  # a seed label (or an old answer) in the prefix is served as is
+      picks.append(int(pool.rows_of([ids[m]])[0]))
+    m += 1
+  state["audit"]["served"] = m
+  waiting = [i for i in ids[m:] if i not in answered]
+  return picks, pool.rows_of(waiting) if waiting else np.zeros(0, np.int64)
+
+
 def propose(workdir: Path, s: Settings, pool: Pool, state: dict, records: list[dict],
             batch: int) -> dict:
   """Chooses batch `batch` from the answers so far; returns its record for state.json and
-  updates state["selector"] when the Selector ran."""
+  updates state["selector"] when the Selector ran, state["audit"] when audit rows are served.
+
+  A batch is the Selector's (or the cold start's) rows then the next audit rows, query_size in
+  all; the Selector never proposes an audit row."""
   rows, labels, skipped = labelled_rows(records, pool, s)
   asked = pool.rows_of([i for b in state["batches"] for i in b["ids"]])
   n = len(pool.ids)
   t0 = time.perf_counter()
+  audit, waiting = audit_picks(s, pool, state, set(last_answers(records)),
+                               min(s.query_size, n - len(rows) - len(skipped)))
+  exclude = np.union1d(np.union1d(skipped, asked),
+                       np.concatenate([waiting, np.asarray(audit, np.int64)]))
+  k = s.query_size - len(audit)
   guess = score = None
   if len(set(labels.tolist())) < len(s.classes):  # cold start (module docstring)
     from anchoral_jax.al.clustering import kmeans_pp
 
     mask = np.ones(n, bool)
-    mask[np.concatenate([rows, skipped, asked]).astype(np.int64)] = False
+    mask[np.concatenate([rows, exclude]).astype(np.int64)] = False
     cand = np.flatnonzero(mask)
     rng = np.random.default_rng([s.seed, batch])
-    picks = cand[kmeans_pp(pool.emb_NxE[cand], min(s.query_size, len(cand)), rng)]
+    picks = cand[kmeans_pp(pool.emb_NxE[cand], min(k, len(cand)), rng)] if k else cand[:0]
     kind = "cold start (k-means++)"  # no hints: a head that saw one class only says that class
   else:
     regime, params = train_head(pool.emb_NxE, rows, labels, s)
@@ -91,16 +132,26 @@ def propose(workdir: Path, s: Settings, pool: Pool, state: dict, records: list[d
     if state.get("selector"):
       sel.load_state_dict(state["selector"])
     # Rows already asked (answered, skipped or deleted from a batch file) are never proposed
-    # again; labelled ones are excluded by the Selector itself.
-    pick = sel.select(lambda r, keys: regime.outputs(params, "pool", r, keys), rows, labels,
-                      query_size=s.query_size, exclude=np.union1d(skipped, asked))
-    picks = pick.rows
-    state["selector"] = sel.state_dict()
-    p = probs_of(params, pool.emb_NxE[picks])
+    # again, nor audit rows; labelled ones are excluded by the Selector itself.
+    free = n - len(np.union1d(rows, exclude))
+    picks = np.zeros(0, np.int64)
+    if k and free:
+      pick = sel.select(lambda r, keys: regime.outputs(params, "pool", r, keys), rows, labels,
+                        query_size=min(k, free), exclude=exclude)
+      picks = pick.rows
+      state["selector"] = sel.state_dict()
+      kind = f"{s.filter} + {s.strategy} (subpool {len(pick.subpool)})"
+    else:
+      kind = "audit only"
+    both = np.concatenate([picks, audit]).astype(np.int64)
+    p = probs_of(params, pool.emb_NxE[both])
     guess, score = p.argmax(-1), p.max(-1)
-    kind = f"{s.filter} + {s.strategy} (subpool {len(pick.subpool)})"
+  picks = np.concatenate([picks, audit]).astype(np.int64)
+  if audit:
+    kind += f" + {len(audit)} audit"
   rec = {"batch": batch, "ids": [str(pool.ids[r]) for r in picks], "kind": kind,
-         "time": now(), "seconds": round(time.perf_counter() - t0, 2)}
+         "time": now(), "seconds": round(time.perf_counter() - t0, 2),
+         "audit": [str(pool.ids[r]) for r in audit]}
   if guess is not None:
     rec["guess"] = [s.classes[g] for g in guess]
     rec["score"] = [round(float(x), 4) for x in score]
@@ -123,6 +174,8 @@ def init(workdir: Path, s: Settings, seed_labels: str | None = None) -> Path:
   if bad or not s.minority:
     raise LabelError(f"--minority {','.join(bad) or '(empty)'} is not among --classes "
                      f"{','.join(s.classes)}: name the rare class(es) you are looking for.")
+  if s.audit_size < 0:
+    raise LabelError(f"--audit-size {s.audit_size}: give 0 (no estimate) or more random rows.")
   from anchoral_jax.al.filters import FILTERS
   if s.filter not in FILTERS:
     raise LabelError(f"Unknown --filter {s.filter!r}; choose from {', '.join(FILTERS)}.")
@@ -174,67 +227,125 @@ def init(workdir: Path, s: Settings, seed_labels: str | None = None) -> Path:
   return path
 
 
+def corrections(workdir: Path, s: Settings, state: dict, records: list[dict], closed: set[int]
+                ) -> tuple[list[tuple[int, str, str | None]], list[str]]:
+  """Answers edited in recorded batch files: ([(batch, id, new answer)], notes).
+
+  Every recorded batch file is read back (checked like a new one: a bad file stops the step
+  with its message, nothing recorded) and compared with the last recorded answer of each id.
+  A row deleted from a recorded file keeps its answer (a note says so)."""
+  from anchoral_jax.data.user import read_table
+
+  last = last_answers(records)
+  changes, notes = [], []
+  for b in state["batches"]:
+    path = batch_path(workdir, b["batch"])
+    if b["batch"] not in closed or not path.is_file():
+      continue
+    answers, _ = read_batch_answers(path, b["ids"], s.classes)
+    present = set(read_table(path, file_format="csv")["id"].astype(str).str.strip())
+    for i, a in answers:
+      if i not in present:
+        if i in last:
+          notes.append(f"batch {b['batch']}: id {i} is no longer in {path.name}; its recorded "
+                       f"answer ({last[i] or 'skipped'}) stands")
+      elif i in last and a != last[i]:
+        changes.append((b["batch"], i, a))
+  return changes, notes
+
+
 def step(workdir: Path) -> tuple[str, Path]:
-  """Ingests the latest batch file (if filled in) and writes the next one."""
+  """Records corrections to recorded batch files, ingests the latest batch file (if filled
+  in) and writes the next one."""
   s = load_settings(workdir)
   state = load_state(workdir)
   pool = load_pool(workdir)
   last = state["batches"][-1]
   n = last["batch"]
   path = batch_path(workdir, n)
-  _, closed = read_answers(workdir)
+  records, closed = read_answers(workdir)
+  changes, notes = corrections(workdir, s, state, records, closed)
+  said = []
+  if changes:
+    number = 1 + max((r.get("correction", 0) for r in records), default=0)
+    before = last_answers(records)
+    append_corrections(workdir, number, changes)
+    said.append(f"Recorded {len(changes)} correction(s) to answered batches (answers.jsonl "
+                "keeps the old answers too):\n" + "\n".join(
+                    f"  batch {b}, id {i}: {before[i] or 'skipped'} -> {a or 'skipped'}"
+                    for b, i, a in changes))
+  said += notes
+  head = "\n".join(said) + ("\n" if said else "")
   if n not in closed:
     if not path.exists():  # killed between state.json and the batch file: write it again
       write_batch_file(workdir, pool, last)
-      return f"Re-wrote {path} (it was missing). Fill in its label column, then run next.", path
+      return head + (f"Re-wrote {path} (it was missing). Fill in its label column, then run "
+                     "next."), path
     answers, filled = read_batch_answers(path, last["ids"], s.classes)
     if filled == 0:
-      return (f"Nothing to do: {path} has no answers yet. Fill in its label column (a class: "
-              f"{', '.join(s.classes)}; blank or '?' skips a row) and run this again."), path
+      return head + (f"Nothing to do: {path} has no answers yet. Fill in its label column (a "
+                     f"class: {', '.join(s.classes)}; blank or '?' skips a row) and run this "
+                     "again."), path
     found = sum(a in s.minority for _, a in answers)
     append_answers(workdir, n, answers, {"answered": filled, "minority": found})
   records, _ = read_answers(workdir)
   rec = propose(workdir, s, pool, state, records, n + 1)
   if not rec["ids"]:
-    return "Every row of the pool has been asked: export the classifier.", path
+    return head + "Every row of the pool has been asked: export the classifier.", path
   state["batches"].append(rec)
   save_state(workdir, state)
   out = write_batch_file(workdir, pool, rec)
-  return (f"Recorded batch {n}. Batch {n + 1} ({len(rec['ids'])} rows, {rec['kind']}, "
-          f"{rec['seconds']:.1f} s): {out}"), out
+  return head + (f"Recorded batch {n}. Batch {n + 1} ({len(rec['ids'])} rows, {rec['kind']}, "
+                 f"{rec['seconds']:.1f} s): {out}"), out
+
+
+def minority_estimate(s: Settings, state: dict, records: list[dict], n_pool: int):
+  """label_estimate.estimate from the answered audit prefix and every label so far."""
+  from anchoral_jax.label.estimate import estimate
+
+  last = last_answers(records)
+  served = state.get("audit", {}).get("ids", [])[:state.get("audit", {}).get("served", 0)]
+  audit = [last[i] in s.minority for i in served if last.get(i) is not None]
+  found = sum(v in s.minority for v in last.values())
+  majority = sum(v is not None and v not in s.minority for v in last.values())
+  return estimate(n_pool, audit, found, majority)
 
 
 def status(workdir: Path) -> str:
   s = load_settings(workdir)
   state = load_state(workdir)
   records, closed = read_answers(workdir)
-  last: dict[str, str | None] = {}
-  for r in records:
-    last[r["id"]] = r["label"]
+  last = last_answers(records)
   counts = {c: sum(v == c for v in last.values()) for c in s.classes}
   skipped = sum(v is None for v in last.values())
-  lines = [f"session {workdir}: {len(last)} answered ({skipped} skipped) of "
-           f"{len(pd.read_parquet(workdir / 'pool.parquet', columns=['id']))} rows",
+  n_pool = len(pd.read_parquet(workdir / "pool.parquet", columns=["id"]))
+  lines = [f"session {workdir}: {len(last)} answered ({skipped} skipped) of {n_pool} rows",
            "labels: " + ", ".join(f"{c} {k}" for c, k in counts.items())]
-  found = sum(counts[m] for m in s.minority)
-  head = workdir / "head.npz"
-  if head.exists():
-    params = load_head(head)
-    emb = np.load(workdir / "embeddings.npy", mmap_mode="r")
-    p = probs_of(params, emb)
-    # Rows the last head predicts as a minority class. Rough: the head is trained on a
-    # labelled set the strategy enriched in the minority (the point of AnchorAL), so it
-    # overestimates early on; the sum of probabilities overestimates far more (10x at 85 labels
-    # on 20k BBC sentences, 1% tech), hence the argmax count.
-    est = int(np.isin(p.argmax(-1), s.minority_idx).sum())
-    lines.append(f"minority ({','.join(s.minority)}) found: {found} of an estimated "
-                 f"{max(est, found)} in the pool (rows the last model predicts as minority)")
+  name = ",".join(s.minority)
+  est = minority_estimate(s, state, records, n_pool)
+  audit = state.get("audit", {"ids": [], "served": 0})
+  if est.audited:
+    verdict = ("the interval says all are found" if est.all_found else
+               f"between {est.low - est.found} and {est.high - est.found} still unfound")
+    lines.append(
+        f"minority ({name}): {est.found} found; about {est.total} in the pool "
+        f"({est.level:.0%} interval {est.low}-{est.high}: {verdict}), from {est.audited} "
+        f"random audit rows answered ({est.audit_minority} {name}) of {len(audit['ids'])}")
+  elif audit["ids"]:
+    lines.append(f"minority ({name}): {est.found} found (no estimate yet: the audit's "
+                 f"{len(audit['ids'])} random rows come a few per batch)")
   else:
-    lines.append(f"minority ({','.join(s.minority)}) found: {found} (no model yet: no estimate)")
+    lines.append(f"minority ({name}): {est.found} found (no estimate: this session has no "
+                 "audit sample, --audit-size 0)")
+  n_corr = len({r["correction"] for r in records if "correction" in r})
+  if n_corr:
+    lines.append(f"corrections: {sum('correction' in r for r in records)} answer(s) changed "
+                 f"in {n_corr} step(s) (answers.jsonl)")
   lines.append("batch  size  answered  skipped  minority  chosen by")
   by_batch: dict[int, list] = {}
   for r in records:
-    by_batch.setdefault(r["batch"], []).append(r["label"])
+    if "correction" not in r:
+      by_batch.setdefault(r["batch"], []).append(r["label"])
   if 0 in by_batch:
     v = by_batch[0]
     lines.append(f"{'seed':>5}  {len(v):>4}  {len(v):>8}  {0:>7}  "

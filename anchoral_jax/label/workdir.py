@@ -8,8 +8,12 @@ The workdir (the unit of resume, like a run's):
   answers.jsonl      append-only: one line per answer {"batch", "id", "label" (null when
                      skipped), "time"}; then one {"batch", "ingested": true, ...} line closing
                      the batch. Lines of a batch without its closing line are ignored (a
-                     killed append), so a re-run appends that batch again, whole.
-  state.json         every batch asked (ids, hints) and the Selector's generators, written
+                     killed append), so a re-run appends that batch again, whole. An answer
+                     edited in a recorded batch file is appended the same way as a
+                     correction ({"batch", "id", "label", "time", "correction": N}, closed by
+                     {"correction": N, "ingested": true}): the history stays, the last wins.
+  state.json         every batch asked (ids, hints, which are audit rows), the audit sample
+                     (ids, how many served) and the Selector's generators, written
                      atomically *before* the batch file: a missing batch file is re-written
   batches/batch_NNN.csv  the file to fill in: id, text, label (empty), guess, score
   head.npz           the last trained head (for status' estimate)
@@ -63,6 +67,7 @@ class Settings:
   num_anchors: int = 10
   num_neighbours: int = 50
   seed: int = 42
+  audit_size: int = 50  # rows drawn at random once, labelled a few per batch (status' estimate)
 
   @property
   def minority_idx(self) -> tuple[int, ...]:
@@ -70,10 +75,19 @@ class Settings:
 
   def cap(self, pool_size: int) -> int:
     """The subpool cap M: the paper's 10,000 of 90,910 scaled to the pool, as
-    configs/reproduce_cpu.py does, never below 4 query sizes."""
+    configs/reproduce_cpu.py does, never below 4 query sizes, nor below what the anchors
+    retrieve (anchors x classes x neighbours).
+
+    The last floor is the paper's regime: its 10 anchors x 2 classes x 50 neighbours = 1,000
+    retrieved rows never reach M = 10,000, so its subpool is every neighbour retrieved. Scaled
+    down to a small pool (220 at 2,000 rows) the cap bites, and the cut by mean similarity keeps
+    the majority anchors' neighbours (dense classes: mean similarity 0.26-0.44 on BBC) and
+    drops the minority anchors' (a sparse class: 0.19-0.28), so the subpool held no minority
+    row at all and a warm start found none (tests/test_label_session.py)."""
     if self.subpool_size:
       return self.subpool_size
-    return max(4 * self.query_size, round(PAPER_SUBPOOL * pool_size / PAPER_POOL))
+    retrieved = self.num_anchors * len(self.classes) * self.num_neighbours
+    return max(4 * self.query_size, round(PAPER_SUBPOOL * pool_size / PAPER_POOL), retrieved)
 
 
 def now() -> str:
@@ -100,30 +114,60 @@ def save_state(workdir: Path, state: dict) -> None:
   write_text_atomic(workdir / "state.json", json.dumps(state, indent=1))
 
 
-def read_answers(workdir: Path) -> tuple[list[dict], set[int]]:
-  """(answer records of closed batches, closed batch numbers) from answers.jsonl.
+def _group(r: dict) -> int | str:
+  """A line's append group: its batch, or "cN" for the Nth set of corrections."""
+  return f"c{r['correction']}" if "correction" in r else r["batch"]
 
-  A batch's lines count only once its closing line is there (a killed append leaves some
-  lines without one; the re-run appends the batch again, whole). Unparsable lines (a torn
-  last write) are skipped."""
+
+def read_answers(workdir: Path) -> tuple[list[dict], set[int]]:
+  """(answer records of closed batches and corrections, in file order; closed batch numbers)
+  from answers.jsonl.
+
+  A group's lines (a batch, or a set of corrections: lines with a "correction" number) count
+  only once its closing line is there (a killed append leaves some lines without one; the
+  re-run appends the group again, whole). Unparsable lines (a torn last write) are skipped.
+  The last record of an id is its answer: a correction follows what it corrects."""
   path = workdir / "answers.jsonl"
-  records, closed = [], set()
+  records, closed, done = [], set(), set()
   if not path.exists():
     return records, closed
-  pending: dict[int, list[dict]] = {}
+  pending: dict[int | str, list[dict]] = {}
   for line in path.read_text().splitlines():
     try:
       r = json.loads(line)
     except json.JSONDecodeError:
       continue
+    g = _group(r)
     if r.get("ingested"):
-      if r["batch"] not in closed:
-        closed.add(r["batch"])
-        records += pending.get(r["batch"], [])
-      pending.pop(r["batch"], None)
+      if g not in done:
+        done.add(g)
+        if "correction" not in r:
+          closed.add(r["batch"])
+        records += pending.get(g, [])
+      pending.pop(g, None)
     else:
-      pending.setdefault(r["batch"], []).append(r)
+      pending.setdefault(g, []).append(r)
   return records, closed
+
+
+def last_answers(records: list[dict]) -> dict[str, str | None]:
+  """id -> its last answer (None: skipped), in first-answer order."""
+  last: dict[str, str | None] = {}
+  for r in records:
+    last[r["id"]] = r["label"]
+  return last
+
+
+def append_corrections(workdir: Path, number: int, changes: list[tuple[int, str, str | None]]
+                       ) -> None:
+  """Appends correction set `number` ([(batch, id, new label)]) whole, like a batch."""
+  path = workdir / "answers.jsonl"
+  t = now()
+  lines = [json.dumps({"batch": b, "id": i, "label": lab, "time": t, "correction": number})
+           for b, i, lab in changes]
+  lines.append(json.dumps({"correction": number, "ingested": True, "time": t,
+                           "changed": len(changes)}))
+  _append(path, "\n".join(lines) + "\n")
 
 
 def append_answers(workdir: Path, batch: int, answers: list[tuple[str, str | None]],
@@ -133,7 +177,11 @@ def append_answers(workdir: Path, batch: int, answers: list[tuple[str, str | Non
   t = now()
   lines = [json.dumps({"batch": batch, "id": i, "label": lab, "time": t}) for i, lab in answers]
   lines.append(json.dumps({"batch": batch, "ingested": True, "time": t, **extra}))
-  text = "\n".join(lines) + "\n"
+  _append(path, "\n".join(lines) + "\n")
+
+
+def _append(path: Path, text: str) -> None:
+  """One write at the end of `path`, after a newline if a torn last line lacks one."""
   fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
   try:
     if os.fstat(fd).st_size:  # a torn last line (killed mid-write) must not swallow ours
@@ -169,9 +217,7 @@ def load_pool(workdir: Path) -> Pool:
 
 def labelled_rows(records: list[dict], pool: Pool, s: Settings):
   """(labelled rows, their class indices, skipped rows): the last answer for an id wins."""
-  last: dict[str, str | None] = {}
-  for r in records:
-    last[r["id"]] = r["label"]
+  last = last_answers(records)
   lab = {i: v for i, v in last.items() if v is not None}
   skipped = [i for i, v in last.items() if v is None]
   rows = pool.rows_of(list(lab))
