@@ -6,7 +6,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test demo demo-finetune demo-compare reproduce test lint bench clean
+.PHONY: install install-test slurm-deps demo demo-finetune demo-compare reproduce test lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -60,7 +60,21 @@ lint: install-test
 # first (tests/conftest.py). `make test PYTEST_WORKERS=0` runs in one process.
 PYTEST_WORKERS ?= 2
 
-test: install-test
+# tests/test_slurm.py's private cluster needs Debian's slurm-wlm + munge: installed here when
+# running as root with apt (CI; about 25 s, no services started), else its tests skip with the
+# reason. SLURM_DEPS=0 skips the install.
+SLURM_DEPS ?= 1
+APT := DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0
+slurm-deps:
+	@if [ "$(SLURM_DEPS)" = 1 ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	    && ! PATH=$$PATH:/usr/sbin command -v slurmctld >/dev/null; then \
+	  echo "Installing slurm-wlm and munge for tests/test_slurm.py (apt)"; \
+	  $(APT) install --no-install-recommends slurm-wlm munge >/dev/null 2>&1 \
+	  || { apt-get -q update >/dev/null && $(APT) install --no-install-recommends slurm-wlm munge >/dev/null; } \
+	  || echo "apt could not install slurm-wlm/munge: the Slurm tests will skip"; \
+	fi
+
+test: install-test slurm-deps
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -ra -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 

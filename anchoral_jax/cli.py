@@ -56,13 +56,15 @@ def _define_flags() -> None:
                                   lock_config=True)
   flags.DEFINE_string("workdir", None, "Run directory (the unit of resume).")
   flags.DEFINE_string("runs_dir", None, "sweep: parent directory of the runs.")
-  flags.DEFINE_integer("parallel", 1, "sweep: local processes at once; with --backend slurm, "
-                       "the most array tasks running at once (1 = no limit).")
+  flags.DEFINE_integer("parallel", 0, "sweep: at most N runs at once, on every backend (local "
+                       "processes; Slurm array tasks, the %N throttle); 0 = the backend's "
+                       "default: one at a time locally, no limit on Slurm.")
   flags.DEFINE_enum("backend", "local", ["local", "slurm", "multihost", "dry"],
                     "sweep: run locally, write a Slurm array script, write a multi-host "
                     "launch script, or only list the runs.")
   flags.DEFINE_multi_string("sbatch", [], "sweep --backend slurm: extra #SBATCH options, "
-                            "e.g. --sbatch=--gres=gpu:1 --sbatch=--time=24:00:00.")
+                            "e.g. --sbatch=--gres=gpu:1 --sbatch=--time=24:00:00; "
+                            "--sbatch=--signal=B:USR1@S sets the requeue lead (120 s).")
   flags.DEFINE_list("devices", [], "sweep --backend local: accelerators to spread the "
                     "--parallel processes over (CUDA_VISIBLE_DEVICES), e.g. --devices=0,1,2,3.")
   flags.DEFINE_string("shard", "", "sweep: run only share I of N of the runs (I/N, 0-based), "

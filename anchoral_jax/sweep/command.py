@@ -45,6 +45,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from anchoral_jax.sweep import slurm as sweep_slurm
 from anchoral_jax.sweep.launch import (
   parse_shard,
   select_shard,
@@ -56,6 +57,7 @@ from anchoral_jax.sweep.local import (
   run_local,
 )
 from anchoral_jax.sweep.runs import (
+  Run,
   expand,
 )
 from anchoral_jax.sweep.seeds import (
@@ -67,16 +69,21 @@ from anchoral_jax.sweep.seeds import (
 BACKENDS = ("local", "slurm", "multihost", "dry")
 
 
-def main(config: str, runs_dir: str | os.PathLike, parallel: int = 1, backend: str = "local",
+def main(config: str, runs_dir: str | os.PathLike, parallel: int = 0, backend: str = "local",
          overrides: Mapping[str, Any] | None = None, sbatch: Sequence[str] = (),
          devices: Sequence[str] = (), shard: str = "", group: bool = False) -> list[Job]:
   """`anchoral sweep`: expand `config` ("path.py[:arg]") and run or script it on `backend`;
   with `shard` ("I/N" or "auto"), only this host's share (local and dry backends); with
-  `group`, one job per cell's seeds (`group_seeds`). Returns the jobs (runs or groups)."""
+  `group`, one job per cell's seeds (`group_seeds`). `parallel` N >= 1: at most N jobs at once
+  on either backend; 0: the backend's default (local: one at a time; Slurm: no limit).
+  Returns the jobs (runs or groups)."""
   from anchoral_jax.errors import ConfigError
 
   if backend not in BACKENDS:
     raise ValueError(f"Unknown backend {backend!r}; choose from {BACKENDS}.")
+  if parallel < 0:
+    raise ConfigError(f"--parallel {parallel}: give N >= 1 (at most N runs at once) or 0 (the "
+                      "backend's default: one at a time locally, no limit on Slurm).")
   try:
     part = parse_shard(shard)
   except ValueError as e:
@@ -101,12 +108,14 @@ def main(config: str, runs_dir: str | os.PathLike, parallel: int = 1, backend: s
     print(f"{len(mine)} {what}{f' ({n_runs} runs)' if group else ''} in {cells} cells "
           f"({n_done} DONE) under {runs_dir}{where}.")
     return mine
+  if backend == "slurm":  # before any file: a sweep that cannot run fails here, once
+    sweep_slurm.check_runs([r for r in runs if not r.done(runs_dir)])
   manifest = write_run_files(runs, runs_dir)  # all runs: every host writes the same manifest
   if backend == "local":
     if part is not None:
       print(f"shard {part[0]}/{part[1]}: {len(mine)} of the sweep's {len(jobs)} {what} on this "
             "host.")
-    status = run_local(mine, runs_dir, parallel, devices=devices)
+    status = run_local(mine, runs_dir, parallel or 1, devices=devices)
     failed = [n for n, s in status.items() if s == "failed"]
     print(f"{len(mine)} {what}: {sum(s == 'done' for s in status.values())} finished now, "
           f"{sum(s == 'skipped' for s in status.values())} were DONE, {len(failed)} failed. "
@@ -116,8 +125,8 @@ def main(config: str, runs_dir: str | os.PathLike, parallel: int = 1, backend: s
                        + ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else ""))
     return mine
   if backend == "slurm":
-    script = write_slurm(jobs, runs_dir, config, parallel, sbatch)
-    how = f"sbatch {script}"
+    script = _write_slurm_checked(runs, jobs, runs_dir, config, parallel, sbatch)
+    how = f"sbatch {script}" if script is None or script.suffix == ".sbatch" else f"bash {script}"
   else:
     script = write_multihost(jobs, runs_dir, config)
     how = f"COORDINATOR=<host0>:<port> bash {script}   (on every host; see the script's header)"
@@ -127,3 +136,19 @@ def main(config: str, runs_dir: str | os.PathLike, parallel: int = 1, backend: s
     print(f"{len(jobs) - n_done} of {len(jobs)} {what} to go ({n_done} DONE). Wrote {script} "
           f"and {manifest}.\nLaunch: {how}")
   return jobs
+
+
+def _write_slurm_checked(runs: Sequence[Run], jobs: Sequence[Job], runs_dir: Path, config: str,
+                         parallel: int, sbatch: Sequence[str]) -> Path | None:
+  """`write_slurm` after the submission checks (`sweep/slurm.py`): the USR1 lead against
+  `--time`, warnings for requests left to the cluster's defaults, MaxArraySize."""
+  lead, sbatch = sweep_slurm.signal_lead(sbatch)
+  sweep_slurm.check_time_limit(sbatch, lead)
+  for what in sweep_slurm.missing_requests(sbatch):
+    sweep_slurm.warn(f"no {what}: pass --sbatch=... to request it.")
+  max_array = sweep_slurm.max_array_size()
+  if max_array is None:
+    max_array = sweep_slurm.SLURM_MAX_ARRAY_SIZE
+    sweep_slurm.warn(f"no Slurm here (`scontrol show config` failed): arrays of at most "
+                     f"{max_array} tasks, Slurm's default MaxArraySize.")
+  return write_slurm(jobs, runs_dir, config, parallel, sbatch, lead=lead, max_array=max_array)
