@@ -134,6 +134,12 @@ def base() -> ml_collections.ConfigDict:
   c.wandb = ml_collections.ConfigDict()
   c.wandb.mode = "offline"  # offline (default, no network) | disabled | online (opt-in)
   c.wandb.project = "anchoral-jax"
+  c.wandb.entity = ""  # "" = $WANDB_ENTITY, else the W&B account's default entity
+  # One naming rule for every config: a sweep's run is named by its path in the sweep and
+  # grouped by experiment/cell, however it is started (the sweep passes both; `anchoral run`
+  # on a sweep's workdir reads them from its overrides.json).
+  c.wandb.name = ""  # "" = the run's path in its sweep, else the workdir's folder name
+  c.wandb.job_type = "al"
   c.wandb.group = ""  # default set by the family config
   c.wandb.tags = ()
   c.wandb.dir = ""  # "" = <workdir>
@@ -225,6 +231,9 @@ FIELD_DOCS = {
     "index.ef_search": "HNSW query-time ef (the official code's ended up equal to k: 50)",
     "wandb.mode": "offline (default, no network), disabled or online (opt-in)",
     "wandb.project": "W&B project",
+    "wandb.entity": "W&B entity (user or team; '' = $WANDB_ENTITY, else the account's default)",
+    "wandb.name": "W&B run name ('' = the run's path in its sweep, else the workdir's name)",
+    "wandb.job_type": "W&B job type (configs/main.py: strategy+filter, the table row)",
     "wandb.group": "W&B group ('' = the family's default; sweeps set experiment/cell)",
     "wandb.tags": "W&B tags, a tuple of strings",
     "wandb.dir": "where W&B writes its files ('' = the workdir)",

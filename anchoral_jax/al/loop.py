@@ -41,6 +41,7 @@ from anchoral_jax.run import workdir as workdir_lib
 from anchoral_jax.timing import timed
 from anchoral_jax.tracking import jsonl as tracking_jsonl
 from anchoral_jax.tracking import tracker as tracking
+from anchoral_jax.tracking import wandb_sink
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,7 @@ def _run_steps(config: ml_collections.ConfigDict, workdir: Path) -> lockstep.Run
     run_files.truncate_logs(workdir, state.round)
 
   wandb_cfg = {k: v for k, v in c.wandb.to_dict().items() if v not in ("", None)}
+  wandb_cfg.update(wandb_sink.sweep_names(workdir))  # a sweep's run keeps its name and group
   wandb_cfg.setdefault("dir", str(workdir))
   wandb_cfg.setdefault("name", workdir.name)
   # Which code and packages produced the results: one entry per start (workdir.py).

@@ -14,6 +14,7 @@ oldest first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 from collections.abc import Mapping, Sequence
@@ -57,22 +58,23 @@ class WandbTracker:
       pathlib.Path(dir).mkdir(parents=True, exist_ok=True)
     # No login prompt, no console capture (absl/tqdm output stays untouched), no code upload.
     run_settings = {"silent": True, "console": "off", "save_code": False, **(settings or {})}
-    self.run = wandb.init(
-        project=project,
-        entity=entity,
-        group=group,
-        name=name,
-        job_type=job_type,
-        tags=list(tags),
-        notes=notes,
-        config=to_jsonable(as_dict(config), nan_as_none=False),
-        mode=self.mode,
-        dir=None if dir is None else os.fspath(dir),
-        id=resume_id,
-        resume="allow" if resume_id else None,
-        settings=wandb.Settings(**run_settings),
-        reinit="create_new",  # several runs at once in one process (loop.run_many)
-    )
+    with _core_logs_in(dir):
+      self.run = wandb.init(
+          project=project,
+          entity=entity,
+          group=group,
+          name=name,
+          job_type=job_type,
+          tags=list(tags),
+          notes=notes,
+          config=to_jsonable(as_dict(config), nan_as_none=False),
+          mode=self.mode,
+          dir=None if dir is None else os.fspath(dir),
+          id=resume_id,
+          resume="allow" if resume_id else None,
+          settings=wandb.Settings(**run_settings),
+          reinit="create_new",  # several runs at once in one process (loop.run_many)
+      )
     self.budget_key = budget_key
     self.run.define_metric("round")
     self.run.define_metric(budget_key)
@@ -98,6 +100,44 @@ class WandbTracker:
     if not self._finished:
       self._finished = True
       self.run.finish()
+
+
+@contextlib.contextmanager
+def _core_logs_in(directory: str | os.PathLike | None):
+  """wandb-core, started by a process's first `wandb.init`, writes its debug log under
+  $XDG_CACHE_HOME/wandb/logs (~/.cache by default): point it into the run's W&B folder, as
+  `<dir>/wandb/cache/wandb/logs/`, for that call only (model caches read XDG_CACHE_HOME too)."""
+  if directory is None:
+    yield
+    return
+  old = os.environ.get("XDG_CACHE_HOME")
+  os.environ["XDG_CACHE_HOME"] = os.fspath(pathlib.Path(directory) / "wandb" / "cache")
+  try:
+    yield
+  finally:
+    if old is None:
+      os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+      os.environ["XDG_CACHE_HOME"] = old
+
+
+def sweep_names(workdir: str | os.PathLike) -> dict[str, str]:
+  """The W&B name and group a sweep gave the run in `workdir` (its `overrides.json`: the run's
+  path and experiment/cell), {} for a workdir no sweep wrote. `anchoral run` on a sweep's
+  workdir, by hand or in a Slurm task, so lands in the same W&B run name and group."""
+  import json
+
+  try:
+    record = json.loads((pathlib.Path(workdir) / "overrides.json").read_text())
+  except (OSError, ValueError):
+    return {}
+  if not isinstance(record, dict) or "name" not in record:
+    return {}
+  overrides = record.get("overrides") or {}
+  cell, experiment = record.get("cell", ""), record.get("experiment", "")
+  group = f"{experiment}/{cell}" if cell else experiment
+  return {"name": str(overrides.get("wandb.name") or record["name"]),
+          "group": str(overrides.get("wandb.group") or group)}
 
 
 def resolve_wandb_mode(configured: str | None = None) -> str:
