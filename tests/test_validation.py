@@ -89,6 +89,9 @@ NOT_CHECKED = {
     "wandb.group": "free text for W&B",
     "wandb.tags": "free text for W&B",
     "wandb.dir": "a directory ('' = the workdir)",
+    "wandb.entity": "free text for W&B ('' = $WANDB_ENTITY)",
+    "wandb.name": "free text for W&B ('' = the sweep's run path or the workdir's name)",
+    "wandb.job_type": "free text for W&B",
 }
 
 
