@@ -1,4 +1,4 @@
-"""The paper's comparison as W&B saved views (anchoral_jax/wandb_workspace.py), built offline
+"""The paper's comparison as W&B saved views (anchoral_jax/tracking/workspace.py), built offline
 with W&B's wandb-workspaces and checked object and spec (saving needs the W&B service)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from anchoral_jax import wandb_workspace
+from anchoral_jax.tracking import workspace as wandb_workspace
 
 pytest.importorskip("wandb_workspaces", reason="wandb-workspaces (test extra) not installed")
 

@@ -1,7 +1,7 @@
 """W&B saved views of the paper's comparison, as code (W&B's `wandb-workspaces`), so that no
 user rebuilds them by hand in the UI:
 
-  python -m anchoral_jax.wandb_workspace RUNS_DIR --entity E --project P [--save]
+  python -m anchoral_jax.tracking.workspace RUNS_DIR --entity E --project P [--save]
 
 One workspace view per dataset x strategy found in RUNS_DIR (every `hparams.json` below it),
 its runs filtered to that dataset and strategy (config `data.name`, `al.strategy`) and grouped
@@ -70,7 +70,7 @@ def build(pairs: Iterable[tuple[str, str]], entity: str, project: str) -> list[A
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m anchoral_jax.wandb_workspace",
+  parser = argparse.ArgumentParser(prog="python -m anchoral_jax.tracking.workspace",
                                    description=__doc__.split("\n\n")[0])
   parser.add_argument("runs_dir")
   parser.add_argument("--entity", required=True)
