@@ -57,7 +57,6 @@ from anchoral_jax.sweep.local import (
   run_local,
 )
 from anchoral_jax.sweep.runs import (
-  Run,
   expand,
 )
 from anchoral_jax.sweep.seeds import (
@@ -109,6 +108,8 @@ def main(config: str, runs_dir: str | os.PathLike, parallel: int = 0, backend: s
           f"({n_done} DONE) under {runs_dir}{where}.")
     return mine
   if backend == "slurm":  # before any file: a sweep that cannot run fails here, once
+    lead, sbatch = sweep_slurm.signal_lead(sbatch)
+    sweep_slurm.check_time_limit(sbatch, lead)
     sweep_slurm.check_runs([r for r in runs if not r.done(runs_dir)])
   manifest = write_run_files(runs, runs_dir)  # all runs: every host writes the same manifest
   if backend == "local":
@@ -125,7 +126,7 @@ def main(config: str, runs_dir: str | os.PathLike, parallel: int = 0, backend: s
                        + ", ".join(failed[:5]) + (" ..." if len(failed) > 5 else ""))
     return mine
   if backend == "slurm":
-    script = _write_slurm_checked(runs, jobs, runs_dir, config, parallel, sbatch)
+    script = _write_slurm_checked(jobs, runs_dir, config, parallel, sbatch, lead)
     how = f"sbatch {script}" if script is None or script.suffix == ".sbatch" else f"bash {script}"
   else:
     script = write_multihost(jobs, runs_dir, config)
@@ -138,12 +139,10 @@ def main(config: str, runs_dir: str | os.PathLike, parallel: int = 0, backend: s
   return jobs
 
 
-def _write_slurm_checked(runs: Sequence[Run], jobs: Sequence[Job], runs_dir: Path, config: str,
-                         parallel: int, sbatch: Sequence[str]) -> Path | None:
-  """`write_slurm` after the submission checks (`sweep/slurm.py`): the USR1 lead against
-  `--time`, warnings for requests left to the cluster's defaults, MaxArraySize."""
-  lead, sbatch = sweep_slurm.signal_lead(sbatch)
-  sweep_slurm.check_time_limit(sbatch, lead)
+def _write_slurm_checked(jobs: Sequence[Job], runs_dir: Path, config: str, parallel: int,
+                         sbatch: Sequence[str], lead: int) -> Path | None:
+  """`write_slurm` after the last submission checks (`sweep/slurm.py`): warnings for requests
+  left to the cluster's defaults, MaxArraySize."""
   for what in sweep_slurm.missing_requests(sbatch):
     sweep_slurm.warn(f"no {what}: pass --sbatch=... to request it.")
   max_array = sweep_slurm.max_array_size()
