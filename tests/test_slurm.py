@@ -11,6 +11,7 @@ One scenario, submitted at once so that its waits overlap (`scenario`), then one
       the run has committed two rounds the test pauses it (SIGSTOP) and cuts the job's limit
       to a minute or two past its run time (`scontrol update TimeLimit`, as an admin may), so
       that a few seconds' run outlives it whatever the machine's load; SIGCONT at USR1;
+  (and, apart, `srun --ntasks=2 anchoral sweep --shard=auto`: each task lists its own share)
   S3  a cell's two seeds with --group_seeds (one task, the seeds in lockstep), against a local
       --group_seeds run (lockstep training is not bitwise the separate runs' training).
 The test cluster requeues after 10 s (AuthInfo cred_expire; Slurm's default 120 s).
@@ -288,3 +289,25 @@ def test_sweep_refuses_a_time_limit_below_the_usr1_lead(tmp_path):
   assert "#SBATCH --signal=B:USR1@60\n" in (tmp_path / "_sweep" / "main.sbatch").read_text()
   assert "no --gres=gpu:N" in ok.stderr and "no --mem" in ok.stderr and "no --time" not in ok.stderr
   json.loads((tmp_path / "_sweep" / "main.jsonl").read_text().splitlines()[0])
+
+
+def test_srun_shard_auto_gives_each_task_its_share(cluster, tmp_path):
+  """`srun --ntasks=2 anchoral sweep --shard=auto`: the shares (from SLURM_PROCID/NTASKS)
+  together list every run exactly once (the dry backend: listing, not running, the runs)."""
+  env = {**cluster, "JAX_PLATFORMS": "cpu",
+         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+  out = subprocess.run(["srun", "--ntasks=2", "--label", "--time=5", sys.executable, "-m",
+                        "anchoral_jax.cli", "sweep", "--config", SWEEP, "--runs_dir",
+                        str(tmp_path), "--shard=auto", "--backend", "dry"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+  shares: dict[str, list[str]] = {"0": [], "1": []}
+  for line in out.stdout.splitlines():
+    task, _, rest = line.partition(": ")
+    if rest.startswith("todo "):
+      shares[task.strip()].append(rest.split()[1])
+  from anchoral_jax import sweep
+
+  names = [r.name for r in sweep.expand(SWEEP)]
+  assert sorted(shares["0"] + shares["1"]) == sorted(names)
+  assert shares["0"] == names[0::2] and shares["1"] == names[1::2]
