@@ -11,9 +11,9 @@ One scenario, submitted at once so that its waits overlap (`scenario`), then one
       the run has committed two rounds the test pauses it (SIGSTOP) and cuts the job's limit
       to a minute or two past its run time (`scontrol update TimeLimit`, as an admin may), so
       that a few seconds' run outlives it whatever the machine's load; SIGCONT at USR1;
-  (and, apart, `srun --ntasks=2 anchoral sweep --shard=auto`: each task lists its own share)
   S3  a cell's two seeds with --group_seeds (one task, the seeds in lockstep), against a local
       --group_seeds run (lockstep training is not bitwise the separate runs' training).
+Apart: `srun --ntasks=2 anchoral sweep --shard=auto`, each task lists its own share.
 The test cluster requeues after 10 s (AuthInfo cred_expire; Slurm's default 120 s).
 """
 
