@@ -19,7 +19,7 @@ from anchoral_jax.fileio import write_text_atomic
 from anchoral_jax.sweep.runs import Run
 from anchoral_jax.sweep.seeds import Job
 
-LAUNCH_DIR = Path(__file__).resolve().parents[1] / "launch"
+LAUNCH_DIR = Path(__file__).resolve().parents[2] / "launch"  # the repo root
 SWEEP_DIR = "_sweep"  # under runs_dir: manifests, generated scripts, Slurm logs
 
 
