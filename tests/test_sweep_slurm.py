@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from anchoral_jax.al.validation import ConfigError
+from anchoral_jax.errors import ConfigError
 from anchoral_jax.sweep import command as sweep
 from anchoral_jax.sweep import launch as sweep_launch
 from anchoral_jax.sweep import runs as sweep_runs

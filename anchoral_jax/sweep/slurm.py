@@ -64,7 +64,7 @@ def signal_lead(sbatch: Sequence[str]) -> tuple[int, list[str]]:
   """(USR1 lead in seconds, the options without --signal): `--sbatch=--signal=B:USR1@N` sets
   the lead the script's own `--signal` line uses; any other signal is refused (the script
   traps USR1 in its batch shell)."""
-  from anchoral_jax.al.validation import ConfigError
+  from anchoral_jax.errors import ConfigError
 
   found = _option(sbatch, "signal")
   if found is None:
@@ -81,7 +81,7 @@ def signal_lead(sbatch: Sequence[str]) -> tuple[int, list[str]]:
 def check_time_limit(sbatch: Sequence[str], lead: int) -> int | None:
   """The `--time` in seconds (None when not given); refuses one that leaves no time to work
   before USR1, which would requeue the task at every start, forever."""
-  from anchoral_jax.al.validation import ConfigError
+  from anchoral_jax.errors import ConfigError
 
   found = _option(sbatch, "time", "t")
   if found is None:
@@ -127,7 +127,8 @@ def check_runs(runs: Sequence[Run]) -> None:
   the options (`validation.validate`), the model, tokenizer and index files
   (`prepare.check_inputs`), and the dataset's files. Raises the first error: a missing model
   would otherwise fail in every array task, after waiting in the queue."""
-  from anchoral_jax.al.validation import ConfigError, validate
+  from anchoral_jax.al.validation import validate
+  from anchoral_jax.errors import ConfigError
   from anchoral_jax.retrieval import prepare
 
   seen: set[str] = set()
