@@ -127,6 +127,7 @@ def check_runs(runs: Sequence[Run]) -> None:
   the options (`validation.validate`), the model, tokenizer and index files
   (`prepare.check_inputs`), and the dataset's files. Raises the first error: a missing model
   would otherwise fail in every array task, after waiting in the queue."""
+  from anchoral_jax.al import filters
   from anchoral_jax.al.validation import validate
   from anchoral_jax.errors import ConfigError
   from anchoral_jax.retrieval import prepare
@@ -140,7 +141,7 @@ def check_runs(runs: Sequence[Run]) -> None:
     seen.add(key)
     try:
       validate(c)
-      prepare.check_inputs(c)
+      prepare.check_inputs(c, filters.needs_index(c.al.filter))
       check_data(c)
     except (ConfigError, FileNotFoundError, OSError, ValueError) as e:
       raise ConfigError(f"run {run.name}: {e}") from e
