@@ -306,7 +306,7 @@ def test_srun_shard_auto_gives_each_task_its_share(cluster, tmp_path):
     task, _, rest = line.partition(": ")
     if rest.startswith("todo "):
       shares[task.strip()].append(rest.split()[1])
-  from anchoral_jax import sweep
+  from anchoral_jax.sweep import runs as sweep
 
   names = [r.name for r in sweep.expand(SWEEP)]
   assert sorted(shares["0"] + shares["1"]) == sorted(names)
