@@ -7,15 +7,18 @@ so a 50-round run takes well under a minute on 2 CPU cores. The AL algorithm is 
 regime and the sizes change, and the sizes keep the paper's ratios (below).
 
 The demo (`make demo`): AnchorAL, SEALS, RandomSubset and the full pool with entropy on
-bbc-tech-.01 (BBC News sentences, tech at 1% of a 23,923-sentence pool), 52 query rounds:
+bbc-tech-.01 (BBC News sentences, tech at 1% of a 23,923-sentence pool), 52 query rounds, 5 seeds
+per filter, a cell's seeds in one process (their heads trained as one vmapped program):
 
-  anchoral sweep --config configs/reproduce_cpu.py:demo --runs_dir runs/demo --parallel 2
+  anchoral sweep --config configs/reproduce_cpu.py:demo --runs_dir runs/demo --parallel 2 \
+    --group_seeds
   anchoral report runs/demo
 
 The reproduction (both tasks x {AnchorAL, SEALS, RandomSubset, full pool} x {entropy, BADGE,
-FTbertKM} x 3 seeds, full-pool random, and the ablations on bbc-tech):
+FTbertKM} x 10 seeds, full-pool random, and the ablations on bbc-tech):
 
-  anchoral sweep --config configs/reproduce_cpu.py --runs_dir runs/reproduce_cpu --parallel 2
+  anchoral sweep --config configs/reproduce_cpu.py --runs_dir runs/reproduce_cpu --parallel 2 \
+    --group_seeds
   anchoral report runs/reproduce_cpu
   anchoral sweep --config configs/reproduce_cpu.py:runlocal --runs_dir runs/r  # seconds, tiny
 
@@ -41,7 +44,7 @@ Arguments (comma-separated key=value): dataset=bbc_tech|bbc_multi|tweets_iphone
   (anchor_strategy=kmeans_pp, num_anchors=10, neighbours_x=1 (multiple of the scaled
   neighbours), subpool_x=1 (RandomSubset size as a multiple of AnchorAL's retrieval)),
   rounds=0 (0: scaled from the pool), runlocal (alias tiny: random tiny model, 2 rounds).
-  Sweep only: demo (the 4-filter demo), seeds=3, datasets=bbc_tech+tweets_iphone,
+  Sweep only: demo (the 4-filter demo, seeds=5 unless given), seeds=10 (`seed_points`), datasets=bbc_tech+tweets_iphone,
   strategies=entropy+badge+ftbertkm, parts=main+ablations.
 """
 
@@ -70,13 +73,24 @@ ABLATIONS = {  # knob -> values tried (main: kmeans_pp, 10 anchors, 1x neighbour
     "subpool": (1,),  # RandomSubset of AnchorAL's retrieval size (the paper's 1,000)
 }
 SWEEP_ARGS = ("demo", "seeds", "datasets", "strategies", "parts")
+SEEDS = {"demo": 5, "reproduce": 10}  # seed points per cell when `seeds` is not given
+
+
+def seed_points(n: int) -> list[dict[str, int]]:
+  """The paper's 8 seed combinations (configs/main.py), then (k, k, k) for k = 1, 2, ...: paired
+  statistics need more seeds than the paper's 8 (CDALBench, arXiv 2408.00426)."""
+  if n < 1:
+    raise ValueError(f"seeds={n}: choose at least 1.")
+  points = list(main.seed_points(min(n, 8)))
+  points += [dict.fromkeys(main.SEED_KEYS, k) for k in range(1, n - len(points) + 1)]
+  return points
 
 
 def parse(arg: str | None) -> ml_collections.ConfigDict:
   return common.parse_arg(arg, dataset="bbc_tech", strategy="entropy", filter="anchoral",
                           regime="head", ablation="main", anchor_strategy="kmeans_pp",
                           num_anchors=10, neighbours_x=1, subpool_x=1, rounds=0, runlocal=False,
-                          tiny=False, demo=False, seeds=3, datasets="", strategies="",
+                          tiny=False, demo=False, seeds=0, datasets="", strategies="",
                           parts="")
 
 
@@ -141,14 +155,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 def sweep(add: main.Add, arg: str | None = None) -> None:
   a = parse(arg)
   small = {"runlocal": True} if (a.runlocal or a.tiny) else {}
-  if a.demo:  # one seed, entropy, the four filters on bbc_tech
+  if a.demo:  # entropy, the four filters on bbc_tech, 5 seeds each
     for filter in FILTERS:
-      add(dataset="bbc_tech", strategy="entropy", filter=filter, **small)
+      for seeds in seed_points(a.seeds or SEEDS["demo"]):
+        add(dataset="bbc_tech", strategy="entropy", filter=filter, **small, **seeds)
     return
   datasets = main.pick(a.datasets, DATASETS + ("bbc_multi",), "datasets") if a.datasets \
       else DATASETS
   parts = main.pick(a.parts, ("main", "ablations"), "parts")
-  for seeds in main.seed_points(a.seeds):
+  for seeds in seed_points(a.seeds or SEEDS["reproduce"]):
     if "main" in parts:
       for dataset in datasets:
         add(dataset=dataset, strategy="random", filter="none", **small, **seeds)

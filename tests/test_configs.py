@@ -14,6 +14,7 @@ import pytest
 
 from anchoral_jax.config import num_query_rounds
 from anchoral_jax.sweep import runs as sweep_runs
+from anchoral_jax.sweep import seeds as sweep_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {name: sweep_runs.load_module(ROOT / "configs" / f"{name}.py")
@@ -216,11 +217,17 @@ def test_reproduce_cpu_keeps_the_papers_ratios(dataset):
 
 def test_reproduce_cpu_sweeps():
   demo = sweep_runs.expand(f"{ROOT}/configs/reproduce_cpu.py:demo")
-  assert [sweep_runs.build_config(r).al.filter for r in demo] == list(reproduce.FILTERS)
+  assert [sweep_runs.build_config(r).al.filter for r in demo[::5]] == list(reproduce.FILTERS)
+  assert len(demo) == 4 * 5 and len(sweep_seeds.group_seeds(demo)) == 4  # one job per filter
   assert num_query_rounds(sweep_runs.build_config(demo[0])) >= 40
   runs = sweep_runs.expand(f"{ROOT}/configs/reproduce_cpu.py")
-  assert len({r.name for r in runs}) == len(runs) == 3 * (2 * (1 + 3 * 4) + 7)
+  assert len({r.name for r in runs}) == len(runs) == 10 * (2 * (1 + 3 * 4) + 7)
   cells = collections.Counter(r.name.rsplit("/", 1)[0] for r in runs)
-  assert set(cells.values()) == {3}
+  assert set(cells.values()) == {10}
+  # The paper's 8 seed combinations first (the old 3-seed runs stay the first 3), then k:k:k.
+  points = reproduce.seed_points(10)
+  assert points[:8] == list(main.seed_points(8))
+  assert points[8:] == [dict.fromkeys(main.SEED_KEYS, k) for k in (1, 2)]
+  assert len({tuple(p.values()) for p in points}) == 10
   local = sweep_runs.expand(f"{ROOT}/configs/reproduce_cpu.py:runlocal,seeds=1")
   assert all(sweep_runs.build_config(r).model.name == "tiny" for r in local)

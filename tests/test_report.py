@@ -272,13 +272,14 @@ def test_plots_clamp_unit_axes_keep_overlaps_visible_and_show_the_pool(summary_r
   only_random = {k: v for k, v in groups.items() if k[2] == "none"}
   (ax,) = report_plots.figure("dsS", only_random, report_cells.MINORITY, "budget", "F1").axes
   assert ax.get_ylim() == (0.0, pytest.approx(0.1))
-  # Two cells with identical curves: told apart by width and marker.
+  # Two cells with identical curves: the same width, told apart by dashes and marker.
   same = {("dsS", "entropy", f, ""): v for f, v in (("seals", groups[("dsS", "random", "none", "")]),
                                                     ("anchoral", groups[("dsS", "random", "none", "")]))}
   (ax,) = report_plots.figure("dsS", same, report_cells.MINORITY, "budget", "F1").axes
   a, b = ax.get_lines()
   assert list(a.get_ydata()) == list(b.get_ydata())
-  assert a.get_linewidth() > b.get_linewidth() and a.get_marker() != b.get_marker()
+  assert a.get_linewidth() == b.get_linewidth() and a.get_marker() != b.get_marker()
+  assert a.get_linestyle() != b.get_linestyle() or a._dash_pattern != b._dash_pattern
   # The subpool plot: the unlabelled pool's share (logged by the AnchorAL runs) dotted.
   (ax,) = report_plots.figure("dsS", groups, report_cells.SUBPOOL_SHARE, "round", "share").axes
   pool = [line for line in ax.get_lines() if line.get_linestyle() == ":"]
@@ -297,3 +298,41 @@ def test_fields_that_follow_from_the_dataset_do_not_split_cells(tmp_path):
   assert {k: len(v) for k, v in groups.items()} == {
       ("dsA", "entropy", "anchoral", ""): 2, ("dsB", "entropy", "anchoral", ""): 2,
       ("dsA", "entropy", "anchoral", "num_anchors=50"): 2}
+
+
+def test_paper_plot_rules(summary_runs, tmp_path):
+  """One line width for all; budget on every x axis; no full pool in the subpool plot; an IQR
+  band (and its title) only when a cell has more than one run; the task's display name."""
+  runs = report_cells.find_runs(summary_runs)
+  groups = report_cells.cells(runs)
+  for _, key, x, ylabel in report_plots.PLOTS:
+    assert x == "budget"
+    fig = report_plots.figure("dsS", groups, key, x, ylabel)
+    (ax,) = fig.axes
+    widths = {line.get_linewidth() for line in ax.get_lines()}
+    assert widths == {report_plots.LINE_WIDTH}, (key, widths)
+    assert "IQR band" in fig._suptitle.get_text() and len(ax.collections) >= 1
+    if key == report_cells.SUBPOOL_SHARE:
+      assert not any("Random (full pool)" in line.get_label() for line in ax.get_lines())
+  one = {k: v[:1] for k, v in groups.items()}
+  fig = report_plots.figure("dsS", one, report_cells.MINORITY, "budget", "F1")
+  assert "IQR band" not in fig._suptitle.get_text() and not fig.axes[0].collections
+  bbc = {("bbc_tech", *k[1:]): v for k, v in groups.items()}
+  fig = report_plots.figure("bbc_tech", bbc, report_cells.MINORITY, "budget", "F1")
+  assert fig._suptitle.get_text().startswith("bbc-tech-.01:")
+  only_pool = {k: v for k, v in groups.items() if k[2] == "none"}
+  assert report_plots.figure("dsS", only_pool, report_cells.SUBPOOL_SHARE, "budget", "s") is None
+
+
+def test_no_bold_between_values_that_tie_when_printed_and_whole_rows():
+  table = pd.DataFrame([
+      {"dataset": "d", "strategy": "entropy", "filter": f, "variant": "", "n_runs": 3,
+       "n_done": 3, "rounds": 5, "rounds_max": 5, "budget": 200.0, "minority_median": m,
+       "minority_iqr": 0.1, "majority_median": 3.0 + i, "majority_iqr": 0.1,
+       "time_min_median": 0.5, "time_min_iqr": 0.0}
+      for i, (f, m) in enumerate((("seals", 24.91), ("anchoral", 24.94), ("none", 20.0)))])
+  text = report_tables.markdown(table, "T")
+  assert "| 24.9 (0.1) |" in text and "**24.9" not in text  # a tie as printed
+  assert "**5.00 (0.10)**" in text  # the majority column has a clear best
+  assert report_tables._fmt_summary(4796.5, "int") == "4,796"  # banker's rounding of .5
+  assert report_tables._fmt_summary(23186.0, "int") == "23,186"

@@ -27,10 +27,20 @@ STRATEGY_ORDER = tuple(strategies.STRATEGIES)  # the registries' order: tables f
 FILTER_ORDER = filters.FILTERS
 FILTER_NAMES = {"none": "Full pool", "randomsubset": "RandomSubset", "seals": "SEALS",
                 "anchoral": "AnchorAL"}
+DATASET_NAMES = {  # registry key -> the task's name in the paper / README
+    "bbc_tech": "bbc-tech-.01", "bbc_multi": "bbc-multi-.01", "tweets_iphone": "tweets-iphone-.01",
+    "agnews_business": "agnews-business-.01", "wikitoxic": "wikitoxic-.01",
+    "amazoncat_agri": "amazoncat-agri", "amazoncat_multi": "amazoncat-multi"}
 MINORITY, MAJORITY, QUERY_TIME = "test/minority_f1", "test/majority_f1", "time/query"
 LABELLED_SHARE, SUBPOOL_SHARE = "labelled/minority_share", "subpool/minority_share"
 POOL_SHARE, ROWS_SCORED = "pool/minority_share", "query/rows_scored"  # optional: newer runs only
+MINORITY_FOUND = "minority_found"  # derived from budget x labelled share (report/tables.py)
 Cell = tuple[str, str, str, str]  # (dataset, strategy, filter, variant)
+
+
+def display_name(dataset: str) -> str:
+  """A task's display name: 'bbc-tech-.01' for the registry's 'bbc_tech'."""
+  return DATASET_NAMES.get(dataset, dataset)
 
 
 @dataclasses.dataclass

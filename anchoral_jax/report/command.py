@@ -18,16 +18,21 @@ and the IQR (75th - 25th percentile, numpy's linear interpolation) over its runs
   round's minority F1, the minority labels the queries found, the final labelled / subpool /
   unlabelled-pool minority shares, query seconds and rows scored per round (`summary_table`).
 
-Writes to --out (default RUNS_DIR/report): report.md (the summary, both tables, the plots, the
-runs), summary.{md,csv}, overall.{md,csv}, budget_matched.{md,csv}, runs.csv, and per dataset
-the PNGs minority_f1-<dataset>.png (vs budget), query_time-<dataset>.png (per round),
-labelled_minority_share-<dataset>.png (vs budget), subpool_minority_share-<dataset>.png
-(per round, with the unlabelled pool's share dotted when logged): one panel per strategy, one
-line per filter/variant (median, IQR band); full-pool Random, when present, is drawn dashed in
-every panel as the reference.
+Writes to --out (default RUNS_DIR/report): report.md (the summary, the tables, the plots, the
+runs), summary.{md,csv}, overall.{md,csv}, budget_matched.{md,csv}, paired.{md,csv},
+found.{md,csv}, stopping.{md,csv}, runs.csv, and per dataset the figures (PNG, PDF/SVG:
+`--format`) minority_f1-, minority_found-, query_time-, labelled_minority_share- and
+subpool_minority_share-<dataset> (the unlabelled pool's share dotted when logged), all against
+the labelled budget: one panel per strategy, one line per filter/variant (median, IQR band when
+n > 1); full-pool Random, when present, is drawn in every panel as the reference.
 
-The job is split in three modules, run in order by `report` here: report_cells.py (read the
-runs, group them into cells), report_tables.py (the numbers and tables), report_plots.py.
+  Paired (paired.py): a reference filter (`--reference`, default AnchorAL) minus every
+  other cell of its dataset and strategy, seed by seed: mean AUC difference, bootstrap 95% CI,
+  exact Wilcoxon signed-rank p; labels to reach `--reach`% of the best final minority F1;
+  minority labels found against budget (paired.md, found.md and their CSVs).
+
+The job is split in modules, run in order by `report` here: cells.py (read the runs, group them
+into cells), tables.py and paired.py (the numbers and tables), plots.py.
 """
 
 from __future__ import annotations
@@ -36,12 +41,15 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from anchoral_jax.report.cells import cells, find_runs
-from anchoral_jax.report.plots import plot_dataset
+from anchoral_jax.report.cells import FILTER_NAMES, cells, find_runs
+from anchoral_jax.report.paired import found_markdown, found_table, paired_markdown, paired_table
+from anchoral_jax.report.plots import FORMATS, plot_dataset
 from anchoral_jax.report.tables import markdown, summary_markdown, summary_table, tables
 
 
-def report(runs_dir: str | Path, out: str | Path | None = None, plots: bool = True) -> Path:
+def report(runs_dir: str | Path, out: str | Path | None = None, plots: bool = True,
+           reference: str = "anchoral", reach: float = 90.0,
+           formats: Sequence[str] = ("png", "pdf")) -> Path:
   """Writes every table and plot; returns the path of report.md."""
   runs_dir = Path(runs_dir)
   runs = find_runs(runs_dir)
@@ -64,11 +72,18 @@ def report(runs_dir: str | Path, out: str | Path | None = None, plots: bool = Tr
     text = markdown(table, title, matched=name == "budget_matched")
     (out / f"{name}.md").write_text(text)
     sections += [text, ""]
+  groups = cells(runs)
+  for name, table, text in (
+      ("paired", paired := paired_table(groups, reference, reach),
+       paired_markdown(paired, reference, reach)),
+      ("found", found := found_table(groups), found_markdown(found))):
+    table.to_csv(out / f"{name}.csv", index=False)
+    (out / f"{name}.md").write_text(text)
+    sections += [text, ""]
   if plots:
-    groups = cells(runs)
     sections += ["### Plots", ""]
     for dataset in dict.fromkeys(r.dataset for r in runs):
-      for path in plot_dataset(dataset, groups, out):
+      for path in plot_dataset(dataset, groups, out, formats):
         sections.append(f"![{path.stem}]({path.name})")
     sections.append("")
   unfinished = [r for r in runs if not r.done]
@@ -89,8 +104,25 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("runs_dir", help="folder holding run folders (e.g. a sweep's --runs_dir)")
   parser.add_argument("--out", default=None, help="output folder (default RUNS_DIR/report)")
   parser.add_argument("--no_plots", action="store_true", help="tables only")
+  parser.add_argument("--reference", default="anchoral",
+                      help="the filter the paired comparisons subtract the others from "
+                      f"({', '.join(FILTER_NAMES)}; default anchoral)")
+  parser.add_argument("--reach", type=float, default=90.0,
+                      help="labels needed to reach this %% of the best final minority F1 "
+                      "(default 90)")
+  parser.add_argument("--format", default="png,pdf",
+                      help=f"plot files, comma-separated ({', '.join(FORMATS)}; default png,pdf)")
   args = parser.parse_args(argv)
-  path = report(args.runs_dir, args.out, plots=not args.no_plots)
-  print((path.parent / "summary.md").read_text())
-  print((path.parent / "overall.md").read_text())
+  formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
+  bad = [f for f in formats if f not in FORMATS] or ([] if formats else ["(none)"])
+  if bad:
+    parser.error(f"--format {bad[0]}: choose from {', '.join(FORMATS)}.")
+  if args.reference not in FILTER_NAMES:
+    parser.error(f"--reference {args.reference}: choose from {', '.join(FILTER_NAMES)}.")
+  if not 0 < args.reach <= 100:
+    parser.error(f"--reach {args.reach:g}: a percentage in (0, 100].")
+  path = report(args.runs_dir, args.out, plots=not args.no_plots, reference=args.reference,
+                reach=args.reach, formats=formats)
+  for name in ("summary", "overall", "paired"):
+    print((path.parent / f"{name}.md").read_text())
   print(f"Wrote {path} (tables, CSV and plots in {path.parent}).")

@@ -27,6 +27,7 @@ from anchoral_jax.report.cells import (
   SUBPOOL_SHARE,
   RunData,
   cells,
+  display_name,
 )
 
 
@@ -103,14 +104,17 @@ def markdown(table: pd.DataFrame, title: str, matched: bool = False) -> str:
   head = ["Strategy", "Filter"] + (["Variant"] if has_variant else [])
   cols = [(d, m) for d in datasets for m in ("minority", "majority", "time_min")]
   names = {"minority": "Minority ↑", "majority": "Majority ↑", "time_min": "Time (min) ↓"}
-  best = {}
+  best = {}  # the best median as printed, when no other cell prints the same
   for d, m in cols:
-    medians = table[table.dataset == d][f"{m}_median"].dropna()
-    if medians.nunique() > 1:  # ties everywhere: nothing to point out
-      best[(d, m)] = medians.min() if m == "time_min" else medians.max()
+    shown = [_fmt(x, _decimals(x)) for x in table[table.dataset == d][f"{m}_median"].dropna()]
+    if len(shown) > 1:
+      top = (min if m == "time_min" else max)(shown, key=float)
+      if shown.count(top) == 1:  # a tie as printed is no win
+        best[(d, m)] = top
   n_max = int(table.n_runs.max())
   lines = [f"### {title}", ""]
-  lines.append("| " + " | ".join(head + [f"{d} {names[m]}" for d, m in cols]) + " |")
+  lines.append("| " + " | ".join(head + [f"{display_name(d)} {names[m]}" for d, m in cols])
+               + " |")
   lines.append("|" + "---|" * (len(head) + len(cols)))
   rows = list(dict.fromkeys(zip(table.strategy, table["filter"], table.variant, strict=True)))
   for strategy, filter, variant in rows:
@@ -124,7 +128,7 @@ def markdown(table: pd.DataFrame, title: str, matched: bool = False) -> str:
       s = sel.iloc[0]
       dec = _decimals(s[f"{m}_median"])
       text = f"{_fmt(s[f'{m}_median'], dec)} ({_fmt(s[f'{m}_iqr'], dec)})"
-      if (d, m) in best and s[f"{m}_median"] == best[(d, m)]:
+      if best.get((d, m)) == _fmt(s[f"{m}_median"], dec):
         text = f"**{text}**"
       if s.n_runs != n_max:
         text += f" [n={s.n_runs}]"
@@ -134,11 +138,11 @@ def markdown(table: pd.DataFrame, title: str, matched: bool = False) -> str:
   if matched:
     cut = by.agg(rounds=("rounds", "min"), budget=("budget", "median"))
     rounds = "Every run cut to the first R rounds of its dataset (labels at the last): " + (
-        ", ".join(f"{d} {int(r.rounds)} ({int(r.budget)})" for d, r in cut.iterrows()))
+        ", ".join(f"{display_name(d)} {int(r.rounds)} ({int(r.budget)})" for d, r in cut.iterrows()))
   else:
     most = by.agg(rounds=("rounds_max", "max"))
     rounds = "Whole runs; most rounds per dataset: " + ", ".join(
-        f"{d} {int(r.rounds)}" for d, r in most.iterrows())
+        f"{display_name(d)} {int(r.rounds)}" for d, r in most.iterrows())
   lines += ["", f"Median (IQR) over n={n_max} runs per cell unless marked; AUC over rounds of "
             f"F1 in [0, 1]; time = cumulative query time. {rounds}."]
   return "\n".join(lines) + "\n"
@@ -156,7 +160,7 @@ SUMMARY_COLUMNS = {  # column -> (markdown header, format)
     "subpool_minority_share": ("Subpool minority share", "share"),
     "pool_minority_share": ("Pool minority share", "share"),
     "query_time_s": ("Query time (s) ↓", "auc"),
-    "rows_scored": ("Rows scored / round", "count"),
+    "rows_scored": ("Rows scored / round", "int"),
 }
 OPTIONAL_COLUMNS = ("pool_minority_share", "rows_scored")  # left out when no run logs them
 
@@ -222,6 +226,8 @@ def _fmt_summary(x: float, kind: str) -> str:
     return "–"
   if kind == "share":
     return f"{x:.3f}"
+  if kind == "int":  # rows: a median between two runs rounds to a whole row
+    return f"{round(x):,}"
   if kind == "count":  # whole unless a median fell between two runs
     return f"{x:.0f}" if x == round(x) else f"{x:.1f}"
   return _fmt(x, _decimals(x))
@@ -236,7 +242,7 @@ def summary_markdown(table: pd.DataFrame) -> str:
            "| " + " | ".join(head + [SUMMARY_COLUMNS[c][0] for c in cols]) + " |",
            "|" + "---|" * (len(head) + len(cols))]
   for s in table.itertuples():
-    out = [s.dataset, s.strategy, FILTER_NAMES.get(s.filter, s.filter)]
+    out = [display_name(s.dataset), s.strategy, FILTER_NAMES.get(s.filter, s.filter)]
     out += ([s.variant or "–"] if has_variant else []) + [str(s.n_runs)]
     out += [_fmt_summary(getattr(s, c), SUMMARY_COLUMNS[c][1]) for c in cols]
     lines.append("| " + " | ".join(out) + " |")
