@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from anchoral_jax.al import stopping
 from anchoral_jax.data import bbc
 from anchoral_jax.label import classifier as label_classifier
 from anchoral_jax.label import command as label
@@ -182,6 +183,12 @@ def test_status(session, capsys):
   lo, hi = (int(v) for v in line.split("interval ")[1].split(":")[0].split("-"))
   assert f"{n_tech} found" in line and lo <= sum(v == "tech" for v in truth.values()) <= hi
   assert "(waiting for answers)" in out and out.count("\n") >= 8
+  # The stopping advice: kappas of consecutive heads, one per head trained after the first.
+  state = json.loads((wd / "state.json").read_text())
+  heads = sum(b["kind"].startswith("anchoral") for b in state["batches"])
+  stop = state["stopping"]
+  assert len(stop["kappas"]) == heads - 1 >= 1 and len(stop["pred"]) == 600
+  assert stopping.advice(stop["kappas"], stop["uncertainty"]) in out
   assert n_tech == sum(truth[r["id"]] == "tech" for r in records if r["label"])
 
 

@@ -55,6 +55,11 @@ def _check_outputs(workdir, c):
     if c.al.filter != "none" and not recs[s["round"]].get("anchoral/topped_up"):
       assert picked <= set(s["uids"])
   assert (workdir / "DONE").exists() and (workdir / "summary.json").exists()
+  # The stopping criteria, every round (the previous model's kappa from round 1 on).
+  assert all({"stop/uncertainty", "stop/stable_rounds", "stop/stabilised"} <= set(r) for r in recs)
+  assert "stop/kappa" not in recs[0] and all(-1 <= r["stop/kappa"] <= 1 for r in recs[1:])
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert {"stop/stabilised_round", "stop/confident_round", "stop/final_f1"} <= set(summary)
   assert json.loads((workdir / "hparams.json").read_text())["al"]["filter"] == c.al.filter
   classes = json.loads((workdir / "classes.json").read_text())  # names for `class_<k>` keys
   assert len(classes["class_names"]) == sum(k.startswith("labelled/count_class_") for k in recs[0])

@@ -30,7 +30,7 @@ import numpy as np
 
 from anchoral_jax import config as common
 from anchoral_jax import fileio, metrics, parallel
-from anchoral_jax.al import filters, lockstep, strategies
+from anchoral_jax.al import filters, lockstep, stopping, strategies
 from anchoral_jax.al.lockstep import FitOutcome, FitRequest, fit_requests
 from anchoral_jax.al.state import ALState, Setup
 from anchoral_jax.al.validation import validate
@@ -99,6 +99,10 @@ def run_round(c, setup: Setup, state: ALState, num_rounds: int,
     logits = setup.regime.outputs(fitted.params, "test", setup.test_rows, ("logits",))["logits"]
     test_m = metrics.classification_metrics(task.test.labels[setup.test_rows], logits,
                                             task.num_classes, minority, prefix="test/")
+  with timed(timers, "stop"):  # the stopping criteria: this model on the fixed stop set
+    stop_logits = setup.regime.outputs(fitted.params, "pool", stopping.stop_set(setup.pool_rows),
+                                       ("logits",))["logits"]
+    stop_m = state.stop.update(r, stopping.softmax(stop_logits))
   counts = metrics.class_counts(labels[state.labelled_rows], task.num_classes)
   record: dict[str, Any] = {
       "round": r, "budget": int(len(state.labelled_rows)), **test_m,
@@ -107,6 +111,7 @@ def run_round(c, setup: Setup, state: ALState, num_rounds: int,
       "train/epochs": fitted.epochs_run, "train/best_epoch": fitted.best_epoch,
       "train/steps": fitted.steps,
       **{k: v for k, v in fitted.history[fitted.best_epoch].items() if k != "epoch"},
+      **stop_m,
   }
   info: dict[str, Any] = {}
   new_rows, subpool = np.zeros(0, np.int64), None
@@ -269,6 +274,7 @@ def _run_steps(config: ml_collections.ConfigDict, workdir: Path) -> lockstep.Run
                                     [int(r["step"]) for r in records], num_rounds)
     summary = metrics.summarise_curves(records, minority_key="test/minority_f1",
                                        majority_key="test/majority_f1")
+    summary.update(stopping.summary(records))  # the round each criterion would have stopped
     tracker.summary(summary)
     run_files.write_done(workdir, summary)
     _print_summary(summary)

@@ -22,6 +22,7 @@ import numpy as np
 
 from anchoral_jax import models
 from anchoral_jax.al import filters
+from anchoral_jax.al.stopping import StopState
 from anchoral_jax.cache import cached_tokens
 from anchoral_jax.data import TextTask, load_task
 from anchoral_jax.data.sampling import stratified_rows
@@ -161,6 +162,7 @@ class ALState:
   strategy_rng: np.random.Generator
   filter_state: filters.FilterState
   cumulative_query_s: float = 0.0
+  stop: StopState = dataclasses.field(default_factory=StopState)  # the stopping criteria
 
   @classmethod
   def initial(cls, c, setup: Setup) -> ALState:
@@ -178,16 +180,17 @@ class ALState:
                arrays["labelling_round"].astype(np.int64), int(meta["round"]),
                checkpoint.rng_from_state(meta["strategy_rng"]),
                filters.FilterState.from_dict(meta),
-               float(meta["cumulative_query_s"]))
+               float(meta["cumulative_query_s"]), StopState.restore(arrays, meta))
 
   def arrays(self) -> dict[str, np.ndarray]:
-    return {"labelled_rows": self.labelled_rows, "labelling_round": self.labelling_round}
+    return {"labelled_rows": self.labelled_rows, "labelling_round": self.labelling_round,
+            **self.stop.arrays()}
 
   def meta(self) -> dict[str, Any]:
     return {"step": self.round, "round": self.round,
             "strategy_rng": checkpoint.rng_state(self.strategy_rng),
             **self.filter_state.to_dict(),
-            "cumulative_query_s": self.cumulative_query_s}
+            "cumulative_query_s": self.cumulative_query_s, **self.stop.meta()}
 
   def commit(self, new_rows: np.ndarray) -> None:
     """Adds a round's picks (labelled in round `self.round + 1`) and moves to the next round."""

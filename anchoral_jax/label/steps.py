@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from anchoral_jax.al import filters
+from anchoral_jax.al import filters, stopping
 from anchoral_jax.fileio import publish, write_text_atomic
 from anchoral_jax.label.classifier import probs_of, train_head
 from anchoral_jax.label.inputs import read_batch_answers, read_seed, read_texts
@@ -128,6 +128,8 @@ def propose(workdir: Path, s: Settings, pool: Pool, state: dict, records: list[d
   else:
     regime, params = train_head(pool.emb_NxE, rows, labels, s)
     save_head(workdir, params)
+    state["stopping"] = stopping.label_update(  # status's advice: do the models settle?
+        state.get("stopping"), probs_of(params, pool.emb_NxE[stopping.stop_set(np.arange(n))]))
     sel = make_selector(s, pool, workdir)
     if state.get("selector"):
       sel.load_state_dict(state["selector"])
@@ -341,6 +343,8 @@ def status(workdir: Path) -> str:
   if n_corr:
     lines.append(f"corrections: {sum('correction' in r for r in records)} answer(s) changed "
                  f"in {n_corr} step(s) (answers.jsonl)")
+  if state.get("stopping"):
+    lines.append(stopping.advice(state["stopping"]["kappas"], state["stopping"]["uncertainty"]))
   lines.append("batch  size  answered  skipped  minority  chosen by")
   by_batch: dict[int, list] = {}
   for r in records:
