@@ -71,3 +71,33 @@ def test_label_advice():
   assert "stabilised for 3 rounds" in text and "you could stop here" in text
   assert "at or below 0.05" in text
   assert "not yet stable (last kappa 0.980; 0 of 3" in stopping.advice([1.0, 1.0, 0.98], 0.3)
+
+
+def test_report_stopping_table(tmp_path):
+  """Two runs of a cell that logged the criteria (fired in rounds 2 and 4) and one older run
+  that did not: medians over the two, the third left out of the counts."""
+  from test_report import SEEDS, write_run
+
+  from anchoral_jax.report import cells as report_cells
+  from anchoral_jax.report import stopping as report_stopping
+
+  for i, fire in enumerate((2, 4, None)):
+    recs = []
+    for r in range(6):
+      rec = {"step": r, "round": r, "budget": 100 + 25 * r, "test/minority_f1": 0.1 * r + 0.1 * i,
+             "test/majority_f1": 0.9, "labelled/minority_share": 0.1}
+      if fire is not None:
+        rec.update({"stop/stable_rounds": 0, "stop/uncertainty": 0.5,
+                    "stop/stabilised": int(r >= fire), "stop/confident": 0})
+      recs.append(rec)
+    write_run(tmp_path / f"run{i}", "bbc_tech", "entropy", "anchoral", 10, SEEDS[i], 0, 0,
+              records=recs)
+  table = report_stopping.stopping_table(report_cells.cells(report_cells.find_runs(tmp_path)))
+  s = table.set_index("criterion").loc["stabilised"]
+  assert (s.n_logged, s.n_fired, s["round"], s.budget) == (2, 2, 3, 175)
+  assert s.f1_at_stop == pytest.approx((0.2 + 0.5) / 2) and s.f1_at_end == pytest.approx(0.55)
+  c = table.set_index("criterion").loc["confident"]
+  assert (c.n_fired, np.isnan(c["round"])) == (0, True)
+  text = report_stopping.stopping_markdown(table)
+  assert "| bbc-tech-.01 | entropy | AnchorAL | stabilised (kappa >= 0.99 x 3) | 2/2 | 3 | 175 |" \
+      in text

@@ -30,6 +30,8 @@ n > 1); full-pool Random, when present, is drawn in every panel as the reference
   other cell of its dataset and strategy, seed by seed: mean AUC difference, bootstrap 95% CI,
   exact Wilcoxon signed-rank p; labels to reach `--reach`% of the best final minority F1;
   minority labels found against budget (paired.md, found.md and their CSVs).
+  Stopping (stopping.py): per cell the round each stopping criterion (al/stopping.py) would
+  have stopped at and the minority F1 there vs at the end (stopping.md/csv).
 
 The job is split in modules, run in order by `report` here: cells.py (read the runs, group them
 into cells), tables.py and paired.py (the numbers and tables), plots.py.
@@ -44,6 +46,7 @@ from pathlib import Path
 from anchoral_jax.report.cells import FILTER_NAMES, cells, find_runs
 from anchoral_jax.report.paired import found_markdown, found_table, paired_markdown, paired_table
 from anchoral_jax.report.plots import FORMATS, plot_dataset
+from anchoral_jax.report.stopping import stopping_markdown, stopping_table
 from anchoral_jax.report.tables import markdown, summary_markdown, summary_table, tables
 
 
@@ -76,7 +79,8 @@ def report(runs_dir: str | Path, out: str | Path | None = None, plots: bool = Tr
   for name, table, text in (
       ("paired", paired := paired_table(groups, reference, reach),
        paired_markdown(paired, reference, reach)),
-      ("found", found := found_table(groups), found_markdown(found))):
+      ("found", found := found_table(groups), found_markdown(found)),
+      ("stopping", stops := stopping_table(groups), stopping_markdown(stops))):
     table.to_csv(out / f"{name}.csv", index=False)
     (out / f"{name}.md").write_text(text)
     sections += [text, ""]
