@@ -44,7 +44,7 @@ from anchoral_jax.report.cells import (
 from anchoral_jax.report.tables import _minority_count, run_numbers
 
 BOOTSTRAP = 10_000  # resamples
-FOUND_AT = (0.25, 0.5, 0.75, 1.0)  # fractions of the budget queried in `found_table`
+FOUND_AT = (0.25, 0.5, 0.75, 1.0)  # fractions of the rounds in `found_table`
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,19 +245,17 @@ def paired_markdown(table: pd.DataFrame, reference: str = "anchoral", reach: flo
 
 def found_table(groups: Mapping[Cell, list[RunData]]) -> pd.DataFrame:
   """Per cell: median minority labels found by fractions `FOUND_AT` of the dataset's budget."""
-  budgets: dict[str, tuple[float, float]] = {}
+  budgets: dict[str, set[float]] = {}  # every labelled-set size a run of the dataset logged
   for (dataset, *_), members in groups.items():
-    first = min(float(r.history[0]["budget"]) for r in members)
-    last = max(float(r.history[-1]["budget"]) for r in members)
-    lo, hi = budgets.get(dataset, (first, last))
-    budgets[dataset] = (min(lo, first), max(hi, last))
+    budgets.setdefault(dataset, set()).update(
+        float(h["budget"]) for r in members for h in r.history if h.get("budget") is not None)
   rows = []
   for (dataset, strategy, filter, variant), members in groups.items():
-    start, end = budgets[dataset]
+    sizes = sorted(budgets[dataset])
     row: dict[str, Any] = {"dataset": dataset, "strategy": strategy,
                            "filter": _label(filter, variant), "n_runs": len(members)}
-    for frac in FOUND_AT:
-      budget = start + frac * (end - start)
+    for frac in FOUND_AT:  # the logged size nearest that fraction of the way
+      budget = sizes[round(frac * (len(sizes) - 1))]
       values = [v for v in (found_at(r.history, budget) for r in members) if not math.isnan(v)]
       row[f"found@{int(round(budget))}"] = float(np.median(values)) if values else math.nan
     rows.append(row)
