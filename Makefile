@@ -32,7 +32,8 @@ $(VENV)/.installed-test: $(VENV)/.installed
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-# The paper's comparison at CPU scale: 4 filters x entropy, 52 rounds, on bbc-tech-.01.
+# The paper's comparison at CPU scale: 4 filters x entropy, 52 rounds, on bbc-tech-.01, 5 seeds
+# per filter in one process each (their heads trained as one vmapped program).
 demo: install
 	$(BIN)/anchoral sweep --config configs/reproduce_cpu.py:demo --runs_dir runs/demo --parallel 2 \
 	  --group_seeds
@@ -49,7 +50,8 @@ demo-compare: install
 	$(BIN)/anchoral run --config configs/default.py:filter=none --workdir runs/default-none
 	$(BIN)/anchoral report runs --out runs/report
 
-# configs/reproduce_cpu.py in full (99 runs; README "What we reproduce").
+# configs/reproduce_cpu.py in full (330 runs: 33 cells x 10 seeds, one process per cell;
+# README "What we reproduce").
 reproduce: install
 	$(BIN)/anchoral sweep --config configs/reproduce_cpu.py --runs_dir runs/reproduce_cpu --parallel 2 \
 	  --group_seeds

@@ -1,5 +1,5 @@
 """`anchoral report`, stopping criteria: per cell, the round each criterion would have stopped
-the run and what stopping there would have cost (stopping.py defines the criteria; runs from
+the run and what stopping there would have cost (al/stopping.py defines the criteria; runs from
 before they were logged are left out of the counts)."""
 
 from __future__ import annotations
