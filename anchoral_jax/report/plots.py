@@ -111,7 +111,8 @@ def figure(dataset: str, groups: Mapping[Cell, list[RunData]], key: str,
   reference = {k: v for k, v in mine.items() if k[0] == "random" and k[1] == "none"}
   panels = [s for s in strategies if not (s == "random" and len(strategies) > 1
                                           and all(f == "none" for t, f, _ in mine if t == s))]
-  labels = list(dict.fromkeys((f, v) for s, f, v in mine if s in panels))
+  # Styles by the dataset's every cell, so a filter looks the same in every plot of it.
+  labels = list(dict.fromkeys(k[2:] for k in groups if k[0] == dataset))
   if not panels:
     return None
   fig = Figure(figsize=(max(6.5, 4.2 * len(panels)), 3.6), layout="constrained")
