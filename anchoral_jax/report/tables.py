@@ -217,6 +217,8 @@ def summary_table(runs: Sequence[RunData]) -> pd.DataFrame:
                            "rounds": int(max(n["rounds"] for n in nums))}
     for col in SUMMARY_COLUMNS:
       row[col] = stats(n[col] for n in nums)["median"]
+    auc = stats(n["minority_auc"] for n in nums)  # the spread the summary shows beside it
+    row["minority_auc_q25"], row["minority_auc_q75"] = auc["q25"], auc["q75"]
     rows.append(row)
   return pd.DataFrame(rows)
 
@@ -245,8 +247,12 @@ def summary_markdown(table: pd.DataFrame) -> str:
     out = [display_name(s.dataset), s.strategy, FILTER_NAMES.get(s.filter, s.filter)]
     out += ([s.variant or "–"] if has_variant else []) + [str(s.n_runs)]
     out += [_fmt_summary(getattr(s, c), SUMMARY_COLUMNS[c][1]) for c in cols]
+    if s.n_runs > 1:  # the minority AUC with its interquartile range
+      dec = _decimals(s.minority_auc)
+      out[len(head)] += f" [{_fmt(s.minority_auc_q25, dec)}, {_fmt(s.minority_auc_q75, dec)}]"
     lines.append("| " + " | ".join(out) + " |")
-  lines += ["", "Medians over a cell's runs. Minority found = minority labels the queries added "
+  lines += ["", "Medians over a cell's runs; [25th, 75th percentile] of the minority AUC when a "
+            "cell has several runs (the paired table tests the differences). Minority found = minority labels the queries added "
             "(last round's labelled set minus the initial set); shares at the last round "
             "(subpool and pool: the last round that queried); query time summed over rounds."]
   return "\n".join(lines) + "\n"
