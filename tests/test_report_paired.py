@@ -111,6 +111,7 @@ def test_paired_table_by_hand(paired_runs):
   # Minority found by the pair's last common budget (150: seed 3 stopped there); every run has
   # the same labelled shares (0.05 + 0.01 r): round(150 * 0.07) - round(100 * 0.05).
   assert s.ref_found == s.other_found == round(150 * 0.07) - 5
+  assert s.found_diff == 0 and (s.found_ci_lo, s.found_ci_hi) == (0, 0)
   text = report_paired.paired_markdown(table.reset_index())
   assert "| dsP | entropy | SEALS | 4 | +0.89 |" in text and "100 [2/4] / – [0/4]" in text
   assert "no p can be below 0.125" in text

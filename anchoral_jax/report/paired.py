@@ -185,6 +185,9 @@ def paired_table(groups: Mapping[Cell, list[RunData]], reference: str = "anchora
       o_reach, o_n = _median_reach([b for _, b in pairs], target.get(dataset, math.nan))
       budget = min((float(r.history[-1]["budget"]) for pair in pairs for r in pair),
                    default=math.nan)
+      found_N = np.asarray([found_at(a.history, budget) - found_at(b.history, budget)
+                            for a, b in pairs], np.float64)
+      found_lo, found_hi = bootstrap_ci(found_N)
       rows.append({
           "dataset": dataset, "strategy": strategy, "reference": _label(filter, ""),
           "other": _label(o_filter, o_variant, o_strategy if o_strategy != strategy else None),
@@ -199,6 +202,8 @@ def paired_table(groups: Mapping[Cell, list[RunData]], reference: str = "anchora
           if pairs else math.nan,
           "other_found": float(np.median([found_at(b.history, budget) for _, b in pairs]))
           if pairs else math.nan,
+          "found_diff": float(found_N.mean()) if len(found_N) else math.nan,
+          "found_ci_lo": found_lo, "found_ci_hi": found_hi,
       })
   return pd.DataFrame(rows)
 
@@ -219,8 +224,9 @@ def paired_markdown(table: pd.DataFrame, reference: str = "anchoral", reach: flo
             "with another cell.\n")
   lines = [f"### Paired comparisons: {name} minus each other cell, by seed", "",
            "| Dataset | Strategy | Other | n | Mean ΔAUC | 95% CI | Wilcoxon p | W/T/L | "
-           f"Labels to {reach:g}% ({name} / other) ↓ | Minority found ({name} / other) ↑ |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           f"Labels to {reach:g}% ({name} / other) ↓ | Minority found ({name} / other) ↑ | "
+           "Δ found [95% CI] |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
   for s in table.itertuples():
     ci = f"[{_f(s.ci_lo, '+.2f')}, {_f(s.ci_hi, '+.2f')}]"
     lines.append(" | ".join([
@@ -228,7 +234,8 @@ def paired_markdown(table: pd.DataFrame, reference: str = "anchoral", reach: flo
         _f(s.p_wilcoxon, ".3g"), f"{s.wins}/{s.ties}/{s.losses}",
         f"{_reach(s.ref_labels_to_reach, s.ref_reached, s.n_pairs)} / "
         f"{_reach(s.other_labels_to_reach, s.other_reached, s.n_pairs)}",
-        f"{_f(s.ref_found, '.0f')} / {_f(s.other_found, '.0f')} |"]))
+        f"{_f(s.ref_found, '.0f')} / {_f(s.other_found, '.0f')}",
+        f"{_f(s.found_diff, '+.1f')} [{_f(s.found_ci_lo, '+.1f')}, {_f(s.found_ci_hi, '+.1f')}] |"]))
   targets_text = ", ".join(f"{display_name(d)} {t:.3f}" for d, t in
                            table.groupby("dataset", sort=False).target_f1.first().items())
   n = int(table.n_pairs.max())
@@ -239,7 +246,8 @@ def paired_markdown(table: pd.DataFrame, reference: str = "anchoral", reach: flo
             f"{name} is above / equal / below. Labels to {reach:g}%: median labelled instances "
             f"at the first round with minority F1 >= {reach:g}% of the best cell's median final "
             f"F1 ({targets_text}); [k/n]: only k runs reached it. Minority found: median minority "
-            "labels the queries added by the pair's last common budget."]
+            "labels the queries added by the pair's last common budget; Δ found: their mean "
+            "difference by seed with its bootstrap interval."]
   return "\n".join(lines) + "\n"
 
 
