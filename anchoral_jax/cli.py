@@ -8,7 +8,8 @@
                   [--backend local|slurm|multihost|dry] [--sbatch=--gres=gpu:1 ...]
                   [--group_seeds  (one job per table cell: its seeds in one process)]
                   [--config.key=value ...  (applied to every run)]
-  anchoral report RUNS_DIR [--out DIR]   (tables as Markdown/CSV and PNG plots)
+  anchoral report RUNS_DIR [--out DIR] [--reference anchoral] [--format png,pdf,svg]
+                  (tables as Markdown/CSV, paired comparisons by seed, plots)
   anchoral config --config ...[:arg] [--config.key=value ...]  (print the resolved config, JSON)
   anchoral env    (JAX backend and devices, package versions, cache dir, compilation cache)
   anchoral label  init|next|status|export|apply ...  (label your own data: a human answers
