@@ -337,3 +337,10 @@ def test_no_bold_between_values_that_tie_when_printed_and_whole_rows():
   assert "**5.00 (0.10)**" in text  # the majority column has a clear best
   assert report_tables._fmt_summary(4796.5, "int") == "4,796"  # banker's rounding of .5
   assert report_tables._fmt_summary(23186.0, "int") == "23,186"
+
+
+def test_line_styles_stay_distinct_past_eight_lines():
+  styles = [report_plots.line_style(i, 50) for i in range(16)]
+  assert len({(s["color"], s["marker"], s["dashes"]) for s in styles}) == 16
+  assert all((a["color"], a["dashes"]) != (b["color"], b["dashes"])
+             for a, b in zip(styles[:8], styles[8:], strict=True))

@@ -82,9 +82,10 @@ def line_style(i: int, n_points: int) -> dict[str, Any]:
   marker at shifted points, so curves that coincide exactly (e.g. identical seeds) stay visible
   and every line is told apart without colour."""
   every = max(1, n_points // 10)
-  return {"lw": LINE_WIDTH, "dashes": DASHES[i % len(DASHES)], "marker": MARKERS[i % len(MARKERS)],
-          "ms": 5.0, "mfc": "white", "mew": 1.2, "markevery": (i * every // 4 % every, every),
-          "color": COLORS[i % len(COLORS)]}
+  turn = i // len(MARKERS)  # past 8 lines the dashes and colours shift: no two lines alike
+  return {"lw": LINE_WIDTH, "dashes": DASHES[(i + turn) % len(DASHES)],
+          "marker": MARKERS[i % len(MARKERS)], "ms": 5.0, "mfc": "white", "mew": 1.2,
+          "markevery": (i * every // 4 % every, every), "color": COLORS[(i + 3 * turn) % len(COLORS)]}
 
 
 def setup_axis(ax: Any, key: str, x: str) -> None:
