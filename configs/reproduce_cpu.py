@@ -41,8 +41,9 @@ Arguments (comma-separated key=value): dataset=bbc_tech|bbc_multi|tweets_iphone
   (anchor_strategy=kmeans_pp, num_anchors=10, neighbours_x=1 (multiple of the scaled
   neighbours), subpool_x=1 (RandomSubset size as a multiple of AnchorAL's retrieval)),
   rounds=0 (0: scaled from the pool), runlocal (alias tiny: random tiny model, 2 rounds).
-  Sweep only: demo (the 4-filter demo), seeds=3, datasets=bbc_tech+tweets_iphone,
-  strategies=entropy+badge+ftbertkm, parts=main+ablations.
+  Sweep only: demo (the 4-filter demo, one seed; demo,seeds=N: N seeds each), seeds=N (the
+  first N of main.py's 8 seed combinations; default 3, the demo 1),
+  datasets=bbc_tech+tweets_iphone, strategies=entropy+badge+ftbertkm, parts=main+ablations.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def parse(arg: str | None) -> ml_collections.ConfigDict:
   return common.parse_arg(arg, dataset="bbc_tech", strategy="entropy", filter="anchoral",
                           regime="head", ablation="main", anchor_strategy="kmeans_pp",
                           num_anchors=10, neighbours_x=1, subpool_x=1, rounds=0, runlocal=False,
-                          tiny=False, demo=False, seeds=3, datasets="", strategies="",
+                          tiny=False, demo=False, seeds=0, datasets="", strategies="",
                           parts="")
 
 
@@ -141,14 +142,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 def sweep(add: main.Add, arg: str | None = None) -> None:
   a = parse(arg)
   small = {"runlocal": True} if (a.runlocal or a.tiny) else {}
-  if a.demo:  # one seed, entropy, the four filters on bbc_tech
-    for filter in FILTERS:
-      add(dataset="bbc_tech", strategy="entropy", filter=filter, **small)
+  if a.demo:  # entropy, the four filters on bbc_tech; one seed (the base config's) unless asked
+    for seeds in main.seed_points(a.seeds) if a.seeds else [{}]:
+      for filter in FILTERS:
+        add(dataset="bbc_tech", strategy="entropy", filter=filter, **small, **seeds)
     return
   datasets = main.pick(a.datasets, DATASETS + ("bbc_multi",), "datasets") if a.datasets \
       else DATASETS
   parts = main.pick(a.parts, ("main", "ablations"), "parts")
-  for seeds in main.seed_points(a.seeds):
+  for seeds in main.seed_points(a.seeds or 3):
     if "main" in parts:
       for dataset in datasets:
         add(dataset=dataset, strategy="random", filter="none", **small, **seeds)

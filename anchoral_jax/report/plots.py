@@ -2,7 +2,7 @@
 
 One panel per strategy, one line per filter/variant (the median over a cell's runs, an IQR
 band); full-pool Random, when present, is drawn dashed in every panel as the reference.
-matplotlib is imported only when a figure is drawn (`--no_plots` never needs it).
+matplotlib is imported only when a figure is drawn (`--no-plots` never needs it).
 """
 
 from __future__ import annotations
