@@ -34,7 +34,7 @@ install-test: $(VENV)/.installed-test
 
 # The paper's comparison at CPU scale: 4 filters x entropy, 52 rounds, on bbc-tech-.01.
 demo: install
-	$(BIN)/anchoral sweep --config configs/reproduce_cpu.py:demo --runs_dir runs/demo --parallel 2
+	$(BIN)/anchoral sweep --config configs/reproduce_cpu.py:demo --runs-dir runs/demo --parallel 2
 	$(BIN)/anchoral report runs/demo
 
 # The paper's training regime (MiniLM fine-tuned every round) on tweets-iphone: minutes a round.
@@ -50,7 +50,7 @@ demo-compare: install
 
 # configs/reproduce_cpu.py in full (99 runs; README "What we reproduce").
 reproduce: install
-	$(BIN)/anchoral sweep --config configs/reproduce_cpu.py --runs_dir runs/reproduce_cpu --parallel 2
+	$(BIN)/anchoral sweep --config configs/reproduce_cpu.py --runs-dir runs/reproduce_cpu --parallel 2
 	$(BIN)/anchoral report runs/reproduce_cpu
 
 lint: install-test

@@ -354,8 +354,12 @@ def _load_config(command: str, spec: str):
     config = module.get_config(arg or None)
     if command == "sweep":  # sweep-only arguments are checked by expanding the sweep
       if not hasattr(module, "sweep"):
-        raise ConfigError(f"{path} defines no sweep(add, arg): `anchoral sweep` expands one.")
-      module.sweep(lambda **kw: None, arg or None)
+        raise ConfigError(f"{path} has no sweep(add, arg) function for `anchoral sweep` to "
+                          "expand; run it with `anchoral run`.")
+      points: list[dict] = []
+      module.sweep(lambda **point: points.append(point), arg or None)
+      if not points:
+        raise ConfigError(f"the sweep of {spec} has no runs.")
   except ConfigError:
     raise
   except Exception as e:  # noqa: BLE001 (the user's config file or argument: its message)

@@ -9,15 +9,15 @@ regime and the sizes change, and the sizes keep the paper's ratios (below).
 The demo (`make demo`): AnchorAL, SEALS, RandomSubset and the full pool with entropy on
 bbc-tech-.01 (BBC News sentences, tech at 1% of a 23,923-sentence pool), 52 query rounds:
 
-  anchoral sweep --config configs/reproduce_cpu.py:demo --runs_dir runs/demo --parallel 2
+  anchoral sweep --config configs/reproduce_cpu.py:demo --runs-dir runs/demo --parallel 2
   anchoral report runs/demo
 
 The reproduction (both tasks x {AnchorAL, SEALS, RandomSubset, full pool} x {entropy, BADGE,
 FTbertKM} x 3 seeds, full-pool random, and the ablations on bbc-tech):
 
-  anchoral sweep --config configs/reproduce_cpu.py --runs_dir runs/reproduce_cpu --parallel 2
+  anchoral sweep --config configs/reproduce_cpu.py --runs-dir runs/reproduce_cpu --parallel 2
   anchoral report runs/reproduce_cpu
-  anchoral sweep --config configs/reproduce_cpu.py:runlocal --runs_dir runs/r  # seconds, tiny
+  anchoral sweep --config configs/reproduce_cpu.py:runlocal --runs-dir runs/r  # seconds, tiny
 
 Scale-down (the paper's AG News set-up is the reference: pool 90,910, 5,000 labels, subpool cap
 M = 10,000, 10 anchors x 50 neighbours x 2 classes = 1,000 retrieved): with s = pool / 90,910

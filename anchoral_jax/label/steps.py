@@ -223,7 +223,8 @@ def init(workdir: Path, s: Settings, seed_labels: str | None = None) -> Path:
   publish(workdir / "pool.parquet", pd.DataFrame({"id": ids, "text": texts}).to_parquet)
   if filters.needs_index(s.filter):
     print("Building the retrieval index...", flush=True)
-    PoolIndex.build(emb, np.arange(len(ids)), progress=len(ids) > 2000).save(
+    # One thread: the same graph for the same pool every time (prepare.build_index).
+    PoolIndex.build(emb, np.arange(len(ids)), progress=len(ids) > 2000, threads=1).save(
         workdir / "index.usearch")
   state = {"batches": [], "selector": None}
   pool = Pool(ids, texts, emb)
