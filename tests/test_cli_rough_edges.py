@@ -341,6 +341,32 @@ def test_single_threaded_build_is_the_same_file(tmp_path):
   assert digests[0] == digests[1]
 
 
+def test_a_corrupt_cached_index_is_rebuilt_as_the_same_graph(tmp_path, caplog):
+  """The review's case: a corrupted index file was rebuilt into another graph (round-0 subpool
+  one uid off in 3 of 4 rebuilds)."""
+  from conftest import tiny_config
+
+  from anchoral_jax import cache, prepare
+  from anchoral_jax.data.task import Split, TextTask
+
+  n = 1200
+  split = Split(tuple(f"text {i}" for i in range(n)), np.arange(n, dtype=np.int32) % 2,
+                np.arange(n, dtype=np.int64))
+  task = TextTask("small", ("a", "b"), (1,), split, split)
+  emb = np.random.default_rng(2).standard_normal((n, 16)).astype(np.float32)
+  config = tiny_config(tmp_path, 400, 100, **{"index.connectivity": 8})
+  path = cache.index_path(config, task)
+  first = prepare.cached_index(config, task, emb)
+  digest, found = first.sha256(), first.search(emb[:20], 10)[0]
+  for _ in range(2):
+    path.write_bytes(path.read_bytes()[:300])  # corrupt: rebuilt with a warning
+    with caplog.at_level(logging.WARNING):
+      again = prepare.cached_index(config, task, emb)
+    assert "Rebuilding the cached index" in caplog.text
+    assert again.sha256() == cache.file_sha256(path) == digest
+    np.testing.assert_array_equal(again.search(emb[:20], 10)[0], found)
+
+
 def test_record_index_warns_when_a_resumed_run_finds_another_graph(tmp_path, caplog):
   def entries():
     return json.loads((tmp_path / run_files.INDEX_NAME).read_text())
