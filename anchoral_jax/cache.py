@@ -269,7 +269,7 @@ def save_index(index: Index, path: str | os.PathLike, meta: dict) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(path.name + ".tmp")
   index.save(str(tmp))
-  digest = file_sha256(tmp)  # which graph: what a run records (run_files.record_index)
+  digest = file_sha256(tmp)  # which graph: what a run records (run/files.py)
   os.replace(tmp, path)  # atomic: a crash never leaves a half-written index behind
   meta = {**meta, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "sha256": digest}
   Path(str(path) + META_SUFFIX).write_text(json.dumps(meta, indent=2))

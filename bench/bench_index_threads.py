@@ -18,7 +18,7 @@ import time
 import numpy as np
 from bench_index import make_data  # bench/ is sys.path[0] when run as a script
 
-from anchoral_jax.index import PoolIndex, brute_force_knn
+from anchoral_jax.retrieval.index import PoolIndex, brute_force_knn
 
 
 def main() -> None:

@@ -346,8 +346,9 @@ def test_a_corrupt_cached_index_is_rebuilt_as_the_same_graph(tmp_path, caplog):
   one uid off in 3 of 4 rebuilds)."""
   from conftest import tiny_config
 
-  from anchoral_jax import cache, prepare
+  from anchoral_jax import cache
   from anchoral_jax.data.task import Split, TextTask
+  from anchoral_jax.retrieval import prepare
 
   n = 1200
   split = Split(tuple(f"text {i}" for i in range(n)), np.arange(n, dtype=np.int32) % 2,

@@ -223,7 +223,7 @@ def init(workdir: Path, s: Settings, seed_labels: str | None = None) -> Path:
   publish(workdir / "pool.parquet", pd.DataFrame({"id": ids, "text": texts}).to_parquet)
   if filters.needs_index(s.filter):
     print("Building the retrieval index...", flush=True)
-    # One thread: the same graph for the same pool every time (prepare.build_index).
+    # One thread: the same graph for the same pool every time (retrieval/prepare.py).
     PoolIndex.build(emb, np.arange(len(ids)), progress=len(ids) > 2000, threads=1).save(
         workdir / "index.usearch")
   state = {"batches": [], "selector": None}

@@ -314,7 +314,7 @@ def build_index(config: ml_collections.ConfigDict, emb_NxE: np.ndarray, path: st
   model, M), so every run and every resume of a task searches the very same graph. Built with
   `index.build_threads=1` (the default) in row order, a rebuild is the same file, byte for
   byte; with more threads, or resumed from a partial build, it is another graph (each run
-  records the sha256 of the graph it searched: run_files.record_index).
+  records the sha256 of the graph it searched: run/files.py, record_index).
   """
   c = config.index
   partial = cache.partial_path(path)  # resumable: a killed build restarts from here
