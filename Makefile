@@ -35,8 +35,8 @@ install-test: $(VENV)/.installed-test
 # The paper's comparison at CPU scale: 4 filters x entropy, 52 rounds, on bbc-tech-.01, 5 seeds
 # per filter in one process each (their heads trained as one vmapped program).
 demo: install
-	$(BIN)/anchoral sweep --config configs/reproduce_cpu.py:demo --runs_dir runs/demo --parallel 2 \
-	  --group_seeds
+	$(BIN)/anchoral sweep --config configs/reproduce_cpu.py:demo --runs-dir runs/demo --parallel 2 \
+	  --group-seeds
 	$(BIN)/anchoral report runs/demo
 
 # The paper's training regime (MiniLM fine-tuned every round) on tweets-iphone: minutes a round.
@@ -53,8 +53,8 @@ demo-compare: install
 # configs/reproduce_cpu.py in full (330 runs: 33 cells x 10 seeds, one process per cell;
 # README "What we reproduce").
 reproduce: install
-	$(BIN)/anchoral sweep --config configs/reproduce_cpu.py --runs_dir runs/reproduce_cpu --parallel 2 \
-	  --group_seeds
+	$(BIN)/anchoral sweep --config configs/reproduce_cpu.py --runs-dir runs/reproduce_cpu --parallel 2 \
+	  --group-seeds
 	$(BIN)/anchoral report runs/reproduce_cpu
 
 lint: install-test

@@ -254,15 +254,33 @@ def partial_path(path: str | os.PathLike) -> Path:
   return Path(str(path) + ".partial")
 
 
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 24) -> str:
+  """sha256 of a file, read in 16 MiB pieces (an index of a 1.2M pool is 2.3 GiB)."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    while block := f.read(chunk):
+      h.update(block)
+  return h.hexdigest()
+
+
 def save_index(index: Index, path: str | os.PathLike, meta: dict) -> None:
   """The usearch file via tmp + os.replace, then the `<path>.meta.json` sidecar."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(path.name + ".tmp")
   index.save(str(tmp))
+  digest = file_sha256(tmp)  # which graph: what a run records (run/files.py)
   os.replace(tmp, path)  # atomic: a crash never leaves a half-written index behind
-  meta = {**meta, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+  meta = {**meta, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "sha256": digest}
   Path(str(path) + META_SUFFIX).write_text(json.dumps(meta, indent=2))
+
+
+def index_meta(path: str | os.PathLike) -> dict:
+  """The `<path>.meta.json` sidecar of an index file ({} when absent or unreadable)."""
+  try:
+    return json.loads(Path(str(path) + META_SUFFIX).read_text())
+  except (OSError, ValueError):
+    return {}
 
 
 def load_index(path: str | os.PathLike, view: bool = False) -> tuple[Index, dict]:

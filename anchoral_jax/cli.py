@@ -4,9 +4,9 @@
                   [--seeds=S,S,...|D:M:I,...  (a cell's seeds in one process, DIR/dseed=..)]
   anchoral embed  --config ... (sentence embeddings of the pool, cached; resumable)
   anchoral index  --config ... (usearch index over those embeddings, cached)
-  anchoral sweep  --config configs/ablations.py[:arg] --runs_dir DIR [--parallel N]
+  anchoral sweep  --config configs/ablations.py[:arg] --runs-dir DIR [--parallel N]
                   [--backend local|slurm|multihost|dry] [--sbatch=--gres=gpu:1 ...]
-                  [--group_seeds  (one job per table cell: its seeds in one process)]
+                  [--group-seeds  (one job per table cell: its seeds in one process)]
                   [--config.key=value ...  (applied to every run)]
   anchoral report RUNS_DIR [--out DIR] [--reference anchoral] [--format png,pdf,svg]
                   (tables as Markdown/CSV, paired comparisons by seed, plots)
@@ -17,6 +17,9 @@
 
 Configs are Python files with `get_config(arg)`; the config is locked, so a typo in an
 override (`--config.al.budgte=...`) fails with the list of valid keys.
+Flags of more than one word are spelled with hyphens (--runs-dir, --text-column); the
+underscore spelling (--runs_dir) is accepted as well. Config overrides keep the field's name
+(--config.al.subpool_size). Bad input: one message on stderr and exit status 2.
 
 run/embed/index keep XLA's compiled programs in `<data.cache_dir>/xla` (a persistent cache:
 later runs skip most compilation); set ANCHORAL_COMPILATION_CACHE=0 to turn it off.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from anchoral_jax.errors import UserError
 
@@ -82,25 +86,57 @@ def _define_flags() -> None:
 
 
 def _config_main(command: str):
-  from absl import app, flags
-
-  _define_flags()
-  FLAGS = flags.FLAGS
-
   def main(argv):
     if len(argv) > 1:
-      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+      _fail(command, f"unexpected arguments {' '.join(argv[1:])}: flags are --name=value; "
+            f"`anchoral {command} --help` lists them.")
+    _plain_log_lines()
     try:
-      _dispatch(command, FLAGS)
+      _dispatch(command, _flags())
     except UserError as e:  # the message says what to fix; a traceback would bury it
-      print(f"anchoral {command}: {type(e).__name__}: {e}", file=sys.stderr)
-      sys.exit(2)
+      _fail(command, f"{type(e).__name__}: {e}")
 
   return main
 
 
+def _flags():
+  from absl import flags
+
+  return flags.FLAGS
+
+
+def _fail(command: str, message: str) -> None:
+  """Bad input: one message on stderr and exit status 2 (README, CONTRIBUTING.md §9)."""
+  print(f"anchoral {command}: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+class _LogFormatter(logging.Formatter):
+  """Log lines without absl's `I1205 18:34:42.602093 140145619467136 file.py:230]` prefix:
+  the message alone on a terminal (between the round lines), with the time in a log file
+  (run.log); warnings and errors say so."""
+
+  def __init__(self, tty: bool):
+    super().__init__("%(message)s" if tty else "%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+  def format(self, record: logging.LogRecord) -> str:
+    line = super().format(record)
+    if record.levelno >= logging.WARNING:
+      line = line.replace(record.getMessage(), f"{record.levelname}: {record.getMessage()}", 1)
+    return line
+
+
+def _plain_log_lines() -> None:
+  """absl's handler (installed by app.run) keeps its stream; only its line format changes."""
+  from absl import logging as absl_logging
+
+  handler = absl_logging.get_absl_handler()
+  stream = getattr(handler.python_handler, "stream", None)
+  tty = bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())
+  handler.python_handler.setFormatter(_LogFormatter(tty))
+
+
 def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
-  from absl import app
   from absl import logging as absl_logging
 
   absl_logging.set_verbosity(absl_logging.WARNING)  # orbax/jax chatter off
@@ -114,8 +150,6 @@ def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
 
     parallel.enable_compilation_cache(config.data.cache_dir)  # before anything compiles
   if command == "run":
-    if not FLAGS.workdir:
-      raise app.UsageError("--workdir is required for `anchoral run`.")
     from anchoral_jax import parallel
     from anchoral_jax.al import loop
 
@@ -134,8 +168,6 @@ def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
 
     prepare.embed(config) if command == "embed" else prepare.index(config)
   elif command == "sweep":
-    if not FLAGS.runs_dir:
-      raise app.UsageError("--runs_dir is required for `anchoral sweep`.")
     from anchoral_jax.sweep import command as sweep
 
     sweep.main(FLAGS["config"].config_filename, FLAGS.runs_dir, parallel=FLAGS.parallel,
@@ -189,7 +221,7 @@ def command_help(command: str, args: list[str]) -> str:
   for name in COMMAND_FLAGS[command]:
     flag = flags.FLAGS[name]
     default = "" if flag.default in (None, "", []) else f" (default: {flag.default})"
-    out.append(f"  --{name}: {flag.help}{default}")
+    out.append(f"  --{name.replace('_', '-')}: {flag.help}{default}")
   spec = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
   if spec is None and "--config" in args[:-1]:
     spec = args[args.index("--config") + 1]
@@ -228,17 +260,33 @@ def env_report() -> str:
             f"set ${CACHE_DIR_ENV} to move it")
   on = os.environ.get(parallel.COMPILATION_CACHE_ENV, "1").strip().lower() not in (
       "0", "false", "off", "no")
-  lines = [f"jax backend: {jax.default_backend()}",
+  plat = workdir.platform_info()
+  lines = [f"python: {plat['python']}", f"os: {plat['os']}",
+           f"jax backend: {jax.default_backend()}",
            f"devices: {', '.join(str(d) for d in jax.devices())}"]
   lines += [f"{k}: {v or 'not installed'}" for k, v in workdir.package_versions().items()]
-  lines += [f"git commit: {workdir.git_sha() or '(not a git checkout)'}",
+  sha, dirty = workdir.git_sha(), workdir.git_dirty()
+  state = {True: " (uncommitted changes)", False: " (clean)", None: ""}[dirty]
+  lines += [f"git commit: {sha + state if sha else '(not a git checkout)'}",
             f"cache dir (default data.cache_dir; {source}): {cache}",
             "XLA compilation cache: " + (f"on ({cache}/xla; run/embed/index)" if on else
                                          f"off ({parallel.COMPILATION_CACHE_ENV}=0)")]
   return "\n".join(lines)
 
 
-def _unknown_override(args: list[str]) -> str | None:
+def _dotted(node, prefix: str = "") -> list[str]:
+  """Every key of a ConfigDict, sections included: 'al', 'al.budget', ..."""
+  from ml_collections import ConfigDict
+
+  out = []
+  for k, v in node.items():
+    out.append(prefix + k)
+    if isinstance(v, ConfigDict):
+      out += _dotted(v, f"{prefix}{k}.")
+  return out
+
+
+def _unknown_override(args: list[str], config, path: str) -> str | None:
   """The message for a `--config.<key>` that names no config field, else None.
 
   config_flags fails on it deep in absl's flag parsing, with a 56-line traceback; checked here
@@ -246,31 +294,8 @@ def _unknown_override(args: list[str]) -> str | None:
   """
   import difflib
 
-  spec = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
-  if spec is None and "--config" in args[:-1]:
-    spec = args[args.index("--config") + 1]
   keys = [a[len("--config."):].split("=", 1)[0] for a in args if a.startswith("--config.")]
-  if not spec or not keys:
-    return None
-  from ml_collections import ConfigDict
-
-  from anchoral_jax.sweep import runs as sweep_runs
-
-  path, _, arg = spec.partition(":")
-  try:
-    config = sweep_runs.load_module(path).get_config(arg or None)
-  except Exception:  # noqa: BLE001 (a bad file or argument: config_flags reports it itself)
-    return None
-
-  def dotted(node, prefix: str = "") -> list[str]:
-    out = []
-    for k, v in node.items():
-      out.append(prefix + k)
-      if isinstance(v, ConfigDict):
-        out += dotted(v, f"{prefix}{k}.")
-    return out
-
-  valid = dotted(config)
+  valid = _dotted(config)
   for key in keys:
     if key not in valid:
       close = difflib.get_close_matches(key, valid, n=5, cutoff=0.6)
@@ -284,28 +309,197 @@ def _unknown_override(args: list[str]) -> str | None:
   return None
 
 
+def _flag_value(args: list[str], name: str) -> str | None:
+  """The value of `--name=value` or `--name value` in `args` (the last one), else None."""
+  value = None
+  for i, a in enumerate(args):
+    if a.startswith(f"--{name}="):
+      value = a.split("=", 1)[1]
+    elif a == f"--{name}" and i + 1 < len(args):
+      value = args[i + 1]
+  return value
+
+
+def _spell(args: list[str], names: set[str] | None, to: str) -> list[str]:
+  """Flag names respelled with `to`: "_" for absl's flags (`names`, in underscore form; absl's
+  --noNAME too), "-" for argparse's (every flag: theirs are all hyphenated). Values, other
+  arguments and everything after `--` are left alone."""
+  out, rest = [], False
+  for a in args:
+    if rest or not a.startswith("--") or a.startswith("--config") or a == "--":
+      rest = rest or a == "--"
+      out.append(a)
+      continue
+    name, eq, value = a[2:].partition("=")
+    key = name.replace("-", "_")
+    known = names is None or key in names or (key.startswith("no") and key[2:] in names)
+    out.append(f"--{key.replace('_', to)}{eq}{value}" if known else a)
+  return out
+
+
+def _load_config(command: str, spec: str):
+  """The config `spec` ("path.py[:arg]") builds, or one message naming the file or argument
+  (config_flags' own errors were 15-40-line tracebacks with exit status 1)."""
+  from anchoral_jax.errors import ConfigError
+  from anchoral_jax.sweep import runs as sweep_runs
+
+  path, _, arg = spec.partition(":")
+  file = Path(path).expanduser()
+  if not file.is_file():
+    near = sorted(p.name for p in file.parent.glob("*.py")) if file.parent.is_dir() else []
+    raise ConfigError(f"config file {path} does not exist" + (
+        f"; {file.parent} has {', '.join(near)}." if near else
+        " (a Python file with get_config(arg), e.g. configs/default.py)."))
+  try:
+    module = sweep_runs.load_module(file)
+    config = module.get_config(arg or None)
+    if command == "sweep":  # sweep-only arguments are checked by expanding the sweep
+      if not hasattr(module, "sweep"):
+        raise ConfigError(f"{path} has no sweep(add, arg) function for `anchoral sweep` to "
+                          "expand; run it with `anchoral run`.")
+      points: list[dict] = []
+      module.sweep(lambda **point: points.append(point), arg or None)
+      if not points:
+        raise ConfigError(f"the sweep of {spec} has no runs.")
+  except ConfigError:
+    raise
+  except Exception as e:  # noqa: BLE001 (the user's config file or argument: its message)
+    raise ConfigError(f"--config {spec}: {e}") from None
+  return config
+
+
+def _unknown_flag(command: str, name: str, config) -> str:
+  """What to say about `--name`: the command's close flags, or the config fields it may mean
+  (`--budget=200` is `--config.al.budget=200`)."""
+  import difflib
+
+  key = name.replace("-", "_")
+  own = [f.replace("_", "-") for f in COMMAND_FLAGS[command]]
+  fields = [k for k in _dotted(config) if k.rpartition(".")[2] == key] if config else []
+  close = difflib.get_close_matches(name.replace("_", "-"), own, n=3, cutoff=0.7)
+  if fields:
+    hint = ("config fields are set with --config.<field>=value: did you mean "
+            + " or ".join(f"--config.{f}" for f in fields) + "?")
+  elif close:
+    hint = f"did you mean {', '.join('--' + c for c in close)}?"
+  else:
+    hint = (f"`anchoral {command}` takes {', '.join('--' + f for f in own)}, and "
+            "--config.<field>=value for config fields (`--help` lists them).")
+  return f"unknown flag --{name}: {hint}"
+
+
+def _flags_parser(command: str, config):
+  """absl's flag parsing, its errors as one message and exit status 2 (absl's own: "FATAL
+  Flags parsing error", exit status 1)."""
+  from absl import flags
+
+  def parse(argv: list[str]) -> list[str]:
+    try:
+      return flags.FLAGS(argv)
+    except flags.UnrecognizedFlagError as e:
+      _fail(command, _unknown_flag(command, e.flagname, config))
+    except flags.Error as e:
+      _fail(command, f"{e}".replace("flag --", "--", 1))
+    return []
+
+  return parse
+
+
+def _check_config_command(command: str, args: list[str]):
+  """Everything about the command line that can be checked before absl and JAX start: the
+  config file and its argument, override keys, required flags, the workdir. Returns the
+  config; raises ConfigError/WorkdirError (one message, exit 2)."""
+  from anchoral_jax.errors import ConfigError, WorkdirError
+
+  spec = _flag_value(args, "config")
+  if not spec:
+    raise ConfigError(f"--config is required: `anchoral {command} --config configs/default.py`"
+                      " (a config file, optionally :arg).")
+  config = _load_config(command, spec)
+  unknown = _unknown_override(args, config, spec.partition(":")[0])
+  if unknown:
+    raise ConfigError(unknown)
+  required = {"run": ("workdir", "the run's folder (created if missing; re-run to resume)"),
+              "sweep": ("runs_dir", "the folder of the sweep's runs")}.get(command)
+  if required:
+    name, what = required
+    value = _flag_value(args, name)
+    if not value:
+      raise ConfigError(f"--{name.replace('_', '-')} is required: {what}.")
+    path = Path(value).expanduser()
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+      raise WorkdirError(f"--{name.replace('_', '-')} {value}: {blocker} is a file, not a "
+                         "folder; choose another path.")
+  return config
+
+
+def _suggest_command(word: str) -> str:
+  import difflib
+
+  close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.5)
+  return (f"unknown command {word!r}" + (f"; did you mean `anchoral {close[0]}`?" if close else "")
+          + f" Commands: {', '.join(COMMANDS)} (`anchoral --help` for usage).")
+
+
+ENV_USAGE = """usage: anchoral env
+Prints what a bug report needs: Python, OS, JAX backend and devices, package versions, the
+git commit (and whether the checkout has uncommitted changes), the cache dir and the XLA
+compilation cache. Takes no arguments; runs nothing."""
+
+
+def _quiet_imports() -> None:
+  """transformers prints "PyTorch was not found..." when it is imported without torch (as
+  `make install` sets it up: tokenizers only); that advice is not for our users."""
+  import os
+
+  os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+def _exit_on_broken_pipe() -> None:
+  """`anchoral ... | head`: the reader left; stop quietly, as `cat` would (exit 128 + SIGPIPE),
+  instead of a BrokenPipeError traceback (and another one at the interpreter's exit)."""
+  import os
+  import signal
+
+  try:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+  except (OSError, ValueError):
+    pass
+  sys.exit(128 + signal.SIGPIPE)
+
+
 def main(argv: list[str] | None = None) -> None:
   argv = list(sys.argv if argv is None else argv)
-  if len(argv) < 2 or argv[1] in ("-h", "--help", "help") or argv[1] not in COMMANDS:
+  _quiet_imports()
+  try:
+    _main(argv)
+    sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
+  except BrokenPipeError:
+    _exit_on_broken_pipe()
+
+
+def _main(argv: list[str]) -> None:
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
     print(USAGE)
-    if len(argv) >= 2 and argv[1] not in ("-h", "--help", "help"):
-      print(f"Unknown command {argv[1]!r}; choose from {', '.join(COMMANDS)}.")
-      sys.exit(2)
     return
-  command = argv[1]
-  if command in CONFIG_COMMANDS and any(a in HELP_FLAGS for a in argv[2:]):
-    print(command_help(command, argv[2:]))
+  command, args = argv[1], argv[2:]
+  if command not in COMMANDS:
+    print(f"anchoral: {_suggest_command(command)}", file=sys.stderr)
+    sys.exit(2)
+  if command == "env":
+    if any(a in HELP_FLAGS for a in args):
+      print(ENV_USAGE)
+      return
+    if args:
+      _fail("env", f"takes no arguments (got {' '.join(args)}); `anchoral env --help`.")
+    print(env_report())
     return
   if command == "report":
     from anchoral_jax.report import command as report
 
-    report.main(argv[2:])
-    return
-  if command == "env":
-    if len(argv) > 2:
-      print(f"anchoral env takes no arguments (got {' '.join(argv[2:])}).", file=sys.stderr)
-      sys.exit(2)
-    print(env_report())
+    report.main(_spell(args, None, "-"))
     return
   if command == "label":  # argparse, no config file: a labelling session (anchoral_jax/label/command.py)
     import signal
@@ -314,19 +508,37 @@ def main(argv: list[str] | None = None) -> None:
 
     # Ctrl-C as in run: its files are written atomically or appended whole (label.py's docstring)
     signal.signal(signal.SIGINT, _exit_on_interrupt)
-    label.main(argv[2:])
+    logger = logging.getLogger("anchoral_jax")  # its warnings as plain lines on stderr
+    handler, propagate = logging.StreamHandler(sys.stderr), logger.propagate
+    handler.setFormatter(_LogFormatter(sys.stderr.isatty()))
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+      label.main(_spell(args, None, "-"))
+    finally:  # as it was (cli.main is also called in-process, by tests)
+      logger.removeHandler(handler)
+      logger.propagate = propagate
     return
-  unknown = _unknown_override(argv[2:])
-  if unknown:
-    print(f"anchoral {command}: {unknown}", file=sys.stderr)
-    sys.exit(2)
+  _define_flags()
+  args = _spell(args, set(_flags()), "_")
+  if any(a in HELP_FLAGS for a in args):
+    print(command_help(command, args))
+    return
+  try:
+    config = _check_config_command(command, args)
+  except UserError as e:
+    _fail(command, str(e))
   from absl import app
 
   if command in ("run", "embed", "index"):  # before anything compiles, XLA's set-up included
     import signal
 
     signal.signal(signal.SIGINT, _exit_on_interrupt)
-  app.run(_config_main(command), argv=[f"anchoral {command}"] + argv[2:])
+  argv, sys.argv = sys.argv, [f"anchoral {command}"] + args  # config_flags reads sys.argv
+  try:
+    app.run(_config_main(command), argv=sys.argv, flags_parser=_flags_parser(command, config))
+  finally:  # cli.main is also called in-process (tests)
+    sys.argv = argv
 
 
 if __name__ == "__main__":

@@ -22,17 +22,25 @@ def parse_arg(arg: str | None, **defaults):
   out = ml_collections.ConfigDict(defaults)
   if not arg:
     return out
+
+  def unknown(name: str) -> ValueError:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(defaults), n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ValueError(f"Unknown config argument {name!r}{hint}; known: {sorted(defaults)}.")
+
   for part in arg.split(","):
     if not part:
       continue
     if "=" not in part:  # a bare word sets the first boolean default to True (e.g. "runlocal")
       if part not in defaults:
-        raise ValueError(f"Unknown config argument {part!r}; known: {sorted(defaults)}.")
+        raise unknown(part)
       out[part] = True
       continue
     k, v = part.split("=", 1)
     if k not in defaults:
-      raise ValueError(f"Unknown config argument {k!r}; known: {sorted(defaults)}.")
+      raise unknown(k)
     d = defaults[k]
     out[k] = (v.lower() in ("1", "true", "yes")) if isinstance(d, bool) else type(d)(v)
   return out
@@ -130,6 +138,9 @@ def base() -> ml_collections.ConfigDict:
   c.index.expansion_add = 200  # ef_construction
   c.index.dtype = "f16"  # vector storage: f16 (1.5x faster build/search, same recall) | f32
   c.index.ef_search = 50  # QUIRK: the official query-time ef ended up == k (50)
+  # threads adding vectors: 1 = the same graph at every build (a rebuilt cache, another run's
+  # machine); 0 = all cores, faster on many cores, but each build differs (bench/RESULTS.md)
+  c.index.build_threads = 1
 
   c.wandb = ml_collections.ConfigDict()
   c.wandb.mode = "offline"  # offline (default, no network) | disabled | online (opt-in)
@@ -229,6 +240,8 @@ FIELD_DOCS = {
     "index.expansion_add": "HNSW ef_construction (official setting: 200)",
     "index.dtype": "index vector storage: f16 (default) or f32 (the official index's)",
     "index.ef_search": "HNSW query-time ef (the official code's ended up equal to k: 50)",
+    "index.build_threads": "threads building the index: 1 = the same graph at every build "
+                           "(reproducible); 0 = all cores (faster, each build differs)",
     "wandb.mode": "offline (default, no network), disabled or online (opt-in)",
     "wandb.project": "W&B project",
     "wandb.entity": "W&B entity (user or team; '' = $WANDB_ENTITY, else the account's default)",

@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from anchoral_jax.errors import WorkdirInUseError
+from anchoral_jax.errors import WorkdirError, WorkdirInUseError
 
 try:
   import fcntl
@@ -94,6 +94,19 @@ def _held(lock_path: Path, acquire) -> Iterator[int | None]:
     os.close(fd)
 
 
+def make_dir(path: str | os.PathLike, what: str = "--workdir") -> Path:
+  """Creates the folder `path` (and its parents) if missing; a WorkdirError naming `what`
+  when `path` or a parent is a file (mkdir's FileExistsError was a 31-line traceback)."""
+  path = Path(path)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+  except (FileExistsError, NotADirectoryError) as e:
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+    raise WorkdirError(f"{what} {path}: {blocker} is a file, not a folder; choose another path "
+                       "(a missing folder is created).") from e
+  return path
+
+
 @contextlib.contextmanager
 def lock(workdir: str | os.PathLike) -> Iterator[None]:
   """Holds `<workdir>/.lock` (non-blocking) until the block ends or the process dies.
@@ -106,7 +119,7 @@ def lock(workdir: str | os.PathLike) -> Iterator[None]:
     log.warning("No fcntl on this platform: %s is not locked against a second run.", workdir)
     yield
     return
-  workdir.mkdir(parents=True, exist_ok=True)
+  make_dir(workdir)
   path = workdir / LOCK_NAME
   with _held(path, lambda fd: _try_lock(fd, path)) as fd:
     if fd is not None:

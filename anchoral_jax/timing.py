@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Iterator
 
@@ -23,3 +24,17 @@ def timed(timers: dict[str, float] | None, name: str) -> Iterator[None]:
     yield
   timers[name] = timers.get(name, 0.0) + time.perf_counter() - t0 - compiled.seconds
   timers["compile"] = timers.get("compile", 0.0) + compiled.seconds
+
+
+def show_bars(progress: bool) -> bool:
+  """Progress bars only where they redraw in place: a terminal, or a notebook. Written to a log
+  file (a sweep's run.log, CI), tqdm's carriage-return redraws piled up (41 KB for a 2-minute
+  run); there the epoch and round lines, one each, say how far it is."""
+  if not progress:
+    return False
+  if "ipykernel" in sys.modules:  # a notebook draws the bar in place; its stderr is no tty
+    return True
+  try:
+    return sys.stderr.isatty()
+  except (AttributeError, ValueError):  # replaced or closed stream
+    return False

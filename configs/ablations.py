@@ -12,13 +12,13 @@ Tiny (offline; 72 runs on 1,500 embedded tweets with a random tiny BERT, ~40 s p
 ~30 min for all with --parallel 2 on 2 CPU cores, 3.5 min with `seeds=1`; a smoke test of the
 machinery, not of the method):
 
-  anchoral sweep --config configs/ablations.py:runlocal --runs_dir runs/ablations-local --parallel 2
+  anchoral sweep --config configs/ablations.py:runlocal --runs-dir runs/ablations-local --parallel 2
   anchoral report runs/ablations-local
 
 Full size (amazoncat-agri in $ANCHORAL_DATA_DIR, bert-base-uncased in the local HF cache):
 
-  anchoral sweep --config configs/ablations.py --runs_dir runs/ablations --parallel 1   # one GPU
-  anchoral sweep --config configs/ablations.py --runs_dir runs/ablations --backend slurm \
+  anchoral sweep --config configs/ablations.py --runs-dir runs/ablations --parallel 1   # one GPU
+  anchoral sweep --config configs/ablations.py --runs-dir runs/ablations --backend slurm \
       --sbatch=--gres=gpu:1 --sbatch=--time=24:00:00     # then: sbatch runs/ablations/_sweep/ablations.sbatch
   anchoral report runs/ablations
 

@@ -10,14 +10,14 @@ tweets-iphone task with a random tiny BERT, 3 rounds each; ~40 s per run, ~30 mi
 --parallel 2 on 2 CPU cores. The tiny model's minority F1 stays near 0; AnchorAL's subpool has
 a visibly higher minority share than the pool):
 
-  anchoral sweep --config configs/main.py:runlocal --runs_dir runs/main-local --parallel 2
+  anchoral sweep --config configs/main.py:runlocal --runs-dir runs/main-local --parallel 2
   anchoral report runs/main-local
 
 Full size (needs the datasets in $ANCHORAL_DATA_DIR and bert-base-uncased in the local HF cache;
 196 query rounds per run, training dominates: an estimated few GPU-hours per run (not measured
 here), hours more for full-pool or SEALS on the 1.2M-item Amazon pools):
 
-  anchoral sweep --config configs/main.py --runs_dir runs/main --backend slurm \
+  anchoral sweep --config configs/main.py --runs-dir runs/main --backend slurm \
       --sbatch=--gres=gpu:1 --sbatch=--time=24:00:00     # then: sbatch runs/main/_sweep/main.sbatch
   anchoral report runs/main
 

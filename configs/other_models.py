@@ -18,13 +18,13 @@ others the packaged MiniLM WordPiece vocabulary, since the real SentencePiece mo
 ALBERT/DeBERTa/T5 are not available offline: runlocal checks the pipeline, not the models;
 120 runs at seeds=8, `seeds=1` for 15 runs of ~40 s each):
 
-  anchoral sweep --config configs/other_models.py:runlocal,seeds=1 --runs_dir runs/other-local --parallel 2
+  anchoral sweep --config configs/other_models.py:runlocal,seeds=1 --runs-dir runs/other-local --parallel 2
   anchoral report runs/other-local
 
 Full size (datasets in $ANCHORAL_DATA_DIR, each checkpoint with its tokenizer files in the
 local HF cache; a directory without them fails naming the files to fetch):
 
-  anchoral sweep --config configs/other_models.py --runs_dir runs/other_models --backend slurm
+  anchoral sweep --config configs/other_models.py --runs-dir runs/other_models --backend slurm
   anchoral report runs/other_models
 
 Expected (paper, shape): AnchorAL's advantage over RandomSubset and SEALS holds across model

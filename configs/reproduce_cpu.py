@@ -10,17 +10,17 @@ The demo (`make demo`): AnchorAL, SEALS, RandomSubset and the full pool with ent
 bbc-tech-.01 (BBC News sentences, tech at 1% of a 23,923-sentence pool), 52 query rounds, 5 seeds
 per filter, a cell's seeds in one process (their heads trained as one vmapped program):
 
-  anchoral sweep --config configs/reproduce_cpu.py:demo --runs_dir runs/demo --parallel 2 \
-    --group_seeds
+  anchoral sweep --config configs/reproduce_cpu.py:demo --runs-dir runs/demo --parallel 2 \
+    --group-seeds
   anchoral report runs/demo
 
 The reproduction (both tasks x {AnchorAL, SEALS, RandomSubset, full pool} x {entropy, BADGE,
 FTbertKM} x 10 seeds, full-pool random, and the ablations on bbc-tech):
 
-  anchoral sweep --config configs/reproduce_cpu.py --runs_dir runs/reproduce_cpu --parallel 2 \
-    --group_seeds
+  anchoral sweep --config configs/reproduce_cpu.py --runs-dir runs/reproduce_cpu --parallel 2 \
+    --group-seeds
   anchoral report runs/reproduce_cpu
-  anchoral sweep --config configs/reproduce_cpu.py:runlocal --runs_dir runs/r  # seconds, tiny
+  anchoral sweep --config configs/reproduce_cpu.py:runlocal --runs-dir runs/r  # seconds, tiny
 
 Scale-down (the paper's AG News set-up is the reference: pool 90,910, 5,000 labels, subpool cap
 M = 10,000, 10 anchors x 50 neighbours x 2 classes = 1,000 retrieved): with s = pool / 90,910

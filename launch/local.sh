@@ -12,6 +12,6 @@ parallel=1
 if [ $# -gt 0 ] && [[ $1 != --* ]]; then parallel=$1; shift; fi
 ANCHORAL=${ANCHORAL:-anchoral}
 # shellcheck disable=SC2086  # ANCHORAL is a command line: split on purpose
-$ANCHORAL sweep --config "$config" --runs_dir "$runs" --parallel "$parallel" "$@"
+$ANCHORAL sweep --config "$config" --runs-dir "$runs" --parallel "$parallel" "$@"
 # shellcheck disable=SC2086
 $ANCHORAL report "$runs"

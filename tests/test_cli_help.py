@@ -38,7 +38,7 @@ def test_help_lists_every_field_with_its_doc_by_section(command):
   sections = [x.strip().split(":")[0] for x in lines if x.startswith("  ") and
               not x.startswith("   ") and x.strip().split(":")[0] in config_lib.SECTION_DOCS]
   assert sections == list(config_lib.SECTION_DOCS)  # grouped: each section once, in order
-  flag = {"run": "--workdir:", "config": "--config:", "sweep": "--runs_dir:"}[command]
+  flag = {"run": "--workdir:", "config": "--config:", "sweep": "--runs-dir:"}[command]
   assert any(x.strip().startswith(flag) for x in lines)
 
 

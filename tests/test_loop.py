@@ -88,6 +88,11 @@ def test_every_filter_with_entropy(tmp_path, cache_dir, filter_):
       assert max(np.bincount(a["classes"])) <= 10
     assert all(0 < s <= 20 * 50 for s in sizes)
     assert recs[0]["anchoral/num_anchors"] == 15  # 5 minority (all) + 10 majority
+  if filter_ in ("seals", "anchoral"):  # the graph the rounds searched, by its file's sha256
+    from anchoral_jax import cache
+
+    (entry,) = json.loads((tmp_path / "index.json").read_text())
+    assert entry["from_round"] == 0 and entry["sha256"] == cache.file_sha256(entry["path"])
 
 
 @pytest.mark.parametrize("strategy", ["random", "least_confidence", "margin", "badge",

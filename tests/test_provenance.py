@@ -2,10 +2,12 @@
 `<workdir>/provenance.json` (a list, appended on resume) and in the W&B config."""
 
 import json
+import platform
 import re
 import subprocess
 
 import conftest
+import numpy as np
 
 from anchoral_jax.al import loop
 from anchoral_jax.run import workdir as workdir_lib
@@ -16,9 +18,11 @@ def test_record_provenance_appends_and_keeps_an_unreadable_file(tmp_path):
   first = workdir_lib.record_provenance(tmp_path)
   assert len(first) == 1
   entry = first[0]
-  assert set(entry) == {"started", "host", "git_sha", "versions"}
+  assert set(entry) == {"started", "host", "git_sha", "git_dirty", "python", "os", "versions"}
   assert set(entry["versions"]) == set(workdir_lib.PACKAGES)
-  assert entry["versions"]["jax"]  # installed here
+  assert entry["versions"]["jax"] and entry["versions"]["numpy"] == np.__version__
+  assert entry["python"] == platform.python_version() and entry["os"] == platform.platform()
+  assert entry["git_dirty"] in (True, False, None)
   assert entry["git_sha"] == "" or re.fullmatch(r"[0-9a-f]{40}", entry["git_sha"])
   second = workdir_lib.record_provenance(tmp_path)
   assert len(second) == 2 and second[0] == entry
@@ -28,12 +32,29 @@ def test_record_provenance_appends_and_keeps_an_unreadable_file(tmp_path):
   assert (tmp_path / "provenance.json.unreadable").read_text() == "{not json"
 
 
+def test_git_dirty_flags_uncommitted_changes_to_tracked_files(tmp_path):
+  def git(*args):
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                   check=True, capture_output=True)
+
+  assert workdir_lib.git_dirty(cwd=tmp_path) is None  # not a checkout
+  git("init", "-q")
+  (tmp_path / "a.py").write_text("x = 1\n")
+  git("add", "a.py")
+  git("commit", "-qm", "one")
+  assert workdir_lib.git_dirty(cwd=tmp_path) is False
+  (tmp_path / "new.py").write_text("")  # untracked: not what ran
+  assert workdir_lib.git_dirty(cwd=tmp_path) is False
+  (tmp_path / "a.py").write_text("x = 2\n")
+  assert workdir_lib.git_dirty(cwd=tmp_path) is True
+
+
 def test_git_sha_is_empty_without_git(monkeypatch):
   def no_git(*a, **k):
     raise FileNotFoundError("git")
 
   monkeypatch.setattr(subprocess, "run", no_git)
-  assert workdir_lib.git_sha() == ""
+  assert workdir_lib.git_sha() == "" and workdir_lib.git_dirty() is None
 
 
 def test_run_records_provenance_per_start_and_in_the_wandb_config(tmp_path, cache_dir,

@@ -56,6 +56,7 @@ BAD = [
       for k in ("embed_max_length", "connectivity", "expansion_add", "ef_search")
       for f in ("seals", "anchoral")],
     ("index.embed_batch_size", -1, {}, ">= 0"),
+    ("index.build_threads", -1, {"al.filter": "anchoral"}, ">= 0"),
     ("data.test_size", -5, {}, ">= 0"),
     ("data.val_size", -1, {}, ">= 0"),
     ("al.initial_per_minority", -1, {}, ">= 0"),

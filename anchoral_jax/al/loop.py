@@ -233,6 +233,8 @@ def _run_steps(config: ml_collections.ConfigDict, workdir: Path) -> lockstep.Run
              len(state.labelled_rows))
   if primary:
     run_files.truncate_logs(workdir, state.round)
+    if setup.index is not None:  # which graph the rounds from here on search
+      run_files.record_index(workdir, setup.index.sha256(), setup.index.path, state.round)
 
   wandb_cfg = {k: v for k, v in c.wandb.to_dict().items() if v not in ("", None)}
   wandb_cfg.update(wandb_sink.sweep_names(workdir))  # a sweep's run keeps its name and group

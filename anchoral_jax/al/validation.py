@@ -66,9 +66,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   choose("model.pooling", c.model.pooling, models.POOLINGS)
   choose("model.dtype", c.model.dtype, MODEL_DTYPES)
   if filters.needs_index(al.filter):
-    from anchoral_jax.retrieval.index import STORAGE
+    from anchoral_jax.retrieval.prepare import validate_index
 
-    choose("index.dtype", c.index.dtype, STORAGE)
+    validate_index(c)
   if "wandb" in c and c.wandb.get("mode") is not None:
     try:
       tracking_wandb_sink.resolve_wandb_mode(c.wandb.mode)
@@ -90,9 +90,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     positive["anchoral.num_neighbours"] = c.anchoral.num_neighbours
   if al.filter == "seals":
     positive["seals.num_neighbours"] = c.seals.num_neighbours
-  if filters.needs_index(al.filter):
-    for key in ("embed_max_length", "connectivity", "expansion_add", "ef_search"):
-      positive[f"index.{key}"] = c.index[key]
   for key, value in positive.items():
     if value <= 0:
       raise ConfigError(f"{key} must be positive (got {value}).")

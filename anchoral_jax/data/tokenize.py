@@ -179,8 +179,11 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int, chunk: int = 4096
   """Tokenise with special tokens, truncating to `max_length`; no padding."""
   from tqdm.auto import tqdm
 
+  from anchoral_jax.timing import show_bars
+
   pieces, lengths = [], []
-  for s in tqdm(range(0, len(texts), chunk), disable=not progress, desc="tokenise", unit="chunk"):
+  for s in tqdm(range(0, len(texts), chunk), disable=not show_bars(progress), desc="tokenise",
+                unit="chunk"):
     enc = tokenizer(list(texts[s:s + chunk]), truncation=True, max_length=max_length,
                     add_special_tokens=True)["input_ids"]
     for ids in enc:

@@ -5,6 +5,7 @@ problem with its file, line and fix (a LabelError: the CLI's exit 2).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import pandas as pd
 from anchoral_jax.data.errors import check_texts
 from anchoral_jax.data.user import read_table
 from anchoral_jax.label.workdir import BATCH_COLUMNS, LabelError, Pool
+
+log = logging.getLogger(__name__)
 
 SKIP_WORDS = ("?", "skip", "-")  # explicit "don't know" (a blank cell means the same)
 
@@ -95,6 +98,11 @@ def read_batch_answers(path: Path, asked: Sequence[str], classes: Sequence[str]
     raise LabelError(f"{path} has {len(problems)} problem(s); nothing was recorded:\n  {shown}"
                      f"{more}\nFix the file and run `anchoral label next` again.")
   filled = sum(v is not None for v in answers.values())
+  deleted = [i for i in asked if i not in seen]
+  if deleted and filled:  # recorded as skipped (never asked again): say so, never silently
+    log.warning("%s: %d asked row(s) are not in the file (deleted?), recorded as skipped and "
+                "not asked again: id(s) %s.", path.name, len(deleted),
+                ", ".join(deleted[:10]) + (" ..." if len(deleted) > 10 else ""))
   return [(i, answers.get(i)) for i in asked], filled
 
 

@@ -49,12 +49,15 @@ from anchoral_jax.label.workdir import (
   append_answers,
   append_corrections,
   batch_path,
+  check_answers,
   labelled_rows,
   last_answers,
+  load_embeddings,
   load_pool,
   load_settings,
   load_state,
   now,
+  pool_ids,
   read_answers,
   save_head,
   save_state,
@@ -172,6 +175,11 @@ def init(workdir: Path, s: Settings, seed_labels: str | None = None) -> Path:
   if len(s.classes) < 2 or len(set(s.classes)) != len(s.classes):
     raise LabelError(f"--classes {','.join(s.classes)}: give two or more distinct class names, "
                      "comma-separated (e.g. --classes neg,pos).")
+  for flag, value, least in (("--query-size", s.query_size, 1), ("--max-length", s.max_length, 1),
+                             ("--num-neighbours", s.num_neighbours, 1),
+                             ("--subpool-size", s.subpool_size, 0)):
+    if value < least:  # --query-size 0 wrote an empty batch the session never got past
+      raise LabelError(f"{flag} must be at least {least} (got {value}).")
   bad = [m for m in s.minority if m not in s.classes]
   if bad or not s.minority:
     raise LabelError(f"--minority {','.join(bad) or '(empty)'} is not among --classes "
@@ -198,10 +206,14 @@ def init(workdir: Path, s: Settings, seed_labels: str | None = None) -> Path:
   ident = {"model": s.model, "max_length": s.max_length, "n": len(ids),
            "texts_sha1": hashlib.sha1("\0".join(texts).encode()).hexdigest()}
   meta = workdir / "embeddings.json"
+  emb = None
   if meta.is_file() and json.loads(meta.read_text()) == ident:
-    emb = np.load(workdir / "embeddings.npy")
-    print(f"Reusing the embeddings in {workdir / 'embeddings.npy'}.", flush=True)
-  else:
+    try:
+      emb = np.asarray(load_embeddings(workdir, len(ids)))
+      print(f"Reusing the embeddings in {workdir / 'embeddings.npy'}.", flush=True)
+    except LabelError as e:  # derived from the data file: embed again
+      print(f"{e.args[0].split(';')[0]}: embedding again.", flush=True)
+  if emb is None:
     t0 = time.perf_counter()
     enc = SentenceEncoder(s.model, max_length=s.max_length)
     print(f"Embedding {len(ids)} texts with {s.model} (max {s.max_length} tokens), once...",
@@ -213,7 +225,8 @@ def init(workdir: Path, s: Settings, seed_labels: str | None = None) -> Path:
   publish(workdir / "pool.parquet", pd.DataFrame({"id": ids, "text": texts}).to_parquet)
   if filters.needs_index(s.filter):
     print("Building the retrieval index...", flush=True)
-    PoolIndex.build(emb, np.arange(len(ids)), progress=len(ids) > 2000).save(
+    # One thread: the same graph for the same pool every time (retrieval/prepare.py).
+    PoolIndex.build(emb, np.arange(len(ids)), progress=len(ids) > 2000, threads=1).save(
         workdir / "index.usearch")
   state = {"batches": [], "selector": None}
   pool = Pool(ids, texts, emb)
@@ -266,6 +279,7 @@ def step(workdir: Path) -> tuple[str, Path]:
   n = last["batch"]
   path = batch_path(workdir, n)
   records, closed = read_answers(workdir)
+  check_answers(workdir, state, closed)
   changes, notes = corrections(workdir, s, state, records, closed)
   said = []
   if changes:
@@ -317,10 +331,11 @@ def status(workdir: Path) -> str:
   s = load_settings(workdir)
   state = load_state(workdir)
   records, closed = read_answers(workdir)
+  check_answers(workdir, state, closed)
   last = last_answers(records)
   counts = {c: sum(v == c for v in last.values()) for c in s.classes}
   skipped = sum(v is None for v in last.values())
-  n_pool = len(pd.read_parquet(workdir / "pool.parquet", columns=["id"]))
+  n_pool = len(pool_ids(workdir))
   lines = [f"session {workdir}: {len(last)} answered ({skipped} skipped) of {n_pool} rows",
            "labels: " + ", ".join(f"{c} {k}" for c, k in counts.items())]
   name = ",".join(s.minority)

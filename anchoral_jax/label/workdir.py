@@ -31,8 +31,10 @@ import datetime
 import functools
 import json
 import os
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -98,16 +100,72 @@ def batch_path(workdir: Path, n: int) -> Path:
   return workdir / "batches" / f"batch_{n:03d}.csv"
 
 
+T = TypeVar("T")
+# What a truncated or garbled session file raises while it is read: json (ValueError), numpy's
+# header and mmap length checks (ValueError, EOFError), pyarrow (ArrowInvalid is a ValueError),
+# npz (BadZipFile), a JSON of the wrong shape (TypeError, KeyError, AttributeError).
+CORRUPT = (ValueError, EOFError, OSError, TypeError, KeyError, AttributeError, zipfile.BadZipFile)
+
+
+def read_session_file(path: Path, read: Callable[[Path], T], fix: str = "") -> T:
+  """`read(path)`, or a LabelError naming the file when it is missing, truncated or garbled
+  (a bare JSONDecodeError, ArrowInvalid or mmap-length traceback named no file)."""
+  where = path.parent
+  fix = fix or (f"restore it from a backup, or start a new session (another --workdir) with "
+                f"`anchoral label init`; the answers so far are in {where / 'answers.jsonl'}")
+  if not path.is_file():
+    raise LabelError(f"{path} is missing: the labelling session in {where} cannot go on without "
+                     f"it; {fix}.")
+  try:
+    return read(path)
+  except CORRUPT as e:
+    raise LabelError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}); {fix}.") from e
+
+
 def load_settings(workdir: Path) -> Settings:
   path = workdir / "settings.json"
   if not path.is_file():
     raise LabelError(f"{workdir} is not a labelling session ({path.name} is missing): start "
                      f"one with `anchoral label init --workdir {workdir} --data FILE ...`.")
-  return Settings(**json.loads(path.read_text()))
+  return read_session_file(path, lambda p: Settings(**json.loads(p.read_text())))
 
 
 def load_state(workdir: Path) -> dict:
-  return json.loads((workdir / "state.json").read_text())
+  def read(path: Path) -> dict:
+    state = json.loads(path.read_text())
+    if not state["batches"] or any("ids" not in b for b in state["batches"]):
+      raise ValueError("no batch records")
+    return state
+
+  return read_session_file(workdir / "state.json", read)
+
+
+def check_answers(workdir: Path, state: dict, closed: set[int]) -> None:
+  """Every batch before the last one asked was recorded (its closing line is written before
+  the next batch is chosen): a batch missing from answers.jsonl means the file lost lines."""
+  lost = [b["batch"] for b in state["batches"][:-1] if b["batch"] not in closed]
+  if lost:
+    raise LabelError(f"{workdir / 'answers.jsonl'} lacks the answers of batch(es) "
+                     f"{', '.join(map(str, lost))}, which were recorded before (the file was "
+                     "truncated or edited): restore it from a backup; the filled-in files "
+                     f"{', '.join(batch_path(workdir, b).name for b in lost)} hold those answers.")
+
+
+def load_embeddings(workdir: Path, rows: int | None = None) -> np.ndarray:
+  """embeddings.npy memory-mapped read-only (a big pool stays on disk), checked against the
+  pool's `rows`."""
+  def read(path: Path) -> np.ndarray:
+    emb = np.load(path, mmap_mode="r")
+    if emb.ndim != 2 or (rows is not None and emb.shape[0] != rows):
+      raise ValueError(f"shape {emb.shape}, for a pool of {rows} rows")
+    return emb
+
+  return read_session_file(workdir / "embeddings.npy", read)
+
+
+def pool_ids(workdir: Path) -> np.ndarray:
+  return read_session_file(workdir / "pool.parquet",
+                           lambda p: pd.read_parquet(p, columns=["id"])["id"].to_numpy(str))
 
 
 def save_state(workdir: Path, state: dict) -> None:
@@ -210,8 +268,11 @@ class Pool:
 
 
 def load_pool(workdir: Path) -> Pool:
-  df = pd.read_parquet(workdir / "pool.parquet")
-  emb = np.load(workdir / "embeddings.npy", mmap_mode="r")  # read-only: a big pool stays on disk
+  df = read_session_file(workdir / "pool.parquet", pd.read_parquet)
+  if not {"id", "text"} <= set(df.columns):
+    raise LabelError(f"{workdir / 'pool.parquet'} lacks its id and text columns (columns: "
+                     f"{list(df.columns)}): restore it from a backup.")
+  emb = load_embeddings(workdir, len(df))
   return Pool(df["id"].to_numpy(str), df["text"].to_numpy(object), emb)
 
 
@@ -234,8 +295,12 @@ def save_head(folder: Path, params: dict) -> None:
 
 def load_head(path: Path) -> dict:
   """The params `save_head` wrote (only the head: what `probs_of` reads)."""
-  with np.load(path) as z:
-    return {"classifier": {"kernel": z["kernel"], "bias": z["bias"]}}
+  def read(p: Path) -> dict:
+    with np.load(p) as z:
+      return {"classifier": {"kernel": z["kernel"], "bias": z["bias"]}}
+
+  return read_session_file(path, read, "it is rewritten by the next `anchoral label next`; "
+                           "delete it to go on (or restore it from a backup)")
 
 
 def write_batch_file(workdir: Path, pool: Pool, rec: dict) -> Path:

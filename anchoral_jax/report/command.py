@@ -40,6 +40,7 @@ into cells), tables.py and paired.py (the numbers and tables), plots.py.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,10 +55,16 @@ def report(runs_dir: str | Path, out: str | Path | None = None, plots: bool = Tr
            reference: str = "anchoral", reach: float = 90.0,
            formats: Sequence[str] = ("png", "pdf")) -> Path:
   """Writes every table and plot; returns the path of report.md."""
+  from anchoral_jax.errors import ConfigError
+
   runs_dir = Path(runs_dir)
+  if not runs_dir.is_dir():
+    raise ConfigError(f"{runs_dir} is {'a file' if runs_dir.exists() else 'missing'}: give the "
+                      "folder of a sweep's runs (its --runs-dir) or of one run (its --workdir).")
   runs = find_runs(runs_dir)
   if not runs:
-    raise SystemExit(f"No runs under {runs_dir} (folders with hparams.json and metrics.jsonl).")
+    raise ConfigError(f"No runs under {runs_dir} (folders with hparams.json and metrics.jsonl): "
+                      "give the folder of a sweep's runs (its --runs-dir) or of one run.")
   out = Path(out) if out else runs_dir / "report"
   out.mkdir(parents=True, exist_ok=True)
   per_run, overall, matched = tables(runs)
@@ -105,9 +112,9 @@ def main(argv: Sequence[str] | None = None) -> None:
       prog="anchoral report",
       description="Tables (a per-filter summary; median and IQR over seeds of minority/majority "
       "AUC and query time, Overall and Budget-Matched) and plots from a folder of runs.")
-  parser.add_argument("runs_dir", help="folder holding run folders (e.g. a sweep's --runs_dir)")
+  parser.add_argument("runs_dir", help="folder holding run folders (e.g. a sweep's --runs-dir)")
   parser.add_argument("--out", default=None, help="output folder (default RUNS_DIR/report)")
-  parser.add_argument("--no_plots", action="store_true", help="tables only")
+  parser.add_argument("--no-plots", "--no_plots", action="store_true", help="tables only")
   parser.add_argument("--reference", default="anchoral",
                       help="the filter the paired comparisons subtract the others from "
                       f"({', '.join(FILTER_NAMES)}; default anchoral)")
@@ -125,8 +132,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.error(f"--reference {args.reference}: choose from {', '.join(FILTER_NAMES)}.")
   if not 0 < args.reach <= 100:
     parser.error(f"--reach {args.reach:g}: a percentage in (0, 100].")
-  path = report(args.runs_dir, args.out, plots=not args.no_plots, reference=args.reference,
-                reach=args.reach, formats=formats)
+  from anchoral_jax.errors import ConfigError
+
+  try:
+    path = report(args.runs_dir, args.out, plots=not args.no_plots, reference=args.reference,
+                  reach=args.reach, formats=formats)
+  except ConfigError as e:  # one message and exit 2, as every command (cli.py)
+    print(f"anchoral report: {e}", file=sys.stderr)
+    sys.exit(2)
   for name in ("summary", "overall", "paired"):
     print((path.parent / f"{name}.md").read_text())
   print(f"Wrote {path} (tables, CSV and plots in {path.parent}).")

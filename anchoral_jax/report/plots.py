@@ -5,7 +5,7 @@ One panel per strategy, one line per filter/variant against the labelled budget 
 over a cell's runs, an IQR band when the cell has more than one run); full-pool Random, when
 present, is drawn in every panel as the reference. Every line has the same width and its own
 marker and dash pattern, so the filters stay apart in grey-scale print and none looks weaker.
-matplotlib is imported only when a figure is drawn (`--no_plots` never needs it).
+matplotlib is imported only when a figure is drawn (`--no-plots` never needs it).
 """
 
 from __future__ import annotations

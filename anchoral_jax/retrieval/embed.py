@@ -75,12 +75,14 @@ def _embed_parts(task, cache_dir: str | os.PathLike, key: str, model: str, max_l
                  batch_size: int, chunk_rows: int, progress: bool) -> np.ndarray:
   from tqdm.auto import tqdm
 
+  from anchoral_jax.timing import show_bars
+
   parts = cache.parts_dir(cache_dir, key)
   parts.mkdir(parents=True, exist_ok=True)
   n = len(task.train)
   ranges = [(s, min(n, s + chunk_rows)) for s in range(0, n, chunk_rows)]
   enc = None
-  with tqdm(total=n, desc="embed pool", unit="row", disable=not progress) as bar:
+  with tqdm(total=n, desc="embed pool", unit="row", disable=not show_bars(progress)) as bar:
     for s, e in ranges:
       part = cache.part_path(parts, s, e)
       if not part.exists():

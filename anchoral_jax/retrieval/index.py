@@ -68,12 +68,13 @@ class PoolIndex:
   """
 
   def __init__(self, index: Index, *, connectivity: int, expansion_add: int,
-               expansion_search: int, path: str | None = None):
+               expansion_search: int, path: str | None = None, sha256: str | None = None):
     self._index = index
     self.connectivity = connectivity
     self.expansion_add = expansion_add
     self.ef_search = expansion_search
     self.path = path
+    self._sha256 = sha256  # of the file at `path` (its sidecar's, recorded when saved)
 
   # ---------------------------------------------------------------- construction and storage
   @classmethod
@@ -123,7 +124,9 @@ class PoolIndex:
       index = Index(ndim=e, metric="cos", dtype=dtype, connectivity=int(connectivity),
                     expansion_add=int(expansion_add), expansion_search=int(expansion_search))
     bar = None
-    if progress:
+    from anchoral_jax.timing import show_bars
+
+    if show_bars(progress):
       from tqdm.auto import tqdm
       bar = tqdm(total=n, initial=done, desc="index", unit="vec")
     last_save = time.monotonic()
@@ -150,6 +153,7 @@ class PoolIndex:
         "ef_search": self.ef_search, "ndim": self.ndim, "size": len(self), "metric": "cos",
         "dtype": self.dtype})
     self.path = str(Path(path))
+    self._sha256 = None
 
   @classmethod
   def load(cls, path: str | os.PathLike, view: bool = False) -> PoolIndex:
@@ -160,7 +164,15 @@ class PoolIndex:
     ef_search = int(meta.get("ef_search", index.expansion_search))
     index.expansion_search = ef_search
     return cls(index, connectivity=connectivity, expansion_add=expansion_add,
-               expansion_search=ef_search, path=str(Path(path)))
+               expansion_search=ef_search, path=str(Path(path)), sha256=meta.get("sha256"))
+
+  def sha256(self) -> str | None:
+    """sha256 of the index file (which graph this is): the sidecar's, else read from the file;
+    None for an index never saved."""
+    if self._sha256 is None and self.path:
+      meta = cache.index_meta(self.path)
+      self._sha256 = meta.get("sha256") or cache.file_sha256(self.path)
+    return self._sha256
 
   # ---------------------------------------------------------------- properties
   def __len__(self) -> int:

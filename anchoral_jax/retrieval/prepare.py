@@ -80,7 +80,29 @@ def _check_model(field: str, name: str, hint: str = "") -> None:
     raise ConfigError(f"{field}: {e}{hint}") from e
 
 
+def validate_index(config: ml_collections.ConfigDict) -> None:
+  """The `index.*` fields `anchoral embed/index` and the retrieval filters use: checked before
+  the pool is embedded (a bad index.dtype failed only after minutes of embedding). Part of
+  al/validation.py's `validate` for the retrieval filters."""
+  from anchoral_jax.errors import ConfigError
+  from anchoral_jax.retrieval.index import STORAGE
+
+  c = config.index
+  if c.dtype not in STORAGE:
+    raise ConfigError(f"Unknown index.dtype {c.dtype!r}; choose from {list(STORAGE)}.")
+  for key in ("embed_max_length", "connectivity", "expansion_add", "ef_search"):
+    if c[key] <= 0:
+      raise ConfigError(f"index.{key} must be positive (got {c[key]}).")
+  if c.build_threads < 0:
+    raise ConfigError(f"index.build_threads must be >= 0 (1 = reproducible, 0 = all cores), got "
+                      f"{c.build_threads}.")
+  if c.embed_batch_size < 0:
+    raise ConfigError(f"index.embed_batch_size must be >= 0 (0 = the platform's default), got "
+                      f"{c.embed_batch_size}.")
+
+
 def _check_embed_model(config: ml_collections.ConfigDict) -> None:
+  validate_index(config)  # the index.* fields, before the task is loaded and embedded
   if not config.index.import_path:  # imported embeddings need no encoder
     _check_model("index.embed_model", config.index.embed_model)
 
@@ -212,6 +234,8 @@ def import_embeddings(task: TextTask, path: str | os.PathLike, cache_dir: str | 
   import pyarrow.parquet as pq
   from tqdm.auto import tqdm
 
+  from anchoral_jax.timing import show_bars
+
   path = _abspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"index.import_path {path} does not exist: point it at a parquet "
@@ -229,7 +253,7 @@ def import_embeddings(task: TextTask, path: str | os.PathLike, cache_dir: str | 
   zero_rows = 0
   try:
     with tqdm(total=pf.metadata.num_rows, desc="import embeddings", unit="row",
-              disable=not progress) as bar:
+              disable=not show_bars(progress)) as bar:
       for batch in pf.iter_batches(batch_size=batch_rows, columns=["uid", column]):
         uid_B = batch.column(0).to_numpy(zero_copy_only=False).astype(np.int64)
         emb_BxE = _batch_matrix(batch.column(1), path, column, dim)
@@ -287,14 +311,18 @@ def build_index(config: ml_collections.ConfigDict, emb_NxE: np.ndarray, path: st
   """Build over pool row numbers, streaming `batch_size` rows of the memmap, and save atomically.
 
   Keys are pool row numbers (the loop's bookkeeping unit); one graph per (task, retrieval
-  model, M), so every run and every resume of a task searches the very same graph.
+  model, M), so every run and every resume of a task searches the very same graph. Built with
+  `index.build_threads=1` (the default) in row order, a rebuild is the same file, byte for
+  byte; with more threads, or resumed from a partial build, it is another graph (each run
+  records the sha256 of the graph it searched: run/files.py, record_index).
   """
   c = config.index
   partial = cache.partial_path(path)  # resumable: a killed build restarts from here
   idx = PoolIndex.build(emb_NxE, np.arange(len(emb_NxE), dtype=np.int64),
                         connectivity=c.connectivity, expansion_add=c.expansion_add,
                         expansion_search=c.ef_search, batch_size=batch_size, progress=progress,
-                        partial_path=partial, save_every_s=save_every_s, dtype=c.dtype)
+                        partial_path=partial, save_every_s=save_every_s, dtype=c.dtype,
+                        threads=c.build_threads)
   idx.save(path)  # usearch file via tmp + os.replace, then the .meta.json sidecar
   cache.discard_partial_index(partial)
   return idx

@@ -53,7 +53,8 @@ LEGACY = {"index.dtype": "f32"}
 def _inert(key: str) -> bool:
   """Keys that only say where things are kept or logged: resuming with them changed cannot mix
   results (the caches are keyed by content; index.path/view load the same graph)."""
-  return key.startswith("wandb.") or key in ("data.cache_dir", "index.path", "index.view")
+  return key.startswith("wandb.") or key in ("data.cache_dir", "index.path", "index.view",
+                                              "index.build_threads")  # the graph: index.json
 
 
 def check_config(workdir: Path, resolved: dict[str, Any]) -> int | None:
@@ -93,6 +94,44 @@ def check_config(workdir: Path, resolved: dict[str, Any]) -> int | None:
     # checkpoint): nothing to mix, so the corrected command may take the workdir over.
     log.warning("%s: no round committed yet; replacing the config of an earlier try.", hparams)
   return None
+
+
+INDEX_NAME = "index.json"
+
+
+def record_index(workdir: Path, sha256: str, path: str, round_: int) -> None:
+  """Records which retrieval graph the run searches (its file's sha256) in `index.json`, one
+  entry per graph, with the first round that searched it; warns when a resumed run finds
+  another graph than its rounds so far searched.
+
+  A corrupt cached index is rebuilt, and a build with index.build_threads=0 (or resumed from
+  a partial build) is another graph: the remaining rounds' subpools may then differ from an
+  uninterrupted run's. A warning, not a refusal: the run stays a valid run, and this file says
+  from which round on it searched which graph."""
+  file = workdir / INDEX_NAME
+  try:
+    entries = json.loads(file.read_text()) if file.exists() else []
+  except ValueError:
+    entries = None
+  if not isinstance(entries, list):
+    log.warning("%s is unreadable; starting a new record of the run's index.", file)
+    entries = []
+  if entries and entries[-1].get("sha256") == sha256:
+    return
+  if entries and round_ > 0:
+    before = entries[-1]
+    log.warning("The retrieval index changed since round %d of this run: %s now has sha256 "
+                "%s..., the rounds so far searched %s... (%s). Rounds from %d on search another "
+                "graph, so their subpools can differ from an uninterrupted run's (recorded in "
+                "%s). For an exact resume restore the old index file; an index built with "
+                "index.build_threads=1 (the default) is the same graph at every build.",
+                before.get("from_round", 0), path, sha256[:12],
+                str(before.get("sha256"))[:12], before.get("path"), round_, file)
+  if entries and round_ == 0:  # no round searched the old graph: nothing to keep
+    entries = []
+  entries.append({"sha256": sha256, "path": str(path), "from_round": int(round_),
+                  "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+  write_text_atomic(file, json.dumps(entries, indent=2) + "\n")
 
 
 def write_hparams(workdir: Path, resolved: dict[str, Any]) -> None:

@@ -82,8 +82,8 @@ def check_data_fingerprint(workdir: str | os.PathLike, current: dict, write: boo
     write_text_atomic(path, json.dumps(current, indent=2, sort_keys=True) + "\n")
 
 
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "usearch", "transformers",
-            "wandb")
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "usearch",
+            "transformers", "wandb")
 
 
 def package_versions() -> dict[str, str]:
@@ -113,11 +113,35 @@ def git_sha(timeout_s: float = 5.0) -> str:
   return r.stdout.strip() if r.returncode == 0 else ""
 
 
+def git_dirty(timeout_s: float = 5.0, cwd: str | os.PathLike | None = None) -> bool | None:
+  """Whether the checkout of the code (or of `cwd`) has uncommitted changes to tracked files
+  (`git status --porcelain --untracked-files=no`): the commit alone does not say what ran
+  then. None when it is not a git checkout or git is missing or hangs."""
+  import subprocess
+
+  try:
+    r = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                       cwd=cwd or Path(__file__).resolve().parent, capture_output=True, text=True,
+                       timeout=timeout_s)
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return bool(r.stdout.strip()) if r.returncode == 0 else None
+
+
+def platform_info() -> dict[str, str]:
+  """Python and OS of this process (what `anchoral env` and provenance.json report)."""
+  import platform
+  import sys
+
+  return {"python": sys.version.split()[0], "os": platform.platform()}
+
+
 PROVENANCE_NAME = "provenance.json"
 
 
 def record_provenance(workdir: str | os.PathLike) -> list[dict]:
-  """Appends this start (time, host, code commit, package versions) to
+  """Appends this start (time, host, code commit and whether the checkout had uncommitted
+  changes, Python, OS, package versions) to
   `<workdir>/provenance.json` and returns all starts, oldest first.
 
   A list, never overwritten: a run resumed after an upgrade or a `git pull` mixes two code
@@ -138,7 +162,8 @@ def record_provenance(workdir: str | os.PathLike) -> list[dict]:
       os.replace(path, path.with_name(path.name + ".unreadable"))
       starts = []
   starts.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
-                 "git_sha": git_sha(), "versions": package_versions()})
+                 "git_sha": git_sha(), "git_dirty": git_dirty(), **platform_info(),
+                 "versions": package_versions()})
   write_text_atomic(path, json.dumps(starts, indent=2) + "\n")
   return starts
 

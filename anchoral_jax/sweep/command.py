@@ -32,7 +32,7 @@ two hosts off one run anyway.
 Each backend but dry writes `<run>/overrides.json` (the point, the command) and a manifest
 `<runs_dir>/_sweep/<experiment>.jsonl`; slurm and multihost also write a new
 `<runs_dir>/_sweep/<experiment>-<UTC time>.commands` per submission (see `write_commands`).
-`--group_seeds` (every backend) makes one job of each cell's runs that differ only in their seeds:
+`--group-seeds` (every backend) makes one job of each cell's runs that differ only in their seeds:
 `anchoral run --seeds` over the cell's directory, the runs in lockstep in one process
 (`loop.run_many`) in the same workdirs as without the flag; the job logs to `<cell>/run.log`.
 """

@@ -1,5 +1,5 @@
 """The seeds of a table cell in one process (`loop.run_many`): `anchoral run --seeds` and
-`anchoral sweep --group_seeds` (launch/README.md).
+`anchoral sweep --group-seeds` (launch/README.md).
 
 A seed combination sets the data order, the model init and the initial set (`SEED_KEYS`), as
 the sweeps of configs/main.py do. Each seed's run keeps the workdir and W&B name a sweep gives
@@ -93,7 +93,7 @@ def seed_runs(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
 
 @dataclasses.dataclass(frozen=True)
 class SeedGroup:
-  """One job of `anchoral sweep --group_seeds`: the runs of a cell that differ only in their
+  """One job of `anchoral sweep --group-seeds`: the runs of a cell that differ only in their
   seeds, as one `anchoral run --seeds` (quacks like a `Run` for the backends)."""
 
   runs: tuple[Run, ...]

@@ -53,6 +53,8 @@ def forward_rows(params: Params, cfg: ModelConfig, tok: TokenizedTexts, rows: np
   `batch_size` 0: the backend's default (`eval_batch_size`)."""
   from tqdm.auto import tqdm
 
+  from anchoral_jax.timing import show_bars
+
   rows = np.asarray(rows, np.int64)
   keys = tuple(keys)
   batch_size = parallel.round_batch(eval_batch_size(batch_size))
@@ -71,7 +73,8 @@ def forward_rows(params: Params, cfg: ModelConfig, tok: TokenizedTexts, rows: np
   # clock (`parallel.compile_clock`) measures it alone.
   order = np.argsort(tok.lengths_N[rows], kind="stable")
   pending = None  # (chunk, device outputs, bucket length)
-  for s in tqdm(range(0, len(order), batch_size), disable=not progress, desc=desc, unit="batch"):
+  for s in tqdm(range(0, len(order), batch_size), disable=not show_bars(progress), desc=desc,
+                unit="batch"):
     chunk = order[s:s + batch_size]
     ids, mask = tok.batch(rows[chunk], buckets, batch_size)
     if pending is not None and pending[2] != ids.shape[1]:
