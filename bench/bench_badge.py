@@ -20,8 +20,8 @@ import tracemalloc
 import harness  # bench/harness.py: bench/ is sys.path[0] when run as a script
 import numpy as np
 
-from anchoral_jax import strategies as S
-from anchoral_jax.clustering import kmeans_pp
+from anchoral_jax.al import strategies as S
+from anchoral_jax.al.clustering import kmeans_pp
 
 WAYS = {"materialised": lambda p, h, k, rng: kmeans_pp(S.badge_embeddings(p, h), k, rng),
         "factorised": S.badge_select}
