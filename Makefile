@@ -1,4 +1,4 @@
-# Two commands on a fresh machine (Python 3.11/3.12 + pip):
+# Two commands on a fresh machine (Python 3.11, 3.12 or 3.13 + pip):
 #   make demo   -> virtualenv, install, AnchorAL vs SEALS, RandomSubset and the full pool on the
 #                  embedded BBC tech task (frozen MiniLM + trained head), one table + plots
 #   make test   -> virtualenv, install (+ test extras), ruff, pytest

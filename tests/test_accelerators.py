@@ -22,19 +22,46 @@ def _project() -> dict:
   return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
+def _jax_all(requirements: list[str]) -> dict[str, Requirement]:
+  """The jax requirements by their environment marker (Python 3.11 and 3.12+ differ)."""
+  return {str(r.marker): r for r in map(Requirement, requirements) if r.name == "jax"}
+
+
 def _jax(requirements: list[str]) -> Requirement:
-  (req,) = [r for r in map(Requirement, requirements) if r.name == "jax"]
+  """The jax requirement that applies to the running interpreter."""
+  (req,) = [r for r in _jax_all(requirements).values() if r.marker is None or r.marker.evaluate()]
   return req
 
 
 @pytest.mark.parametrize("extra", sorted(EXTRAS))
 def test_extra_names_the_base_jax_range(extra):
   project = _project()
-  base = _jax(project["dependencies"])
+  base = _jax_all(project["dependencies"])
+  extra_reqs = _jax_all(project["optional-dependencies"][extra])
+  assert set(extra_reqs) == set(base)  # one range per marker on both sides
+  for marker, req in extra_reqs.items():
+    assert req.extras == {extra}
+    assert req.specifier == base[marker].specifier, marker
   req = _jax(project["optional-dependencies"][extra])
-  assert req.extras == {extra}
-  assert req.specifier == base.specifier
   assert importlib.metadata.version("jax") in req.specifier  # the JAX the tests run on
+
+
+def test_jax_markers_cover_every_supported_python():
+  """Each Python that `requires-python` admits gets exactly one jax range (3.11: < 0.11)."""
+  from packaging.markers import Marker
+  from packaging.specifiers import SpecifierSet
+
+  project = _project()
+  reqs = list(_jax_all(project["dependencies"]).values())
+  for minor in range(8, 20):
+    version = f"3.{minor}"
+    if f"{version}.0" not in SpecifierSet(project["requires-python"]):
+      continue
+    env = {"python_version": version, "python_full_version": f"{version}.0"}
+    hits = [r for r in reqs if r.marker is None or Marker(str(r.marker)).evaluate(env)]
+    assert len(hits) == 1, (version, hits)
+    if minor == 11:
+      assert "0.11" not in hits[0].specifier  # jax >= 0.11 needs Python >= 3.12
 
 
 @pytest.mark.parametrize("extra", sorted(EXTRAS))
@@ -48,7 +75,8 @@ def test_pip_resolves_the_extra_for_the_installed_jax(extra, tmp_path):
   if os.environ.get(NETWORK_ENV) != "1":
     pytest.skip(f"needs the package index (network): set {NETWORK_ENV}=1 to run it")
   project = _project()
-  (req,) = [r for r in project["optional-dependencies"][extra] if Requirement(r).name == "jax"]
+  (req,) = [r for r in project["optional-dependencies"][extra] if Requirement(r).name == "jax"
+            and (Requirement(r).marker is None or Requirement(r).marker.evaluate())]
   jax_version = importlib.metadata.version("jax")
   report = tmp_path / "report.json"
   r = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",

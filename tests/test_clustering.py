@@ -84,3 +84,27 @@ def test_closest_distinct_resolves_collisions_greedily():
 def test_standardise_handles_constant_features():
   x = np.array([[1.0, 5.0], [3.0, 5.0]])
   np.testing.assert_allclose(standardise(x), [[-1.0, 0.0], [1.0, 0.0]])
+
+
+def test_kmeans_pp_outer_equals_kmeans_pp_on_the_outer_products():
+  """k-means++ over rows r_n (x) h_n, never formed, against the materialised rows (float64),
+  draw for draw; with duplicate rows (ties, zero potential) the same vectors are picked."""
+  from anchoral_jax.al.clustering import kmeans_pp_outer
+
+  rng = np.random.default_rng(5)
+  r_NxC, h_NxH = rng.standard_normal((300, 3)), rng.standard_normal((300, 10))
+  g_NxD = (r_NxC[:, :, None] * h_NxH[:, None, :]).reshape(300, -1)
+  for seed in range(3):
+    for k in (1, 40, 250, 300):
+      np.testing.assert_array_equal(kmeans_pp_outer(r_NxC, h_NxH, k, np.random.default_rng(seed)),
+                                    kmeans_pp(g_NxD, k, np.random.default_rng(seed)))
+  r_NxC[200:], h_NxH[200:] = r_NxC[:100], h_NxH[:100]  # rows 200.. duplicate rows 0..99
+  g_NxD = (r_NxC[:, :, None] * h_NxH[:, None, :]).reshape(300, -1)
+  canon = lambda picks: np.where(picks >= 200, picks - 200, picks)  # noqa: E731
+  for k in (40, 250):
+    got = kmeans_pp_outer(r_NxC, h_NxH, k, np.random.default_rng(0))
+    want = kmeans_pp(g_NxD, k, np.random.default_rng(0))
+    assert len(set(got.tolist())) == k
+    np.testing.assert_array_equal(canon(got)[:195], canon(want)[:195])
+  with pytest.raises(ValueError, match="same N"):
+    kmeans_pp_outer(r_NxC, h_NxH[:5], 3, rng)

@@ -101,3 +101,44 @@ def test_badge_embeddings_are_the_last_layer_gradient_by_jax_grad():
   want = np.asarray(grads_NxHxC).transpose(0, 2, 1).reshape(7, 15)  # [N, C*H], class-major
   got = S.badge_embeddings(S.softmax(logits_NxC), h_NxH)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_badge_select_without_embeddings_picks_as_kmeans_pp_on_jax_grad_embeddings():
+  """The factorised BADGE (no [N, C*H] matrix) picks exactly what k-means++ picks on the
+  gradient embeddings computed by jax.grad, draw for draw, over several seeds and class counts;
+  and its distances match brute force on the materialised vectors (float64)."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  from anchoral_jax.al.clustering import kmeans_pp, outer_sq_dist_to
+
+  rng = np.random.default_rng(4)
+  for c in (2, 5):
+    h_NxH = rng.normal(size=(400, 24)).astype(np.float32)
+    w_HxC = rng.normal(size=(24, c)).astype(np.float32)
+    logits_NxC = h_NxH @ w_HxC
+
+    def loss(w, h, y):
+      return optax.softmax_cross_entropy_with_integer_labels(h @ w, y)
+
+    grads = jax.vmap(jax.grad(loss), in_axes=(None, 0, 0))(jnp.asarray(w_HxC), h_NxH,
+                                                           logits_NxC.argmax(1))
+    g_NxD = np.asarray(grads).transpose(0, 2, 1).reshape(400, -1)
+    probs_NxC = S.softmax(logits_NxC)
+    for seed in range(4):
+      want = kmeans_pp(g_NxD, 30, np.random.default_rng(seed))
+      got = S.badge_select(probs_NxC, h_NxH, 30, np.random.default_rng(seed))
+      np.testing.assert_array_equal(got, want)
+      np.testing.assert_array_equal(
+          S.badge_select(probs_NxC, h_NxH, 30, np.random.RandomState(seed)),
+          kmeans_pp(g_NxD, 30, np.random.RandomState(seed)))
+    r_NxC = S.badge_residuals(probs_NxC).astype(np.float64)
+    h64 = h_NxH.astype(np.float64)
+    gg_N = (r_NxC ** 2).sum(1) * (h64 ** 2).sum(1)
+    rows = np.array([0, 17, 399])
+    g64 = (r_NxC[:, :, None] * h64[:, None, :]).reshape(400, -1)
+    brute_TxN = ((g64[rows][:, None, :] - g64[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(outer_sq_dist_to(rows, r_NxC, h64, gg_N), brute_TxN,
+                               rtol=1e-9, atol=1e-9)
+    assert np.all(outer_sq_dist_to(rows, r_NxC, h64, gg_N)[np.arange(3), rows] < 1e-9)

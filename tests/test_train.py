@@ -167,7 +167,9 @@ def test_fit_many_equals_separate_fits(setting):
   got = train_many.fit_many(inits, cfg, tc, [tok, tok], rows, [labels[r] for r in rows],
                        data_seeds=[5, 6], dropout_keys=[jax.random.key(3), jax.random.key(4)],
                        **kw)
-  assert [(r.best_epoch, r.epochs_run, r.steps) for r in sep] == [(6, 8, 24), (3, 7, 21)]
+  # Pinned for these keys: the hash dropout masks (models/dropout.py) made run 0's best epoch 4
+  # (it was 6 under flax's threefry masks); run 1 still stops early, before run 0.
+  assert [(r.best_epoch, r.epochs_run, r.steps) for r in sep] == [(4, 8, 24), (3, 7, 21)]
   assert _same_params(inits, keep)  # the initial params survive (the next round starts there)
   for g, r in zip(got, sep, strict=True):
     assert (g.best_epoch, g.epochs_run, g.steps) == (r.best_epoch, r.epochs_run, r.steps)

@@ -48,21 +48,57 @@ def kmeans_pp(X_NxD: np.ndarray, k: int, rng: np.random.Generator,
     raise ValueError(f"kmeans_pp expects an [N, D] matrix, got shape {X.shape}.")
   if not np.issubdtype(X.dtype, np.floating):
     X = X.astype(np.float64)
-  n = X.shape[0]
+  xx_N = np.einsum("nd,nd->n", X, X)
+  return _seed(X.shape[0], lambda rows_T: _sq_dist_to(X[rows_T], X, xx_N), k, rng,
+               n_local_trials)
+
+
+def outer_sq_dist_to(rows_T: np.ndarray, r_NxC: np.ndarray, h_NxH: np.ndarray,
+                     gg_N: np.ndarray) -> np.ndarray:
+  """Squared distances [T, N] between the outer products g_n = r_n (x) h_n, never formed:
+  ||g_t - g_n||^2 = ||g_t||^2 - 2 (r_t.r_n)(h_t.h_n) + ||g_n||^2 (<g_t, g_n> factorises; the
+  trick of scikit-activeml#589), in `_sq_dist_to`'s operation order, clipped at 0.
+  `gg_N` = ||r_n||^2 ||h_n||^2. Memory O(T N), not the O(N C H) of the flattened g."""
+  d_TxN = -2.0 * ((r_NxC[rows_T] @ r_NxC.T) * (h_NxH[rows_T] @ h_NxH.T))
+  d_TxN += gg_N[rows_T][:, None]
+  d_TxN += gg_N[None, :]
+  np.maximum(d_TxN, 0.0, out=d_TxN)
+  return d_TxN
+
+
+def kmeans_pp_outer(r_NxC: np.ndarray, h_NxH: np.ndarray, k: int, rng: np.random.Generator,
+                    n_local_trials: int | None = None) -> np.ndarray:
+  """`kmeans_pp` on the rows g_n = r_n (x) h_n (flattened [N, C*H]) without materialising them:
+  the same draws and picks, with distances from `outer_sq_dist_to`. BADGE on a 1.2M-row pool
+  at H 768 keeps r and h (N x (C + H) floats), not N x C*H (bench/RESULTS.md, issue 22)."""
+  r = np.asarray(r_NxC)
+  h = np.asarray(h_NxH)
+  if r.ndim != 2 or h.ndim != 2 or r.shape[0] != h.shape[0]:
+    raise ValueError(f"kmeans_pp_outer: r {r.shape} and h {h.shape} must be [N, C] and [N, H] "
+                     "with the same N.")
+  dtype = np.result_type(r.dtype, h.dtype, np.float32)
+  r, h = r.astype(dtype, copy=False), h.astype(dtype, copy=False)
+  gg_N = np.einsum("nc,nc->n", r, r) * np.einsum("nh,nh->n", h, h)
+  return _seed(r.shape[0], lambda rows_T: outer_sq_dist_to(rows_T, r, h, gg_N), k, rng,
+               n_local_trials)
+
+
+def _seed(n: int, sq_dist_to, k: int, rng: np.random.Generator,
+          n_local_trials: int | None) -> np.ndarray:
+  """Greedy k-means++ over N points given only `sq_dist_to(rows_T) -> d_TxN` (`kmeans_pp`)."""
   if k <= 0:
     return np.zeros((0,), np.int64)
   if k >= n:
     return np.arange(n, dtype=np.int64)
   if n_local_trials is None:
     n_local_trials = 2 + int(np.log(k))
-  xx_N = np.einsum("nd,nd->n", X, X)
   picks = np.full(k, -1, np.int64)
   chosen = np.zeros(n, bool)
   first = int(rng.choice(n, p=np.full(n, 1.0 / n)))
   picks[0] = first
   chosen[first] = True
   ones_N = np.ones(n, np.float64)  # potentials as matmuls with unit weights, as scikit-learn
-  closest_N = _sq_dist_to(X[[first]], X, xx_N)[0].astype(np.float64)
+  closest_N = sq_dist_to(np.array([first]))[0].astype(np.float64)
   potential = float(closest_N @ ones_N)
   for c in range(1, k):
     if not potential > 0.0:  # all remaining points duplicate a centre: keep picks distinct
@@ -72,13 +108,13 @@ def kmeans_pp(X_NxD: np.ndarray, k: int, rng: np.random.Generator,
     rand_T = rng.uniform(size=n_local_trials) * potential
     cand_T = np.searchsorted(np.cumsum(closest_N), rand_T)
     np.clip(cand_T, None, n - 1, out=cand_T)
-    d_TxN = np.minimum(closest_N[None, :], _sq_dist_to(X[cand_T], X, xx_N))
+    d_TxN = np.minimum(closest_N[None, :], sq_dist_to(cand_T))
     pot_T = d_TxN @ ones_N
     best = int(np.argmin(pot_T))
     idx = int(cand_T[best])
     if chosen[idx]:  # only reachable through a zero-probability draw (rand == 0.0)
       idx = int(rng.choice(np.flatnonzero(~chosen)))
-      d_N = np.minimum(closest_N, _sq_dist_to(X[[idx]], X, xx_N)[0])
+      d_N = np.minimum(closest_N, sq_dist_to(np.array([idx]))[0])
       closest_N, potential = d_N, float(d_N @ ones_N)
     else:
       closest_N, potential = d_TxN[best], float(pot_T[best])

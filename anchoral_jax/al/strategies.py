@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from anchoral_jax.al.clustering import closest_distinct, kmeans, kmeans_pp, standardise
+from anchoral_jax.al.clustering import closest_distinct, kmeans, kmeans_pp_outer, standardise
 
 log = logging.getLogger(__name__)
 
@@ -87,27 +87,43 @@ def random_select(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
   return rng.choice(n, size=min(int(k), int(n)), replace=False).astype(np.int64)
 
 
+def badge_residuals(probs_NxC: np.ndarray) -> np.ndarray:
+  """r = p - onehot(argmax p) [N, C]: BADGE's gradient embedding is r (x) h."""
+  p_NxC = np.asarray(probs_NxC, dtype=np.float32)
+  r_NxC = p_NxC.copy()
+  r_NxC[np.arange(p_NxC.shape[0]), np.argmax(p_NxC, axis=1)] -= 1.0
+  return r_NxC
+
+
+def _check_badge_inputs(p_NxC: np.ndarray, h_NxH: np.ndarray, who: str) -> None:
+  if p_NxC.ndim != 2 or h_NxH.ndim != 2 or p_NxC.shape[0] != h_NxH.shape[0]:
+    raise ValueError(f"{who}: probs {p_NxC.shape} and pooled {h_NxH.shape} must be "
+                     "[N, C] and [N, H] with the same N.")
+
+
 def badge_embeddings(probs_NxC: np.ndarray, pooled_NxH: np.ndarray) -> np.ndarray:
   """BADGE gradient embedding g = (p - onehot(argmax p)) (x) h, flattened to [N, C*H].
 
   This is the last-layer gradient of the cross-entropy at the model's own prediction (up to
-  sign): h is the pooled [CLS] output feeding the linear head.
+  sign): h is the pooled [CLS] output feeding the linear head. `badge_select` never forms it
+  (O(N C H) memory); this is the reference its factorised distances are tested against.
   """
   p_NxC = np.asarray(probs_NxC, dtype=np.float32)
   h_NxH = np.asarray(pooled_NxH, dtype=np.float32)
-  if p_NxC.ndim != 2 or h_NxH.ndim != 2 or p_NxC.shape[0] != h_NxH.shape[0]:
-    raise ValueError(f"badge_embeddings: probs {p_NxC.shape} and pooled {h_NxH.shape} must be "
-                     "[N, C] and [N, H] with the same N.")
-  n, c = p_NxC.shape
-  r_NxC = p_NxC.copy()
-  r_NxC[np.arange(n), np.argmax(p_NxC, axis=1)] -= 1.0
-  return (r_NxC[:, :, None] * h_NxH[:, None, :]).reshape(n, c * h_NxH.shape[1])
+  _check_badge_inputs(p_NxC, h_NxH, "badge_embeddings")
+  r_NxC = badge_residuals(p_NxC)
+  return (r_NxC[:, :, None] * h_NxH[:, None, :]).reshape(len(r_NxC), -1)
 
 
 def badge_select(probs_NxC: np.ndarray, pooled_NxH: np.ndarray, k: int,
                  rng: np.random.Generator) -> np.ndarray:
-  """BADGE: greedy k-means++ seeding (scikit-learn's variant) on the gradient embeddings."""
-  return kmeans_pp(badge_embeddings(probs_NxC, pooled_NxH), k, rng)
+  """BADGE: greedy k-means++ seeding (scikit-learn's variant) on the gradient embeddings,
+  with their distances factorised over r and h (`clustering.kmeans_pp_outer`): the same picks
+  as `kmeans_pp(badge_embeddings(...))` in O(N (C + H)) memory instead of O(N C H)."""
+  p_NxC = np.asarray(probs_NxC, dtype=np.float32)
+  h_NxH = np.asarray(pooled_NxH, dtype=np.float32)
+  _check_badge_inputs(p_NxC, h_NxH, "badge_select")
+  return kmeans_pp_outer(badge_residuals(p_NxC), h_NxH, k, rng)
 
 
 def ftbertkm_select(cls_NxH: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

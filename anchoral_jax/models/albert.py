@@ -30,6 +30,7 @@ import numpy as np
 
 from anchoral_jax.models import hf
 from anchoral_jax.models.bert import classify, dense, embeddings, layer_norm, self_attention
+from anchoral_jax.models.dropout import Dropout
 from anchoral_jax.models.hf import Params
 
 MODEL_TYPES = ("albert",)  # Hugging Face config.json model_type values this file reads
@@ -120,7 +121,7 @@ class AlbertLayer(nn.Module):
     h = cfg.hidden_size
     # BERT's self-attention, its projections directly in this layer (AlbertAttention's names).
     ctx_BxLxH = self_attention(cfg, x_BxLxH, mask_BxL, deterministic)
-    a_BxLxH = nn.Dropout(cfg.hidden_dropout_prob)(dense(h, cfg, "dense")(ctx_BxLxH),
+    a_BxLxH = Dropout(cfg.hidden_dropout_prob)(dense(h, cfg, "dense")(ctx_BxLxH),
                                                   deterministic=deterministic)
     x_BxLxH = layer_norm(cfg, "attention_ln")(a_BxLxH + x_BxLxH)
     f = dense(cfg.intermediate_size, cfg, "ffn")(x_BxLxH)

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from anchoral_jax.models import hf
+from anchoral_jax.models.dropout import Dropout
 from anchoral_jax.models.hf import Params
 
 MODEL_TYPES = ("bert",)  # Hugging Face config.json model_type values this file reads
@@ -137,7 +138,7 @@ def embeddings(module: nn.Module, cfg: EncoderConfig, ids_BxL, width: int,
   # token_type_ids are all zero for single-sentence classification.
   x_BxLxW = word(ids_BxL) + pos[None, :ids_BxL.shape[1]] + typ[0][None, None]
   x_BxLxW = layer_norm(cfg, "embeddings_ln")(x_BxLxW)
-  return nn.Dropout(cfg.hidden_dropout_prob)(x_BxLxW, deterministic=deterministic)
+  return Dropout(cfg.hidden_dropout_prob)(x_BxLxW, deterministic=deterministic)
 
 
 def attention_context(cfg: EncoderConfig, logits_BxNxLxL, mask_BxL, v_BxLxNxD,
@@ -146,7 +147,7 @@ def attention_context(cfg: EncoderConfig, logits_BxNxLxL, mask_BxL, v_BxLxNxD,
   big_neg = jnp.finfo(jnp.float32).min
   logits_BxNxLxL = jnp.where(mask_BxL[:, None, None, :], logits_BxNxLxL, big_neg)
   probs_BxNxLxL = jax.nn.softmax(logits_BxNxLxL, axis=-1).astype(v_BxLxNxD.dtype)
-  probs_BxNxLxL = nn.Dropout(cfg.attention_probs_dropout_prob)(
+  probs_BxNxLxL = Dropout(cfg.attention_probs_dropout_prob)(
       probs_BxNxLxL, deterministic=deterministic)
   # Heads-major operands: batch dims (b, n) leading, as the batched matmul wants them. On the
   # [B, L, N, D] layout this einsum was the costliest op of a batch-256 forward on XLA:CPU
@@ -209,7 +210,7 @@ def self_attention(cfg: EncoderConfig, x_BxLxH, mask_BxL, deterministic: bool) -
 def post_ln_residuals(cfg: EncoderConfig, ctx_BxLxH, x_BxLxH, deterministic: bool) -> jax.Array:
   """The rest of a BertLayer after self-attention: output projection, dropout, residual and
   LayerNorm, then the exact-gelu feed-forward with its own."""
-  drop = lambda t: nn.Dropout(cfg.hidden_dropout_prob)(t, deterministic=deterministic)  # noqa: E731
+  drop = lambda t: Dropout(cfg.hidden_dropout_prob)(t, deterministic=deterministic)  # noqa: E731
   a_BxLxH = drop(dense(cfg.hidden_size, cfg, "attention_output")(ctx_BxLxH))
   x_BxLxH = layer_norm(cfg, "attention_ln")(a_BxLxH + x_BxLxH)
   f = dense(cfg.intermediate_size, cfg, "intermediate")(x_BxLxH)
@@ -230,7 +231,7 @@ def classify(cfg: EncoderConfig, x_BxLxH, mask_BxL, pooler: Callable[[jax.Array]
     pooled_BxH = mean_BxH
   else:
     pooled_BxH = pooler(cls_BxH).astype(jnp.float32)
-  pre_BxH = nn.Dropout(head_dropout_prob)(pooled_BxH, deterministic=deterministic)
+  pre_BxH = Dropout(head_dropout_prob)(pooled_BxH, deterministic=deterministic)
   logits_BxC = dense(cfg.num_labels, cfg, "classifier")(pre_BxH).astype(jnp.float32)
   out = {"cls": cls_BxH, "pooled": pooled_BxH, "pre_logits": pre_BxH, "mean": mean_BxH,
          "hidden": x_BxLxH}

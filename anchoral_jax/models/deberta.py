@@ -46,6 +46,7 @@ from anchoral_jax.models.bert import (
   layer_norm,
   post_ln_residuals,
 )
+from anchoral_jax.models.dropout import Dropout
 from anchoral_jax.models.hf import Params
 
 MODEL_TYPES = ("deberta-v2",)  # deberta-v3 checkpoints declare "deberta-v2" too
@@ -208,7 +209,7 @@ class DisentangledSelfAttention(nn.Module):
     logits_BxNxLxL = jnp.einsum("bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD).astype(jnp.float32)
     if cfg.relative_attention:
       span = cfg.att_span
-      rel_RxH = nn.Dropout(cfg.hidden_dropout_prob)(rel_RxH, deterministic=deterministic)
+      rel_RxH = Dropout(cfg.hidden_dropout_prob)(rel_RxH, deterministic=deterministic)
       rel_LxL = relative_positions(length, cfg)
       if "c2p" in cfg.pos_att_type:
         pk_RxNxD = split(key(rel_RxH) if cfg.share_att_key
@@ -265,7 +266,7 @@ class DebertaClassifier(nn.Module):
       x_BxLxE = dense(cfg.hidden_size, cfg, "embed_proj", use_bias=False)(x_BxLxE)
     x_BxLxH = layer_norm(cfg, "embeddings_ln")(x_BxLxE)
     x_BxLxH = x_BxLxH * mask_BxL[..., None]  # as HF: padded positions start from zero
-    x_BxLxH = nn.Dropout(cfg.hidden_dropout_prob)(x_BxLxH, deterministic=deterministic)
+    x_BxLxH = Dropout(cfg.hidden_dropout_prob)(x_BxLxH, deterministic=deterministic)
     x_BxLxH = x_BxLxH.astype(dtype)
     rel_RxH = None
     if cfg.relative_attention:
@@ -278,7 +279,7 @@ class DebertaClassifier(nn.Module):
                                               deterministic).astype(dtype)
 
     def pooler(cls_BxH):  # ContextPooler: dropout, dense, activation on the first token
-      c_BxH = nn.Dropout(cfg.pooler_dropout)(cls_BxH, deterministic=deterministic)
+      c_BxH = Dropout(cfg.pooler_dropout)(cls_BxH, deterministic=deterministic)
       return _ACTS[cfg.pooler_hidden_act](dense(cfg.hidden_size, cfg, "pooler")(c_BxH))
 
     return classify(cfg, x_BxLxH, mask_BxL, pooler, cfg.head_dropout_prob, deterministic)

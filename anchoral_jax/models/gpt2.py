@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from anchoral_jax.models import hf
+from anchoral_jax.models.dropout import Dropout
 from anchoral_jax.models.hf import Params
 
 MODEL_TYPES = ("gpt2",)  # Hugging Face config.json model_type values this file reads
@@ -157,7 +158,7 @@ class Block(nn.Module):
     dtype = jnp.dtype(cfg.dtype)
     n, h = cfg.num_attention_heads, cfg.hidden_size
     d = h // n
-    drop = lambda t, p: nn.Dropout(p)(t, deterministic=deterministic)  # noqa: E731
+    drop = lambda t, p: Dropout(p)(t, deterministic=deterministic)  # noqa: E731
     a = _layer_norm(cfg, "ln_1")(x_BxLxH).astype(dtype)
     qkv_BxLx3H = _dense(3 * h, cfg, "c_attn")(a)
     q_BxLxNxD, k_BxLxNxD, v_BxLxNxD = (
@@ -195,7 +196,7 @@ class GPT2Classifier(nn.Module):
     wpe = self.param("wpe", emb_init,
                      (cfg.max_position_embeddings, cfg.hidden_size))
     x_BxLxH = wte(ids_BxL) + wpe[None, :length]
-    x_BxLxH = nn.Dropout(cfg.embd_pdrop)(x_BxLxH, deterministic=deterministic)
+    x_BxLxH = Dropout(cfg.embd_pdrop)(x_BxLxH, deterministic=deterministic)
     # A query attends to keys at or before it (causal) that are real tokens (the padding mask:
     # 0 on padding, unlike the official code's mask padded with the pad id; module docstring).
     causal_LxL = jnp.tril(jnp.ones((length, length), bool))

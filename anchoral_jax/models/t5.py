@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from anchoral_jax.models import hf
+from anchoral_jax.models.dropout import Dropout
 from anchoral_jax.models.hf import Params
 
 MODEL_TYPES = ("t5",)
@@ -189,7 +190,7 @@ class SelfAttention(nn.Module):
     big_neg = jnp.finfo(jnp.float32).min
     logits_BxNxLxL = jnp.where(mask_BxL[:, None, None, :], logits_BxNxLxL, big_neg)
     probs_BxNxLxL = jax.nn.softmax(logits_BxNxLxL, axis=-1).astype(q_BxLxNxD.dtype)
-    probs_BxNxLxL = nn.Dropout(cfg.hidden_dropout_prob)(probs_BxNxLxL, deterministic=deterministic)
+    probs_BxNxLxL = Dropout(cfg.hidden_dropout_prob)(probs_BxNxLxL, deterministic=deterministic)
     ctx_BxLxNxD = jnp.einsum("bnqk,bknd->bqnd", probs_BxNxLxL, v_BxLxNxD)
     ctx_BxLxND = ctx_BxLxNxD.reshape(x_BxLxH.shape[:2] + (n * d,))
     return _dense(h, cfg, "o", (n * d) ** -0.5)(ctx_BxLxND)
@@ -204,7 +205,7 @@ class Block(nn.Module):
   def __call__(self, x_BxLxH, mask_BxL, bias_NxLxL, deterministic: bool):
     cfg = self.cfg
     dtype = jnp.dtype(cfg.dtype)
-    drop = lambda t: nn.Dropout(cfg.hidden_dropout_prob)(t, deterministic=deterministic)  # noqa: E731
+    drop = lambda t: Dropout(cfg.hidden_dropout_prob)(t, deterministic=deterministic)  # noqa: E731
     a = RMSNorm(cfg.layer_norm_eps, name="attention_ln")(x_BxLxH).astype(dtype)
     a = SelfAttention(cfg, name="attention")(a, mask_BxL, bias_NxLxL, deterministic)
     x_BxLxH = x_BxLxH + drop(a).astype(jnp.float32)
@@ -229,7 +230,7 @@ class T5Classifier(nn.Module):
     cfg = self.cfg
     mask_BxL = mask_BxL.astype(bool)
     length = ids_BxL.shape[1]
-    drop = lambda t: nn.Dropout(cfg.hidden_dropout_prob)(t, deterministic=deterministic)  # noqa: E731
+    drop = lambda t: Dropout(cfg.hidden_dropout_prob)(t, deterministic=deterministic)  # noqa: E731
     embed = nn.Embed(cfg.vocab_size, cfg.hidden_size,
                      embedding_init=nn.initializers.normal(cfg.initializer_factor),
                      name="shared")
