@@ -12,6 +12,7 @@
   anchoral config --config ...[:arg] [--config.key=value ...]  (print the resolved config, JSON)
   anchoral env    (JAX backend and devices, package versions, cache dir, compilation cache)
   anchoral plan   --config ...[:arg] --target v5e:2x4|v4:2x2x1|cpu|... [--search=false]
+                  [--all_buckets=false]
                   (the run's hot programs compiled ahead of time for the target, no device
                   needed: memory, FLOPs, roofline, largest batch; anchoral_jax/accel/plan.py)
   anchoral label  init|next|status|export|apply ...  (label your own data: a human answers
@@ -42,7 +43,8 @@ CONFIG_COMMANDS = ("run", "embed", "index", "sweep", "config", "plan")  # the on
 HELP_FLAGS = ("-h", "--help", "-?", "--helpshort")  # --helpfull stays absl's (every flag)
 # The flags each command reads (the rest are defined for all, to keep one flag set).
 COMMAND_FLAGS = {"run": ("config", "workdir", "seeds"), "embed": ("config",), "index": ("config",),
-                 "config": ("config",), "plan": ("config", "target", "search"),
+                 "config": ("config",), "plan": ("config", "target", "search",
+                                                               "all_buckets"),
                  "sweep": ("config", "runs_dir", "parallel", "backend", "sbatch", "devices",
                            "shard", "group_seeds")}
 
@@ -82,6 +84,8 @@ def _define_flags() -> None:
                       "(v5e:2x4, v4:2x2x1, v6e:2x2, v5p:2x2x1, ...).")
   flags.DEFINE_bool("search", True, "plan: find each big program's largest batch that fits "
                     "(two more compiles each, a third to confirm).")
+  flags.DEFINE_bool("all_buckets", True, "plan: the scoring forward at every length bucket "
+                    "(false: at the longest only, the memory bound; fewer compiles).")
   flags.mark_flag_as_required("config")
 
 
@@ -119,7 +123,7 @@ def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
     if not FLAGS.target:
       raise targets.TargetError(f"--target is required. {targets.known_message()}")
     plan.main(config, FLAGS.target, FLAGS["config"].config_filename,
-              FLAGS["config"].override_values, FLAGS.search)
+              FLAGS["config"].override_values, FLAGS.search, FLAGS.all_buckets)
     return
   if command in ("run", "embed", "index"):
     from anchoral_jax import parallel

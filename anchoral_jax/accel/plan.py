@@ -346,10 +346,13 @@ def _reachable_buckets(max_length: int) -> tuple[int, ...]:
 
 
 def programs(c: ml_collections.ConfigDict, sh: Shapes, platform: str, seeds: int,
-             score_keys: Sequence[tuple[str, ...]], minority: tuple[int, ...]
-             ) -> list[tuple[Program, str, bool]]:
-  """(program, how often a round runs it, search its largest batch) for the config's run."""
+             score_keys: Sequence[tuple[str, ...]], minority: tuple[int, ...],
+             all_buckets: bool = True) -> list[tuple[Program, str, bool]]:
+  """(program, how often a round runs it, search its largest batch) for the config's run;
+  `all_buckets` False: the scoring forward at the longest bucket only (the memory bound)."""
   top = _reachable_buckets(c.data.max_length)
+  if not all_buckets:
+    top = top[-1:]
   length = top[-1]
   out: list[tuple[Program, str, bool]] = []
   if sh.tc.trainable == "all":
@@ -400,7 +403,8 @@ def score_keys_for(strategy_names: Sequence[str]) -> list[tuple[str, ...]]:
 
 def make_plan(c: ml_collections.ConfigDict, target_name: str, *, spec: str = "",
               overrides: dict[str, Any] | None = None, search: bool = True,
-              seeds: int | None = None, log: Callable[[str], None] = lambda s: None) -> Plan:
+              seeds: int | None = None, all_buckets: bool = True,
+              log: Callable[[str], None] = lambda s: None) -> Plan:
   """Compiles the config's hot programs for the target; `search` also finds each one's largest
   batch. `seeds`: fit_many's S (default: the sweep's cell size, 1 without a sweep)."""
   target = targets_lib.get(target_name)
@@ -416,7 +420,7 @@ def make_plan(c: ml_collections.ConfigDict, target_name: str, *, spec: str = "",
   names = sorted({r.al.strategy for r in runs} if runs else {c.al.strategy})
   rows: list[Row] = []
   for program, per_round, big in programs(c, sh, target.platform, seeds, score_keys_for(names),
-                                          minority):
+                                          minority, all_buckets):
     log(f"compiling {program.title(program.batch)} ...")
     result = compile_program(program, program.batch)
     mb = largest_batch(program, result, target.memory_bytes) if (search and big) else None
@@ -577,11 +581,12 @@ def format_plan(plan: Plan) -> str:
 
 
 def main(config: ml_collections.ConfigDict, target: str, spec: str,
-         overrides: dict[str, Any], search: bool) -> None:
+         overrides: dict[str, Any], search: bool, all_buckets: bool = True) -> None:
   import sys
 
   def log(s: str) -> None:
     print(s, file=sys.stderr, flush=True)
 
-  plan = make_plan(config, target, spec=spec, overrides=overrides, search=search, log=log)
+  plan = make_plan(config, target, spec=spec, overrides=overrides, search=search,
+                   all_buckets=all_buckets, log=log)
   print(format_plan(plan))

@@ -13,6 +13,7 @@ peak is the bound for both dtypes. Sources: cloud.google.com/tpu/docs/v4, /v5e, 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -52,9 +53,17 @@ def _tpu(generation: str, topology: str, accelerator_type: str) -> Callable[[], 
                         f"{TPU_INSTALL}") from e
     # Without it libtpu probes the GCE metadata server for the chip type (seconds of retries).
     os.environ.setdefault("TPU_ACCELERATOR_TYPE", accelerator_type)
+    # No chip to share: without it a second `plan` (or a test worker) fails on libtpu's
+    # one-process lockfile (/tmp/libtpu_lockfile).
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax.experimental import topologies
 
-    topo = topologies.get_topology_desc(topology_name=f"{generation}:{topology}", platform="tpu")
+    dims = [int(d) for d in topology.split("x")]
+    kw = {}
+    if math.prod(dims) < 4:  # below libtpu's default host of 2x2x1 chips: one smaller host
+      kw["chips_per_host_bounds"] = tuple(dims + [1] * (3 - len(dims)))
+    topo = topologies.get_topology_desc(topology_name=f"{generation}:{topology}",
+                                        platform="tpu", **kw)
     return list(topo.devices)
 
   return devices
