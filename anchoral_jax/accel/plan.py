@@ -2,9 +2,9 @@
 compiler (README "GPUs and TPUs").
 
 Nothing runs and no accelerator is needed: every argument is a `jax.ShapeDtypeStruct` carrying
-the sharding a run would give it (`parallel.BATCH` / `REPLICATED`, `train_many.SEED_BATCH`) on a
-1-D "data" mesh of the target's devices, and the programs are the run's own jitted functions
-(`train.train_step`, `train_many.train_step_many`, `scoring.predict`, `regimes_head.fit_head`),
+the sharding a run would give it (`parallel.BATCH` / `REPLICATED`, `many.SEED_BATCH`) on a 1-D
+"data" mesh of the target's devices, and the programs are the run's own jitted functions
+(training/: `train.train_step`, `many.train_step_many`, `scoring.predict`, `head.fit_head`),
 lowered and compiled. The numbers are the compiler's: its memory analysis (per device) and its
 cost model (FLOPs, bytes accessed). The roofline turns them into a lower bound on time from the
 target's published peaks; it is an estimate, never a measurement.
@@ -35,9 +35,8 @@ from anchoral_jax.accel.architectures import HF_CONFIGS
 from anchoral_jax.al import strategies
 from anchoral_jax.data.tokenize import DEFAULT_BUCKETS
 from anchoral_jax.errors import UserError
-from anchoral_jax.training import head as regimes_head
-from anchoral_jax.training import many as train_many
-from anchoral_jax.training import scoring, train
+from anchoral_jax.training import head as head_regime
+from anchoral_jax.training import many, scoring, train
 
 GIB = targets_lib.GIB
 
@@ -154,7 +153,7 @@ def train_step_program(sh: Shapes, length: int) -> Program:
 def fit_many_program(sh: Shapes, length: int, seeds: int) -> Program:
   """`train_step_many` with every one of S runs stepping (the common case of `fit_many`)."""
   opt = train.make_optimizer(sh.tc)
-  rep, bat = sh.sharding(parallel.REPLICATED), sh.sharding(train_many.SEED_BATCH)
+  rep, bat = sh.sharding(parallel.REPLICATED), sh.sharding(many.SEED_BATCH)
   state = _with(jax.eval_shape(
       lambda p: train.TrainState(jax.tree.map(lambda x: jnp.zeros((seeds,) + x.shape, x.dtype),
                                               p),
@@ -165,7 +164,7 @@ def fit_many_program(sh: Shapes, length: int, seeds: int) -> Program:
 
   def lower(b: int):
     per = b // seeds
-    return train_many.train_step_many.lower(
+    return many.train_step_many.lower(
         state, _sds((seeds,), jnp.int32, rep), _sds((seeds, per, length), jnp.int32, bat),
         _sds((seeds, per, length), jnp.int32, bat), _sds((seeds, per), jnp.int32, bat),
         _sds((seeds, per), jnp.float32, bat), keys, cfg=sh.cfg, opt=opt)
@@ -195,13 +194,13 @@ def fit_head_program(sh: Shapes, budget: int, minority: tuple[int, ...]) -> Prog
   one = SingleDeviceSharding(sh.mesh.devices.flat[0])
   head = _with(sh.params["classifier"], one)
   hidden = head["kernel"].shape[0]
-  p = regimes_head._capacity(budget)
+  p = head_regime._capacity(budget)
   e = max(tc.epochs, tc.min_steps)
   opt = train.make_optimizer(dataclasses.replace(tc, trainable="all"))
   i32 = _sds((), jnp.int32, one)
 
   def lower(b: int):
-    return regimes_head.fit_head.lower(
+    return head_regime.fit_head.lower(
         head, _sds((p, hidden), jnp.float32, one), _sds((p,), jnp.int32, one), i32,
         _sds((e, p + b), jnp.int32, one), i32, _with(sh.key, one),
         _sds((1, hidden), jnp.float32, one), _sds((1,), jnp.int32, one), i32,
@@ -499,9 +498,9 @@ def projection(c, target, rows: list[Row], runs, seeds: int) -> list[str]:
   steps = round_steps(c)
   out.append(f"one run ({c.data.name}, {c.al.strategy}+{c.al.filter}): "
              f"{len(steps)} rounds, {sum(steps):,} train steps; bound {_hms(tr + sc + te)} "
-             f"(train {_hms(tr)}, scoring {_hms(sc)}, test {_hms(te)}); per round: first "
-             f"{_hms((tr / sum(steps)) * steps[0])} train, last {_hms((tr / sum(steps)) * steps[-1])}"
-             f" train")
+             f"(train {_hms(tr)}, scoring {_hms(sc)}, test {_hms(te)}); per round: training "
+             f"{_hms(tr / sum(steps) * steps[0])} (first) to {_hms(tr / sum(steps) * steps[-1])} "
+             f"(last), scoring {_hms(sc / max(1, len(steps) - 1))}, test {_hms(te / len(steps))}")
   if runs:
     total = 0.0
     for rc in runs:
