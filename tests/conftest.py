@@ -37,7 +37,7 @@ def cache_dir(tmp_path_factory):
 # which ignores the node id xdist rewrites). Units start longest first, so that no worker is left
 # alone with a long file at the end; the others keep their order.
 _XDIST_UNITS = {"test_report.py": "test_sweep.py"}
-_XDIST_FIRST = ("test_parallel.py", "test_regimes.py", "test_loop.py", "test_seeds.py",
+_XDIST_FIRST = ("test_plan.py", "test_parallel.py", "test_regimes.py", "test_loop.py", "test_seeds.py",
                 "test_sweep.py", "test_multihost.py", "test_train.py", "test_other_models.py",
                 "test_model.py", "test_prepare.py")
 
