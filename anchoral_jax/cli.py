@@ -12,6 +12,10 @@
                   (tables as Markdown/CSV, paired comparisons by seed, plots)
   anchoral config --config ...[:arg] [--config.key=value ...]  (print the resolved config, JSON)
   anchoral env    (JAX backend and devices, package versions, cache dir, compilation cache)
+  anchoral plan   --config ...[:arg] --target v5e:2x4|v4:2x2x1|cpu|... [--search=false]
+                  [--all_buckets=false]
+                  (the run's hot programs compiled ahead of time for the target, no device
+                  needed: memory, FLOPs, roofline, largest batch; anchoral_jax/accel/plan.py)
   anchoral label  init|next|status|export|apply ...  (label your own data: a human answers
                   each batch; `anchoral label --help`, anchoral_jax/label/command.py)
 
@@ -35,16 +39,17 @@ from pathlib import Path
 
 from anchoral_jax.errors import UserError
 
-COMMANDS = ("run", "embed", "index", "sweep", "report", "config", "env", "label")
+COMMANDS = ("run", "embed", "index", "sweep", "report", "config", "env", "label", "plan")
 
 USAGE = __doc__
 
 
-CONFIG_COMMANDS = ("run", "embed", "index", "sweep", "config")  # the ones taking --config
+CONFIG_COMMANDS = ("run", "embed", "index", "sweep", "config", "plan")  # the ones taking --config
 HELP_FLAGS = ("-h", "--help", "-?", "--helpshort")  # --helpfull stays absl's (every flag)
 # The flags each command reads (the rest are defined for all, to keep one flag set).
 COMMAND_FLAGS = {"run": ("config", "workdir", "seeds"), "embed": ("config",), "index": ("config",),
-                 "config": ("config",),
+                 "config": ("config",), "plan": ("config", "target", "search",
+                                                               "all_buckets"),
                  "sweep": ("config", "runs_dir", "parallel", "backend", "sbatch", "devices",
                            "shard", "group_seeds")}
 
@@ -82,6 +87,12 @@ def _define_flags() -> None:
   flags.DEFINE_bool("group_seeds", False, "sweep: one job per table cell, its runs that differ "
                     "only in their seeds run in one process (anchoral run --seeds), in the same "
                     "workdirs as without the flag.")
+  flags.DEFINE_string("target", None, "plan: what to compile for: cpu or a TPU topology "
+                      "(v5e:2x4, v4:2x2x1, v6e:2x2, v5p:2x2x1, ...).")
+  flags.DEFINE_bool("search", True, "plan: find each big program's largest batch that fits "
+                    "(two more compiles each, a third to confirm).")
+  flags.DEFINE_bool("all_buckets", True, "plan: the scoring forward at every length bucket "
+                    "(false: at the longest only, the memory bound; fewer compiles).")
   flags.mark_flag_as_required("config")
 
 
@@ -144,6 +155,14 @@ def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
   config = FLAGS.config
   if command == "config":  # what a run would use, overrides applied; runs nothing
     print(config.to_json_best_effort(indent=2, sort_keys=True))
+    return
+  if command == "plan":  # compiles for the target, runs nothing (anchoral_jax/accel/plan.py)
+    from anchoral_jax.accel import plan, targets
+
+    if not FLAGS.target:
+      raise targets.TargetError(f"--target is required. {targets.known_message()}")
+    plan.main(config, FLAGS.target, FLAGS["config"].config_filename,
+              FLAGS["config"].override_values, FLAGS.search, FLAGS.all_buckets)
     return
   if command in ("run", "embed", "index"):
     from anchoral_jax import parallel
@@ -470,6 +489,36 @@ def _exit_on_broken_pipe() -> None:
   sys.exit(128 + signal.SIGPIPE)
 
 
+def accelerator_visible() -> bool:
+  """A TPU (PCI vendor 0x1ae0), NVIDIA, ROCm or other accel device is attached."""
+  import glob
+  import os
+
+  for vendor in glob.glob("/sys/bus/pci/devices/*/vendor"):
+    try:
+      with open(vendor) as f:
+        if f.read().strip() == "0x1ae0":  # Google: a TPU chip
+          return True
+    except OSError:
+      continue
+  return bool(glob.glob("/dev/nvidia*") or glob.glob("/dev/accel*") or os.path.exists("/dev/kfd"))
+
+
+def _cpu_only_platform() -> None:
+  """JAX_PLATFORMS=cpu where the CPU is the only backend there can be, if libtpu is installed
+  (the test extra brings it, for `anchoral plan`): JAX would otherwise load libtpu at start-up,
+  find no chip, and print five lines of libtpu errors (and spend 0.2 s) on every command.
+  Only when JAX_PLATFORMS is unset and no accelerator is attached, so a machine with one is
+  never changed (subprocesses such as a sweep's runs inherit the setting)."""
+  import importlib.util
+  import os
+
+  if ("JAX_PLATFORMS" in os.environ or importlib.util.find_spec("libtpu") is None
+      or accelerator_visible()):
+    return
+  os.environ["JAX_PLATFORMS"] = "cpu"
+
+
 def main(argv: list[str] | None = None) -> None:
   argv = list(sys.argv if argv is None else argv)
   _quiet_imports()
@@ -481,6 +530,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str]) -> None:
+  _cpu_only_platform()
   if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
     print(USAGE)
     return

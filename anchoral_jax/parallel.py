@@ -36,9 +36,15 @@ def num_devices() -> int:
   return jax.device_count()
 
 
-def round_batch(batch_size: int) -> int:
+# The run's shardings (`anchoral plan` compiles with the same ones on a target's mesh): batches
+# split along their leading axis, parameters and optimiser state replicated.
+BATCH = PartitionSpec("data")
+REPLICATED = PartitionSpec()
+
+
+def round_batch(batch_size: int, devices: int | None = None) -> int:
   """Rounds a batch size up to a multiple of the device count (each device gets equal rows)."""
-  n = num_devices()
+  n = num_devices() if devices is None else devices
   return -(-batch_size // n) * n
 
 
@@ -46,7 +52,7 @@ def shard_batch(arrays):
   """Places host arrays with the batch axis split over the mesh (identity on one device)."""
   if num_devices() == 1:
     return arrays
-  sharding = NamedSharding(mesh(), PartitionSpec("data"))
+  sharding = NamedSharding(mesh(), BATCH)
   return jax.tree.map(lambda a: jax.device_put(np.asarray(a), sharding), arrays)
 
 
@@ -54,7 +60,7 @@ def replicate(tree):
   """Replicates a pytree (params, optimiser state) on every device (identity on one device)."""
   if num_devices() == 1:
     return tree
-  return jax.device_put(tree, NamedSharding(mesh(), PartitionSpec()))
+  return jax.device_put(tree, NamedSharding(mesh(), REPLICATED))
 
 
 # "1": always start jax.distributed (launch/multihost.sh.tmpl: one run over all hosts), with no

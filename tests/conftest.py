@@ -38,7 +38,7 @@ def cache_dir(tmp_path_factory):
 # alone with a long file at the end; the others keep their order. test_slurm.py goes first: its
 # Slurm tasks run beside the worker (whose own process mostly waits), for minutes of wall time.
 _XDIST_UNITS = {"test_report.py": "test_sweep.py"}
-_XDIST_FIRST = ("test_slurm.py", "test_parallel.py", "test_regimes.py", "test_loop.py", "test_seeds.py",
+_XDIST_FIRST = ("test_plan.py", "test_slurm.py", "test_parallel.py", "test_regimes.py", "test_loop.py", "test_seeds.py",
                 "test_sweep.py", "test_multihost.py", "test_train.py", "test_other_models.py",
                 "test_model.py", "test_prepare.py")
 

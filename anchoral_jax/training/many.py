@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from anchoral_jax import parallel
 from anchoral_jax.data.tokenize import DEFAULT_BUCKETS, TokenizedTexts
@@ -54,14 +55,15 @@ def _keep_better(better_S, params_S: Params, best_S: Params) -> Params:
 
 
 
+SEED_BATCH = PartitionSpec(None, "data")  # [S, B, ...]: the batch axis split, as BATCH
+
+
 def _shard_seed_batch(arrays):
   """Places [S, B, ...] host arrays with the batch axis (1) split over the mesh (identity on one
   device), as `parallel.shard_batch` does for one run's [B, ...] batch."""
   if parallel.num_devices() == 1:
     return arrays
-  from jax.sharding import NamedSharding, PartitionSpec
-
-  sharding = NamedSharding(parallel.mesh(), PartitionSpec(None, "data"))
+  sharding = NamedSharding(parallel.mesh(), SEED_BATCH)
   return jax.tree.map(lambda a: jax.device_put(np.asarray(a), sharding), arrays)
 
 

@@ -28,11 +28,12 @@ EVAL_BATCH = {"cpu": 32}
 EVAL_BATCH_OTHER = 256
 
 
-def eval_batch_size(requested: int = 0) -> int:
-  """`requested` rows, or with 0 the default batch of the backend in use (EVAL_BATCH)."""
+def eval_batch_size(requested: int = 0, platform: str | None = None) -> int:
+  """`requested` rows, or with 0 the default batch of `platform` (default: the backend in use;
+  EVAL_BATCH)."""
   if requested > 0:
     return requested
-  return EVAL_BATCH.get(jax.default_backend(), EVAL_BATCH_OTHER)
+  return EVAL_BATCH.get(platform or jax.default_backend(), EVAL_BATCH_OTHER)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "keys"))

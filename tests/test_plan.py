@@ -1,0 +1,187 @@
+"""`anchoral plan` and the hot programs compiled for TPUs without a TPU (issue 22).
+
+Every program here is the run's own jitted function, lowered with ShapeDtypeStruct arguments
+carrying the run's shardings on a TPU topology's abstract devices (libtpu, from the test extra),
+and compiled: a program that stops compiling for TPU, outgrows a v5e chip's 16 GiB or gains a
+host callback fails here. Compiles are expensive (bert-base: about a minute of one core), so
+each is done once per session (module fixtures) and shared by the tests that read it.
+
+CI sets ANCHORAL_REQUIRE_TPU_AOT=1 (.ci/run): there a missing libtpu fails these tests instead
+of skipping them.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from anchoral_jax import cli
+from anchoral_jax.accel import plan, targets
+from anchoral_jax.sweep.runs import load_module
+
+ROOT = Path(__file__).resolve().parents[1]
+HAVE_LIBTPU = importlib.util.find_spec("libtpu") is not None
+REQUIRED = os.environ.get("ANCHORAL_REQUIRE_TPU_AOT", "") == "1"
+needs_tpu = pytest.mark.skipif(not (HAVE_LIBTPU or REQUIRED),
+                               reason=f"libtpu not installed ({targets.TPU_INSTALL})")
+V5E_CHIP = 16 * targets.GIB
+SEEDS = 8  # the paper's seeds per table cell (configs/main.py): fit_many's S
+
+
+def _config(spec: str):
+  path, _, arg = spec.partition(":")
+  return load_module(ROOT / path).get_config(arg or None)
+
+
+def _shapes(c, target: str) -> plan.Shapes:
+  t = targets.get(target)
+  num_classes = plan.task_shape(c)[0]
+  return plan.make_shapes(c, t.devices(), num_classes)[0]
+
+
+def _compile(program: plan.Program) -> plan.Compiled:
+  result = plan.compile_program(program, program.batch)
+  assert result.ok, f"{program.title(program.batch)} did not compile for TPU: {result.error}"
+  assert not result.host_callbacks, (program.title(program.batch), result.host_callbacks)
+  return result
+
+
+@pytest.fixture(scope="module")
+def paper_one_chip():
+  """The paper's configuration (configs/main.py: bert-base, float32, 512 tokens, batch 32; the
+  TPU eval batch 256) on ONE v5e chip: the train step and the scoring forward."""
+  c = _config("configs/main.py")
+  assert (c.model.name, c.data.max_length, c.train.batch_size) == ("bert-base-uncased", 512, 32)
+  sh = _shapes(c, "v5e:1x1")
+  return {"train": _compile(plan.train_step_program(sh, 512)),
+          "score": _compile(plan.score_program(sh, 512, ("logits", "pooled"), 256))}
+
+
+@pytest.fixture(scope="module", params=["v5e:2x2", "v4:2x2x1"])
+def minilm(request):
+  """MiniLM (configs/default.py, the packaged all-MiniLM-L6-v2) on a 4-chip slice: every hot
+  program of a round, fit_many at the paper's 8 seeds."""
+  c = _config("configs/default.py")
+  sh = _shapes(c, request.param)
+  length = c.data.max_length
+  programs = [plan.train_step_program(sh, length), plan.fit_many_program(sh, length, SEEDS),
+              *(plan.score_program(sh, length, keys, 256)
+                for keys in (("logits",), ("logits", "pooled"), ("cls",))),
+              plan.fit_head_program(sh, c.al.budget, (1,))]
+  return request.param, {p.kind: (p, _compile(p)) for p in programs}
+
+
+@needs_tpu
+def test_paper_config_fits_one_v5e_chip(paper_one_chip):
+  train, score = paper_one_chip["train"], paper_one_chip["score"]
+  for r in (train, score):
+    assert 0 < r.peak <= V5E_CHIP
+  # Arguments hold the float32 params and AdamW's two moments: 3 x 109.5M x 4 bytes at least.
+  assert train.argument >= 3 * 109e6 * 4
+  # Forward + backward of bert-base on 32 x 512 tokens: about 6 x 85M (non-embedding) params x
+  # 16,384 tokens = 8.4 TFLOP, plus attention; the cost model must be in that range.
+  assert 7e12 < train.flops < 14e12
+  assert score.flops < train.flops / 2  # a forward at 8x the rows costs < 3x less than training
+
+
+@needs_tpu
+def test_minilm_programs_compile_and_fit(minilm):
+  target, compiled = minilm
+  assert set(compiled) == {"train step", "fit_many step", "score logits", "score logits+pooled",
+                           "score cls", "head-regime fit"}
+  for kind, (_, r) in compiled.items():
+    assert 0 < r.peak <= V5E_CHIP, (target, kind, r.peak)
+    assert r.flops > 0, (target, kind)
+  one, many = compiled["train step"][1], compiled["fit_many step"][1]
+  # 8 seeds in one program: 8 copies of params and optimiser state, 8x the FLOPs of a step.
+  assert many.argument >= 7.5 * one.argument
+  assert 7 < many.flops / one.flops < 9
+
+
+@needs_tpu
+def test_plan_table(minilm):
+  """The report names every program with its memory and roofline numbers."""
+  target, compiled = minilm
+  t = targets.get(target)
+  rows = [plan.Row(p, r, None, "per round") for p, r in compiled.values()]
+  text = plan.format_plan(plan.Plan(t, "configs/default.py", "test", rows, []))
+  for p, r in compiled.values():
+    assert p.title(r.batch) in text
+  assert "FAILED" not in text and "HOST CALLBACK" not in text
+  rl = plan.roofline(t, compiled["train step"][1])
+  assert rl is not None and rl[0] > 0 and 0 < rl[1] <= 1
+
+
+@needs_tpu
+def test_host_callback_is_caught():
+  """The check the fixtures rely on finds a host callback in a TPU program."""
+  sh = jax.sharding.NamedSharding(
+      jax.sharding.Mesh(np.asarray(targets.get("v5e:2x2").devices()), ("data",)),
+      jax.sharding.PartitionSpec("data"))
+
+  def f(x):
+    jax.debug.callback(lambda v: None, x.sum())
+    return x * 2
+
+  program = plan.Program("f", lambda b: f"f (B={b})",
+                         lambda b: jax.jit(f).lower(
+                             jax.ShapeDtypeStruct((b, 8), jnp.float32, sharding=sh)), 8, 4)
+  r = plan.compile_program(program, 8)
+  assert r.ok and r.host_callbacks
+
+
+def test_largest_batch_is_linear_and_confirmed():
+  """The batch search on the CPU target: two compiles give the line, a third confirms, and
+  the batch found is the largest (one 10% larger does not fit)."""
+  w = jax.ShapeDtypeStruct((256, 256), jnp.float32)
+  program = plan.Program("m", lambda b: f"m (B={b})", lambda b: jax.jit(
+      lambda x, w: jnp.tanh(x @ w) @ w).lower(jax.ShapeDtypeStruct((b, 256), jnp.float32), w),
+      64, 8)
+  first = plan.compile_program(program, 64)
+  memory = 16 * 2**20  # a 16 MiB "chip": ~3 KiB per row -> B ~ 5k
+  mb = plan.largest_batch(program, first, memory)
+  assert mb.confirmed == mb.estimate > 64 and mb.confirmed % 8 == 0, mb
+  assert plan.compile_program(program, mb.confirmed).peak <= memory
+  assert plan.compile_program(program, int(mb.confirmed * 1.1)).peak > memory
+
+
+def _cli(*args, env_extra=None):
+  env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+  env.update({"PYTHONPATH": str(ROOT), **(env_extra or {})})
+  return subprocess.run([sys.executable, "-m", "anchoral_jax.cli", *args], env=env, cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_cli_unknown_target_exits_2_with_the_list():
+  p = _cli("plan", "--config", "configs/main.py:runlocal", "--target", "v9:2x2")
+  assert p.returncode == 2, p.stderr
+  assert "Unknown target 'v9:2x2'" in p.stderr
+  for name in ("cpu", "v5e:2x4", "v4:2x2x1"):
+    assert name in p.stderr
+
+
+def test_cli_missing_libtpu_exits_2_with_the_install_line(tmp_path):
+  """A libtpu that cannot be imported (a stub shadowing it) -> exit 2 naming the one line."""
+  (tmp_path / "libtpu").mkdir()
+  (tmp_path / "libtpu" / "__init__.py").write_text("raise ImportError('stub: no libtpu')\n")
+  p = _cli("plan", "--config", "configs/main.py:runlocal", "--target", "v5e:2x4",
+           env_extra={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
+  assert p.returncode == 2, p.stderr
+  assert targets.TPU_INSTALL in p.stderr
+
+
+@pytest.mark.skipif(not HAVE_LIBTPU or cli.accelerator_visible(),
+                    reason="needs libtpu installed and no accelerator attached")
+def test_cli_on_a_cpu_machine_does_not_load_libtpu():
+  """With libtpu installed and no accelerator, a command without JAX_PLATFORMS stays on the CPU
+  without libtpu's start-up errors (cli._cpu_only_platform)."""
+  p = _cli("env")
+  assert p.returncode == 0, p.stderr
+  assert "jax backend: cpu" in p.stdout
+  assert "TPU" not in p.stderr and "libtpu" not in p.stderr, p.stderr
