@@ -87,7 +87,9 @@ def test_paper_config_fits_one_v5e_chip(paper_one_chip):
   # Forward + backward of bert-base on 32 x 512 tokens: about 6 x 85M (non-embedding) params x
   # 16,384 tokens = 8.4 TFLOP, plus attention; the cost model must be in that range.
   assert 7e12 < train.flops < 14e12
-  assert score.flops < train.flops / 2  # a forward at 8x the rows costs < 3x less than training
+  # Scoring 256 rows forward vs training 32 rows (forward + backward ~ 3 forwards): 256/32/3 =
+  # 2.7x the FLOPs (measured 2.49x on 2026-12-05: 23.9 vs 9.6 TFLOP).
+  assert 2 < score.flops / train.flops < 3
 
 
 @needs_tpu
