@@ -36,7 +36,7 @@ def test_sigint_during_compile_exits_130_and_the_rerun_finishes(tmp_path):
     # train step (seconds on a CPU, the only compile of this size in the run).
     for line in proc.stdout:
       seen.append(line)
-      if "loop.py" in line and " pool " in line:
+      if ": pool " in line and "; test " in line:  # "<task>: pool N (...); test M (...)"
         break
     else:
       raise AssertionError("the run ended before its set-up line:\n" + "".join(seen))
