@@ -44,7 +44,6 @@ COMMANDS = ("run", "embed", "index", "sweep", "report", "config", "env", "label"
 USAGE = __doc__
 
 
-CONFIG_COMMANDS = ("run", "embed", "index", "sweep", "config", "plan")  # the ones taking --config
 HELP_FLAGS = ("-h", "--help", "-?", "--helpshort")  # --helpfull stays absl's (every flag)
 # The flags each command reads (the rest are defined for all, to keep one flag set).
 COMMAND_FLAGS = {"run": ("config", "workdir", "seeds"), "embed": ("config",), "index": ("config",),
