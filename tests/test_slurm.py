@@ -119,6 +119,7 @@ def scenario(cluster, tmp_path_factory, cache_dir):
          "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
   ref, ref_g, s1, s2, s3 = (root / n for n in ("local", "local_g", "s1", "s2", "s3"))
   seen: dict = {"s1_max_running": 0}
+  stopped_again = None  # the resubmitted run, paused until its task has had USR1
   local = subprocess.Popen([sys.executable, "-m", "anchoral_jax.cli",
                             *_sweep_args(SWEEP, ref, cache_dir, "--parallel", "2")],
                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -209,13 +210,30 @@ def scenario(cluster, tmp_path_factory, cache_dir):
     seen["s1_again"] = _anchoral(env, *s1_args).stdout
     seen["s1_again_script"] = (s1 / "_sweep" / "main.sbatch").read_text()
     (again,) = _submitted(sc.sh(env, "sbatch", "--time=5", str(s1 / "_sweep" / "main.sbatch")))
-    sc.wait_for(lambda: not sc.tasks(env, [again]), 300, "the resubmitted run")
+    # Slurm sends the signal at its next look (up to ~30 s in): the resumed run, a few rounds,
+    # may be done before. Pause it (SIGSTOP) until the task has logged its USR1 decision.
+    def said() -> bool:
+      return "USR1: not requeueing" in (cancelled / "run.log").read_text().split("===")[-1]
+
+    end = time.monotonic() + 300
+    while sc.tasks(env, [again]) and time.monotonic() < end:
+      if stopped_again is None and not said():
+        stopped_again = _run_pid(cancelled)
+        if stopped_again:
+          os.kill(stopped_again, signal.SIGSTOP)
+      if stopped_again and said():
+        os.kill(stopped_again, signal.SIGCONT)
+        stopped_again = 0
+      time.sleep(0.2)
+    assert not sc.tasks(env, [again]), "the resubmitted run did not end within 300 s"
     seen["again_restarts"] = sc.job_field(env, again, "Restarts")
     seen["again_state"] = sc.job_field(env, again, "JobState")
     seen.update(ref=ref, ref_g=ref_g, s1=s1, s2=s2, s3=s3, runs_obj=runs, s2_run=s2_run,
                 s3_jobs=s3_jobs)
     return seen
   finally:
+    if stopped_again:
+      os.kill(stopped_again, signal.SIGCONT)
     for proc in (local, local_g):
       if proc.poll() is None:
         proc.kill()
