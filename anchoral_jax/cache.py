@@ -9,11 +9,15 @@ where a file lives and what it holds:
   embeddings/<key>.npz   its manifest: `uid_N` (the pool uids, `task.train` order) and `source`
       ('encoder' or 'import:<path>'); written last, so its presence means the matrix is whole.
   embeddings/<key>.parts/<start>-<stop>.npy   the chunks of an embedding in progress (resume).
+  features/<hash>-<fingerprint>-<split>-L<max_length>/<output>.npy (+ DONE)   the frozen
+      encoder's outputs (train.trainable="head"); <hash> names the encoder, pooling, dtype, width.
   index/<key>-M<connectivity>[-ef<expansion_add>][-<dtype>].usearch (+ `.meta.json`)   the
       usearch HNSW over pool rows and its settings (ef_construction and storage in the name
       when not 200 / f32); `<path>.partial` (+ `.json`) a resumable build in progress.
 
-<key> = <model slug>-L<max_length>-<task fingerprint>. Every file is written under a temporary
+<key> = <model slug>-L<max_length>-<task fingerprint>. `shared_files` lists what one run
+uses; the sweep schedules its runs by it (one builds a cache, the runs that share it wait).
+Every file is written under a temporary
 name and published by os.replace, so readers see the old file or the new one, never half.
 Shared builds run under `build_lock`: one process builds, the others wait and load its file.
 An unreadable file raises CorruptCacheError naming it and the fix (delete it, run again),
@@ -230,21 +234,38 @@ def load_part(path: Path, **kw) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# The frozen encoder's outputs (train.trainable="head"; written by training/head.py).
+# ---------------------------------------------------------------------------------------------
+
+def feature_dir(cache_dir: str | os.PathLike, encoder_id: str, pooling: str, dtype: str,
+                hidden_size: int, fingerprint: str, split: str, max_length: int) -> Path:
+  """One split's cached encoder outputs: named by the encoder (`encoder_id`: its resolved
+  directory, or "random:<preset>:<seed>"), its pooling, dtype and width, and the text."""
+  ident = json.dumps([encoder_id, pooling, dtype, hidden_size])
+  key = f"{hashlib.sha256(ident.encode()).hexdigest()[:10]}-{fingerprint}-{split}-L{max_length}"
+  return Path(cache_dir).expanduser() / "features" / key
+
+
+# ---------------------------------------------------------------------------------------------
 # Index.
 # ---------------------------------------------------------------------------------------------
 
-def index_path(config: ml_collections.ConfigDict, task) -> Path:
-  """`index.path` when set, else the cache path keyed by embeddings and the graph's settings.
+# The index settings of the files named before ef_construction and storage were part of the
+# name: a file with these settings keeps its unsuffixed name (not the config's defaults, which
+# are config.py's: storage f16 since issue 15, so a default build carries "-f16").
+UNSUFFIXED_INDEX = {"expansion_add": 200, "dtype": "f32"}
 
-  M always; ef_construction and the storage only when they differ from 200 and f32, so the
-  files built before those were part of the name keep it."""
+
+def index_path(config: ml_collections.ConfigDict, task) -> Path:
+  """`index.path` when set, else the cache path keyed by embeddings and the graph's settings:
+  M always; ef_construction and the storage unless they are `UNSUFFIXED_INDEX`'s."""
   if config.index.path:
     return Path(os.path.expanduser(config.index.path))
   c = config.index
   name = f"{config_key(config, task)}-M{c.connectivity}"
-  if c.expansion_add != 200:
+  if c.expansion_add != UNSUFFIXED_INDEX["expansion_add"]:
     name += f"-ef{c.expansion_add}"
-  if c.get("dtype", "f32") != "f32":
+  if c.get("dtype", UNSUFFIXED_INDEX["dtype"]) != UNSUFFIXED_INDEX["dtype"]:  # older configs: f32
     name += f"-{c.dtype}"
   return root(config) / "index" / f"{name}.usearch"
 
@@ -376,3 +397,27 @@ def load_or_build_index(path: Path, load: Callable[[Path], T],
         discard_partial_index(partial_path(path))
         path.unlink(missing_ok=True)
     return build(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# What one run shares with others.
+# ---------------------------------------------------------------------------------------------
+
+def shared_files(config: ml_collections.ConfigDict, task, tokenizer_dir: Path, encoder_id: str,
+                 model_cfg, retrieval: bool) -> set[Path]:
+  """Every shared cache file (or folder) a run of `config` on `task` reads or builds: the pool's
+  and test split's tokens; the frozen encoder's outputs (train.trainable="head"); for a retrieval
+  filter (`retrieval`) the pool embeddings and the index. The run writes exactly these paths
+  (the functions above); `anchoral sweep` lets one run build each and the others wait."""
+  c, cache_dir = config, root(config)
+  files = {token_path(cache_dir, tokenizer_dir, task.fingerprint(split), split, c.data.max_length)
+           for split in ("train", "test")}
+  if c.train.trainable == "head":
+    m = model_cfg
+    files |= {feature_dir(cache_dir, encoder_id, m.pooling, m.dtype, m.hidden_size,
+                          task.fingerprint(split), name, c.data.max_length)
+              for name, split in (("pool", "train"), ("test", "test"))}
+  if retrieval:
+    files |= {embedding_paths(embed_dir(config), config_key(config, task))[0],
+              index_path(config, task)}
+  return files

@@ -170,6 +170,9 @@ def test_cache_keys_and_paths_are_stable(tmp_path):
   tok = cache.token_path(tmp_path, model_dir, "fp", "test", 16)
   digest = hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:8]
   assert tok == tmp_path / "tokens" / f"{digest}-fp-test-L16.npz"
+  ident = hashlib.sha256(b'["random:tiny:0", "mean", "float32", 32]').hexdigest()[:10]
+  assert cache.feature_dir(tmp_path, "random:tiny:0", "mean", "float32", 32, "fp", "pool", 16) == (
+      tmp_path / "features" / f"{ident}-fp-pool-L16")
 
 
 def test_legacy_npz_cache_is_converted_to_mmap(tmp_path):

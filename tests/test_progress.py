@@ -47,7 +47,7 @@ def test_fit_logs_one_line_per_epoch(setting, caplog):
 
 def test_head_regime_logs_one_line_per_round(setting, caplog, tmp_path):
   tok, labels, cfg, params = setting
-  feats = regimes_head.encoder_features(params, cfg, tok, tmp_path, "k", 48)
+  feats = regimes_head.encoder_features(params, cfg, tok, tmp_path / "k", 48)
   tc = train.TrainConfig(learning_rate=5e-3, batch_size=16, epochs=3, min_steps=0, patience=10,
                          trainable="head")
   head = regimes_head.HeadRegime(cfg, tc, {"pool": feats, "test": feats}, 2, (1,), data_seed=5,

@@ -33,7 +33,7 @@ def setting(tmp_path_factory):
                             attention_probs_dropout_prob=0.0)
   params = bert.init_params(cfg, jax.random.key(1))
   cache = tmp_path_factory.mktemp("features")
-  feats = regimes_head.encoder_features(params, cfg, tok, cache, "k", 64)
+  feats = regimes_head.encoder_features(params, cfg, tok, cache / "k", 64)
   return tok, labels, cfg, params, {"pool": feats, "test": feats}
 
 

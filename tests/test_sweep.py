@@ -334,20 +334,34 @@ def test_local_sweep_end_to_end_then_skips_and_resumes(tmp_path_factory, cache_d
   assert (target / "metrics.jsonl").read_text().count('"step"') == metrics.count('"step"')
 
 
-def test_cache_keys_separate_runs_that_build_different_indexes():
-  """Runs wait for each other only when they would build the same cache."""
-  from anchoral_jax import config as config_lib
+def test_cache_keys_are_the_files_a_run_builds_and_move_with_them(tmp_path):
+  """The sweep's cache keys come from the run's own key functions (`cache.shared_files`): a
+  set-up builds exactly the keyed files, and a changed setting moves the key and the file."""
+  from conftest import tiny_config
 
-  def keys(**index):
-    c = config_lib.base()
-    c.al.filter = "anchoral"
-    for k, v in index.items():
-      c.index[k] = v
-    return sweep_local.cache_keys(c)
+  from anchoral_jax.al.state import Setup
 
-  base = keys()
-  assert len(base) == 2  # tokens + embeddings/index
-  assert keys(connectivity=16) & base == {k for k in base if k.startswith('["tokens"')}
-  assert keys(import_path="/data/mpnet.parquet") != base
-  assert keys(embed_max_length=128) != base
-  assert keys(ef_search=200) == base  # query-time only: same index
+  def built() -> set[str]:
+    kinds = {"tokens": "*.npz", "features": "*", "embeddings": "*.npy", "index": "*.usearch"}
+    return {str(p) for d, pattern in kinds.items() for p in (tmp_path / d).glob(pattern)
+            if not p.name.endswith(".lock")}
+
+  def config(**overrides):  # frozen-encoder regime + AnchorAL: every kind of shared cache
+    return tiny_config(tmp_path, 300, 60, **{"train.trainable": "head", "al.filter": "anchoral",
+                                              "al.subpool_size": 100, **overrides})
+
+  base = sweep_local.cache_keys(config())
+  assert len(base) == 6  # tokens x 2 splits, features x 2 splits, embeddings, index
+  Setup(config())
+  assert built() == base
+  for change, moved in [({"index.connectivity": 8}, {"index"}),
+                        ({"model.pooling": "mean"}, {"features"}),
+                        ({"index.ef_search": 200}, set())]:  # query-time only: same index
+    keys = sweep_local.cache_keys(config(**change))
+    assert {Path(k).parent.name for k in keys - base} == moved, change
+    before = built()
+    Setup(config(**change))
+    assert built() - before == keys - base, change
+  # Two runs importing different embedding files would write the same cache entry: the sweep
+  # lets one build it (the old config-level keys told them apart, and both wrote it at once).
+  assert sweep_local.cache_keys(config(**{"index.import_path": "/data/e.parquet"})) == base

@@ -12,7 +12,6 @@ Shape letters: N pool rows, E embedding size.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from anchoral_jax import models
+from anchoral_jax import cache, models
 from anchoral_jax.al import filters
 from anchoral_jax.al.stopping import StopState
 from anchoral_jax.cache import cached_tokens
@@ -35,6 +34,38 @@ from anchoral_jax.training import regimes
 # ---------------------------------------------------------------------------------------------
 # Set-up: task, tokens, model, embeddings, index.
 # ---------------------------------------------------------------------------------------------
+
+def encoder_id(c: ml_collections.ConfigDict) -> str:
+  """Names the encoder in the frozen-encoder cache key: its resolved checkpoint directory, or
+  the random preset and its seed."""
+  if c.model.pretrained:
+    return str(models.resolve_model_dir(c.model.name).resolve())
+  return f"random:{c.model.name}:{c.model.seed}"
+
+
+def uses_index(c: ml_collections.ConfigDict, pool_size: int) -> bool:
+  """Whether the run embeds its pool and builds the index: a retrieval filter, except AnchorAL
+  on a pool that cannot exceed its cap (build_subpool hands the whole unlabelled pool over; a
+  warning says so)."""
+  never_filters = pool_size - c.al.initial_size <= c.al.subpool_size
+  return filters.needs_index(c.al.filter) and not (c.al.filter == "anchoral" and never_filters)
+
+
+def shared_files(c: ml_collections.ConfigDict, task: TextTask | None = None) -> set[Path]:
+  """The shared cache files a run of `c` reads or builds (`cache.shared_files`), without
+  building any: loads the task (unless given), resolves the tokenizer, reads the model config."""
+  task = task or load_task(c.data.name, **c.data.kwargs.to_dict())
+  model_cfg = None
+  if c.train.trainable == "head":
+    model_cfg = (models.load_config(c.model.name, task.num_classes, c.model.dtype,
+                                    c.model.pooling) if c.model.pretrained
+                 else models.preset(c.model.name, task.num_classes, c.model.dtype,
+                                    c.model.pooling))
+  tokenizer_dir = resolve_tokenizer_dir(c.model.tokenizer or c.model.name, cache.root(c))
+  pool_size = len(task.train) - max(c.data.val_size, 0)
+  return cache.shared_files(c, task, tokenizer_dir, encoder_id(c), model_cfg,
+                            uses_index(c, pool_size))
+
 
 class Setup:
   """Everything a run needs that does not change across rounds."""
@@ -68,12 +99,12 @@ class Setup:
           f"{per_minority} initial examples > al.initial_size ({c.al.initial_size}). Lower "
           "al.initial_per_minority or raise al.initial_size.")
 
-    cache = Path(os.path.expanduser(c.data.cache_dir))
-    model_dir = resolve_tokenizer_dir(c.model.tokenizer or c.model.name, cache)
+    cache_dir = cache.root(c)
+    model_dir = resolve_tokenizer_dir(c.model.tokenizer or c.model.name, cache_dir)
     tokenizer = load_tokenizer(model_dir)
-    self.pool_tok = cached_tokens(cache, model_dir, task.fingerprint("train"), "train",
+    self.pool_tok = cached_tokens(cache_dir, model_dir, task.fingerprint("train"), "train",
                                   task.train.text, tokenizer, c.data.max_length)
-    self.test_tok = cached_tokens(cache, model_dir, task.fingerprint("test"), "test",
+    self.test_tok = cached_tokens(cache_dir, model_dir, task.fingerprint("test"), "test",
                                   task.test.text, tokenizer, c.data.max_length)
 
     key = jax.random.key(c.model.seed)
@@ -81,11 +112,9 @@ class Setup:
     if c.model.pretrained:
       self.cfg, self.init_params = models.load_pretrained(
           c.model.name, task.num_classes, init_key, dtype=c.model.dtype, pooling=c.model.pooling)
-      encoder_id = str(models.resolve_model_dir(c.model.name).resolve())
     else:
       self.cfg = models.preset(c.model.name, task.num_classes, c.model.dtype, c.model.pooling)
       self.init_params = models.init_params(self.cfg, init_key)
-      encoder_id = f"random:{c.model.name}:{c.model.seed}"
     top = max((int(t.flat_ids_T.max()) for t in (self.pool_tok, self.test_tok)
                if len(t.flat_ids_T)), default=0)
     if top >= self.cfg.vocab_size:  # an out-of-range id embeds as NaN, silently
@@ -94,14 +123,12 @@ class Setup:
           f"({c.model.name}) has vocab_size {self.cfg.vocab_size}: they do not belong together. "
           "Set model.tokenizer to the model's own tokenizer.")
     self.regime = regimes.make(c, task, self.cfg, self.init_params, self.dropout_key,
-                               {"pool": self.pool_tok, "test": self.test_tok}, cache, encoder_id)
+                               {"pool": self.pool_tok, "test": self.test_tok}, cache_dir,
+                               encoder_id(c))
 
     self.emb_NxE = None
     self.index = None
-    # AnchorAL never filters a pool that cannot exceed its cap (build_subpool hands the whole
-    # unlabelled pool over): no embeddings or index to build then (a warning says so).
-    never_filters = len(pool_rows) - c.al.initial_size <= c.al.subpool_size
-    if c.al.filter == "seals" or (c.al.filter == "anchoral" and not never_filters):
+    if uses_index(c, len(pool_rows)):
       from anchoral_jax.retrieval import prepare
 
       self.emb_NxE = prepare.embeddings(c, task, encoder_mean=self._shared_mean(c, model_dir))

@@ -53,7 +53,14 @@ class TextTask:
 
   def fingerprint(self, split: str = "train") -> str:
     """Content hash of one split's texts and uids (default the pool): keys the token,
-    embedding and index caches, so two tasks share a cache only when that split is equal."""
+    embedding and index caches, so two tasks share a cache only when that split is equal.
+    Computed once per split (a 1.2M pool takes a second to hash; a run asks several times)."""
+    memo = self.__dict__.setdefault("_fingerprints", {})  # not a field: equality ignores it
+    if split not in memo:
+      memo[split] = self._hash(split)
+    return memo[split]
+
+  def _hash(self, split: str) -> str:
     part = getattr(self, split)
     h = hashlib.sha256()
     h.update(self.name.encode())

@@ -1,6 +1,6 @@
 """`anchoral label`'s classifier: a linear head on the frozen encoder's features.
 
-Trained by `regimes.HeadRegime` (the simulation's frozen-encoder regime, SPEC.md §5 "Here")
+Trained by `training.head.HeadRegime` (the simulation's frozen-encoder regime, SPEC.md §5 "Here")
 on the cached sentence embeddings, from the same initial head every step; `export` writes it
 with the human labels and its predictions over the pool, `apply` scores a new file with it.
 
@@ -52,7 +52,7 @@ HEAD_DROPOUT = 0.1
 
 @dataclasses.dataclass(frozen=True)
 class HeadConfig:
-  """The model config `regimes.HeadRegime` gets: with the encoder frozen and its features
+  """The model config `training.head.HeadRegime` gets: with the encoder frozen and its features
   cached, all it reads is the head's dropout (`models.head_dropout`: a family's
   `head_dropout_prob`, else its `hidden_dropout_prob`, BERT's name used here), so no encoder
   config is needed (hashable: part of the regime's static settings)."""
@@ -61,7 +61,7 @@ class HeadConfig:
 
 
 def head_regime(emb_NxE: np.ndarray, num_classes: int, minority: tuple[int, ...], seed: int):
-  """`regimes.HeadRegime` over the cached embeddings (every feature key is the embedding)."""
+  """`training.head.HeadRegime` over the cached embeddings (every feature key is the embedding)."""
   import jax
 
   from anchoral_jax.training.head import HeadRegime

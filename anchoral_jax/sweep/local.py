@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import functools
 import json
 import os
 import shlex
@@ -25,7 +26,6 @@ from typing import Any
 
 import ml_collections
 
-from anchoral_jax.al import filters
 from anchoral_jax.config import num_query_rounds
 from anchoral_jax.sweep.runs import Run, build_config
 from anchoral_jax.sweep.seeds import Job, members
@@ -127,22 +127,21 @@ def child_env(parallel: int) -> dict[str, str]:
   return env
 
 
+@functools.cache
+def _task(name: str, kwargs: str):
+  """One load per dataset and its arguments, however many runs of the sweep use it."""
+  from anchoral_jax.data import load_task
+
+  return load_task(name, **json.loads(kwargs))
+
+
 def cache_keys(config: ml_collections.ConfigDict) -> set[str]:
-  """The shared per-dataset caches a run reads or builds: tokens, the frozen encoder's outputs
-  (train.trainable="head"), and for the retrieval filters the pool embeddings + index."""
-  c = config
-  data = [c.data.cache_dir, c.data.name, c.data.kwargs.to_dict()]
-  keys = {json.dumps(["tokens", *data, c.data.max_length, c.model.tokenizer or c.model.name],
-                     default=str)}
-  if c.train.get("trainable", "all") == "head":  # the frozen encoder's cached outputs
-    keys.add(json.dumps(["features", *data, c.data.max_length, c.model.name, c.model.pooling,
-                         c.model.dtype, c.model.pretrained or c.model.seed], default=str))
-  if filters.needs_index(c.al.filter):
-    keys.add(json.dumps(["index", *data, c.index.embed_model, c.index.embed_max_length,
-                         c.index.import_path, c.index.path, c.index.connectivity,
-                         c.index.expansion_add, c.index.dtype],
-                        default=str))
-  return keys
+  """The shared caches a run reads or builds (`al.state.shared_files`, from `cache`'s own
+  key functions: tokens, the frozen encoder's outputs, pool embeddings and index)."""
+  from anchoral_jax.al.state import shared_files  # imports JAX: only where a sweep runs locally
+
+  task = _task(config.data.name, json.dumps(config.data.kwargs.to_dict(), sort_keys=True))
+  return {str(p) for p in shared_files(config, task)}
 
 
 def run_local(runs: Sequence[Job], runs_dir: str | os.PathLike, parallel: int = 1,

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -119,23 +117,14 @@ def fit_head(head: Params, x_PxH, y_P, n, perms_ExQ, epochs, key, xval_VxH, yval
   return best, best_epoch, e, step, losses_E, preds_ExP
 
 
-def feature_cache_key(model_id: str, fingerprint: str, split: str, max_length: int,
-                      cfg: ModelConfig) -> str:
-  """Names one split's cached encoder outputs (the encoder, its pooling and dtype, the text)."""
-  ident = json.dumps([model_id, cfg.pooling, cfg.dtype, cfg.hidden_size], sort_keys=True)
-  return (f"{hashlib.sha256(ident.encode()).hexdigest()[:10]}-{fingerprint}-{split}"
-          f"-L{max_length}")
-
-
-def encoder_features(params: Params, cfg: ModelConfig, tok: TokenizedTexts, cache_dir: Path,
-                     key: str, batch_size: int) -> dict[str, np.ndarray]:
+def encoder_features(params: Params, cfg: ModelConfig, tok: TokenizedTexts, folder: Path,
+                     batch_size: int) -> dict[str, np.ndarray]:
   """The frozen encoder's outputs for every row of `tok` (read-only memmaps), cached.
 
-  One `<key>/` folder with a float32 `<name>.npy` per output; `DONE` is written last, so a
+  One folder (`cache.feature_dir`) with a float32 `<name>.npy` per output; `DONE` is written last, so a
   folder without it (a killed build) is rebuilt. Per-process temporary names: runs of one task
   racing on a cold cache each write whole files, and the last rename wins with equal content.
   """
-  folder = Path(cache_dir) / "features" / key
   if not (folder / "DONE").exists():
     n = len(tok)
     log.info("Encoding %d rows once for the frozen-encoder regime (%s).", n, folder)

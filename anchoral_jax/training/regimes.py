@@ -33,19 +33,13 @@ from typing import Protocol
 import jax
 import numpy as np
 
+from anchoral_jax import cache
 from anchoral_jax.data.tokenize import TokenizedTexts
 from anchoral_jax.models import ModelConfig, Params
-from anchoral_jax.training.head import (
-  HeadRegime,
-  encoder_features,
-  feature_cache_key,
-  fit_head_group,
-)
+from anchoral_jax.training.head import HeadRegime, encoder_features, fit_head_group
 from anchoral_jax.training.many import fit_many
 from anchoral_jax.training.scoring import forward_rows
 from anchoral_jax.training.train import FitResult, TrainConfig, fit
-
-# Re-exported: the frozen-encoder regime lives in `regimes_head`, reached as `regimes.X` too.
 
 
 class Regime(Protocol):
@@ -123,8 +117,8 @@ def make(c, task, cfg: ModelConfig, init_params: Params, dropout_key: jax.Array,
     return FullRegime(tokens=tokens, **shared)
   splits = {"pool": "train", "test": "test"}
   features = {
-      split: encoder_features(init_params, cfg, tok, cache_dir, feature_cache_key(
-          encoder_id, task.fingerprint(splits[split]), split, c.data.max_length, cfg),
-          tc.eval_batch_size)
+      split: encoder_features(init_params, cfg, tok, cache.feature_dir(
+          cache_dir, encoder_id, cfg.pooling, cfg.dtype, cfg.hidden_size,
+          task.fingerprint(splits[split]), split, c.data.max_length), tc.eval_batch_size)
       for split, tok in tokens.items()}
   return HeadRegime(features=features, max_labelled=c.al.budget, **shared)

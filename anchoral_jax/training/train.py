@@ -65,7 +65,7 @@ class TrainConfig:
   patience: int = _DEFAULTS.patience
   model_selection: str = _DEFAULTS.model_selection  # one of MODEL_SELECTIONS
   eval_batch_size: int = _DEFAULTS.eval_batch_size
-  trainable: str = _DEFAULTS.trainable  # one of TRAINABLE ("head": `regimes.HeadRegime`)
+  trainable: str = _DEFAULTS.trainable  # one of TRAINABLE ("head": `training.head.HeadRegime`)
 
   def __post_init__(self):
     if self.trainable not in TRAINABLE:
@@ -87,7 +87,7 @@ def make_optimizer(tc: TrainConfig) -> optax.GradientTransformation:
   if tc.trainable == "all":
     return adamw
   # "head" on the full model: the encoder gets no update (nor weight decay). `fit` with this is
-  # the slow reference `regimes.HeadRegime` (cached encoder outputs) is checked against.
+  # the slow reference `training.head.HeadRegime` (cached encoder outputs) is checked against.
   return optax.multi_transform(
       {"train": adamw, "frozen": optax.set_to_zero()},
       lambda params: {k: jax.tree.map(lambda _, k=k: "train" if k in HEAD else "frozen", v)
