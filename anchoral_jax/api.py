@@ -27,6 +27,12 @@ from typing import Any
 import numpy as np
 
 from anchoral_jax.al import filters, strategies
+from anchoral_jax.config import (
+  PAPER_NUM_ANCHORS,
+  PAPER_NUM_NEIGHBOURS,
+  PAPER_SEED,
+  PAPER_SUBPOOL_SIZE,
+)
 
 
 @dataclasses.dataclass
@@ -72,11 +78,13 @@ class Selector:
   def __init__(self, *, filter: str = "anchoral", strategy: str = "entropy",  # noqa: A002
                embeddings: np.ndarray | None = None, index: filters.SearchIndex | None = None,
                pool_size: int | None = None, minority: tuple[int, ...] = (),
-               subpool_size: int = 10_000, num_anchors: int = 10, num_neighbours: int = 50,
-               seals_neighbours: int = 50, anchor_strategy: str = "kmeans_pp",
+               subpool_size: int = PAPER_SUBPOOL_SIZE, num_anchors: int = PAPER_NUM_ANCHORS,
+               num_neighbours: int = PAPER_NUM_NEIGHBOURS,
+               seals_neighbours: int = PAPER_NUM_NEIGHBOURS, anchor_strategy: str = "kmeans_pp",
                minority_anchor_strategy: str = "", majority_anchor_strategy: str = "",
-               sampling: str = "topk", strategy_seed: int = 42, subset_seed: int = 42,
-               anchor_seed: int = 42, index_threads: int = 0):
+               sampling: str = "topk", strategy_seed: int = PAPER_SEED,
+               subset_seed: int = PAPER_SEED, anchor_seed: int = PAPER_SEED,
+               index_threads: int = 0):
     strategies.strategy_kind(strategy)  # fails early on an unknown name
     self.strategy = strategy
     self.config = filters.FilterConfig(

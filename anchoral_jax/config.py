@@ -52,6 +52,14 @@ def num_query_rounds(config: ml_collections.ConfigDict) -> int:
   return (al.budget - al.initial_size) // al.query_size
 
 
+# The paper's AL settings (Lesci & Vlachos, NAACL 2024), written here once: the config below,
+# al.filters.FilterConfig, anchoral_jax.Selector and `anchoral label` take them from here.
+PAPER_SUBPOOL_SIZE = 10_000  # RandomSubset's subpool size and AnchorAL's cap M
+PAPER_NUM_ANCHORS = 10  # AnchorAL: per class
+PAPER_NUM_NEIGHBOURS = 50  # AnchorAL: per anchor; SEALS: per labelled row
+PAPER_SEED = 42  # the strategy's, RandomSubset's and AnchorAL's generators (fixed in the paper)
+
+
 def base() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
 
@@ -105,24 +113,24 @@ def base() -> ml_collections.ConfigDict:
   c.al.initial_size = 100
   c.al.initial_per_minority = 5  # per minority class, then uniform non-minority fill
   c.al.initial_seed = 654321  # paper seeds 654321 / 123456
-  c.al.strategy_seed = 42  # fixed in the paper
-  c.al.subpool_size = 10_000  # randomsubset size and anchoral's top-M cap
+  c.al.strategy_seed = PAPER_SEED
+  c.al.subpool_size = PAPER_SUBPOOL_SIZE  # randomsubset size and anchoral's top-M cap
 
   c.anchoral = ml_collections.ConfigDict()
-  c.anchoral.num_anchors = 10  # per class
-  c.anchoral.num_neighbours = 50  # per anchor
+  c.anchoral.num_anchors = PAPER_NUM_ANCHORS  # per class
+  c.anchoral.num_neighbours = PAPER_NUM_NEIGHBOURS  # per anchor
   c.anchoral.anchor_strategy = "kmeans_pp"  # kmeans_pp|random|kmeans|entropy
   # QUIRK fix (SPEC.md §2): separate strategies that really take effect ("" = anchor_strategy)
   c.anchoral.minority_anchor_strategy = ""
   c.anchoral.majority_anchor_strategy = ""
   c.anchoral.sampling = "topk"  # topk (paper) | softmax (variant, unused in the paper)
-  c.anchoral.seed = 42  # one persistent anchor RNG across rounds and classes
+  c.anchoral.seed = PAPER_SEED  # one persistent anchor RNG across rounds and classes
 
   c.seals = ml_collections.ConfigDict()
-  c.seals.num_neighbours = 50
+  c.seals.num_neighbours = PAPER_NUM_NEIGHBOURS
 
   c.randomsubset = ml_collections.ConfigDict()
-  c.randomsubset.seed = 42
+  c.randomsubset.seed = PAPER_SEED
 
   c.index = ml_collections.ConfigDict()
   c.index.embed_model = "all-MiniLM-L6-v2"  # paper: all-mpnet-base-v2 (not packaged offline)

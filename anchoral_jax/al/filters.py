@@ -18,6 +18,12 @@ import numpy as np
 
 from anchoral_jax.al.clustering import closest_distinct, kmeans, kmeans_pp, standardise
 from anchoral_jax.al.strategies import topk
+from anchoral_jax.config import (
+  PAPER_NUM_ANCHORS,
+  PAPER_NUM_NEIGHBOURS,
+  PAPER_SEED,
+  PAPER_SUBPOOL_SIZE,
+)
 
 ANCHOR_STRATEGIES = ("kmeans_pp", "random", "kmeans", "entropy")
 SUBPOOL_SAMPLING = ("topk", "softmax")
@@ -249,10 +255,10 @@ class FilterConfig:
   seals.*; defaults are the config's, anchoral_jax/config.py)."""
 
   name: str = "anchoral"
-  subpool_size: int = 10_000
-  num_anchors: int = 10
-  num_neighbours: int = 50  # AnchorAL: per anchor
-  seals_neighbours: int = 50
+  subpool_size: int = PAPER_SUBPOOL_SIZE
+  num_anchors: int = PAPER_NUM_ANCHORS
+  num_neighbours: int = PAPER_NUM_NEIGHBOURS  # AnchorAL: per anchor
+  seals_neighbours: int = PAPER_NUM_NEIGHBOURS
   sampling: str = "topk"
   anchor_strategy: str = "kmeans_pp"
   minority_anchor_strategy: str = ""  # "" = anchor_strategy
@@ -301,7 +307,7 @@ class FilterState:
   seals: SealsState
 
   @classmethod
-  def initial(cls, subset_seed: int = 42, anchor_seed: int = 42) -> FilterState:
+  def initial(cls, subset_seed: int = PAPER_SEED, anchor_seed: int = PAPER_SEED) -> FilterState:
     return cls(np.random.default_rng(subset_seed), np.random.default_rng(anchor_seed),
                SealsState())
 

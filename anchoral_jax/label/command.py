@@ -57,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
   i.add_argument("--max-length", type=int, default=64)
   i.add_argument("--subpool-size", type=int, default=0,
                  help="AnchorAL's cap M (default: 10,000 scaled to the pool)")
-  i.add_argument("--num-neighbours", type=int, default=50)
-  i.add_argument("--seed", type=int, default=42)
+  i.add_argument("--num-neighbours", type=int, default=Settings.num_neighbours)
+  i.add_argument("--seed", type=int, default=Settings.seed)
   i.add_argument("--audit-size", type=int, default=50,
                  help="random rows asked a few per batch, for status' estimate (0: none)")
   for name, text in (("next", "record the filled-in batch, retrain, write the next batch"),

@@ -39,11 +39,17 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
+from anchoral_jax.config import (
+  PAPER_NUM_ANCHORS,
+  PAPER_NUM_NEIGHBOURS,
+  PAPER_SEED,
+  PAPER_SUBPOOL_SIZE,
+)
 from anchoral_jax.data.errors import DataFormatError
 from anchoral_jax.fileio import publish, write_text_atomic
 
 BATCH_COLUMNS = ("id", "text", "label", "guess", "score")
-PAPER_POOL, PAPER_SUBPOOL = 90_910, 10_000  # AG News and its cap M (configs/reproduce_cpu.py)
+PAPER_POOL = 90_910  # AG News, whose cap M is PAPER_SUBPOOL_SIZE (configs/reproduce_cpu.py)
 
 
 class LabelError(DataFormatError):
@@ -66,9 +72,9 @@ class Settings:
   model: str = "all-MiniLM-L6-v2"
   max_length: int = 64
   subpool_size: int = 0  # 0: the paper's 10,000 scaled to the pool
-  num_anchors: int = 10
-  num_neighbours: int = 50
-  seed: int = 42
+  num_anchors: int = PAPER_NUM_ANCHORS
+  num_neighbours: int = PAPER_NUM_NEIGHBOURS
+  seed: int = PAPER_SEED
   audit_size: int = 50  # rows drawn at random once, labelled a few per batch (status' estimate)
 
   @property
@@ -89,7 +95,7 @@ class Settings:
     if self.subpool_size:
       return self.subpool_size
     retrieved = self.num_anchors * len(self.classes) * self.num_neighbours
-    return max(4 * self.query_size, round(PAPER_SUBPOOL * pool_size / PAPER_POOL), retrieved)
+    return max(4 * self.query_size, round(PAPER_SUBPOOL_SIZE * pool_size / PAPER_POOL), retrieved)
 
 
 def now() -> str:
