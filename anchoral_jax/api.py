@@ -12,14 +12,13 @@ Rows are positions in the pool (row r of `embeddings`). The scoring function tak
 array of pool rows and returns their logits [n, C] (enough for random and the uncertainty
 strategies), or a dict of outputs when called with the output names a strategy needs
 (`strategies.STRATEGY_OUTPUTS`: BADGE needs "logits" and "pooled", FTbertKM "cls"):
-`outputs(rows, keys) -> {key: array}`. The same `filters.build_subpool` and
-`strategies.acquire` as `anchoral run` (loop.query) run underneath, with the same
+`outputs(rows, keys) -> {key: array}`. The same query step as `anchoral run`'s
+(`al.selection.select`: the filter, then the strategy) runs underneath, with the same
 generators: a `Selector` given a run's settings picks what the run picks.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -27,20 +26,14 @@ from typing import Any
 import numpy as np
 
 from anchoral_jax.al import filters, strategies
+from anchoral_jax.al.selection import Selection
+from anchoral_jax.al.selection import select as select_batch
 from anchoral_jax.config import (
   PAPER_NUM_ANCHORS,
   PAPER_NUM_NEIGHBOURS,
   PAPER_SEED,
   PAPER_SUBPOOL_SIZE,
 )
-
-
-@dataclasses.dataclass
-class Selection:
-  rows: np.ndarray  # the picks, pool rows, in the strategy's order
-  subpool: np.ndarray  # the rows the strategy chose from
-  info: dict[str, Any]  # filter/strategy statistics; AnchorAL's anchors as "anchor_rows"
-  timers: dict[str, float]  # seconds per step (compilation excluded, as "compile")
 
 
 def _as_outputs(fn: Callable) -> strategies.Outputs:
@@ -133,15 +126,10 @@ class Selector:
     unlabelled = np.asarray(unlabelled, np.int64)
     outputs = _as_outputs(scores)
     view = filters.PoolView(outputs=outputs, emb_NxE=self.embeddings, index=self.index)
-    timers: dict[str, float] = {}
-    info: dict[str, Any] = {}
-    subpool = filters.build_subpool(self.config, view, self.filter_state, unlabelled,
-                                    labelled_rows, labelled_labels, exclude=exclude,
-                                    timers=timers, info=info)
-    rows = strategies.acquire(self.strategy, outputs, subpool, unlabelled, query_size,
-                              self.strategy_rng, timers, info)
-    self.filter_state.seals.mark_labelled(rows)  # SEALS searches from the new picks next
-    return Selection(rows, subpool, info, timers)
+    picked = select_batch(self.config, self.strategy, view, self.filter_state, self.strategy_rng,
+                          unlabelled, labelled_rows, labelled_labels, exclude, query_size)
+    self.filter_state.seals.mark_labelled(picked.rows)  # SEALS searches from the new picks next
+    return picked
 
   def state_dict(self) -> dict[str, Any]:
     """JSON-able generator and SEALS state, to resume a session (`load_state_dict`)."""

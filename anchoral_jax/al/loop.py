@@ -30,7 +30,7 @@ import numpy as np
 
 from anchoral_jax import config as common
 from anchoral_jax import fileio, metrics, parallel
-from anchoral_jax.al import filters, lockstep, stopping, strategies
+from anchoral_jax.al import filters, lockstep, selection, stopping
 from anchoral_jax.al.lockstep import FitOutcome, FitRequest, fit_requests
 from anchoral_jax.al.state import ALState, Setup
 from anchoral_jax.al.validation import validate
@@ -60,21 +60,20 @@ class RoundResult:
 
 def query(c, setup: Setup, state: ALState, params, timers: dict[str, float],
           info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """The pool filter, then the base strategy: (unlabelled, subpool, picks) in pool rows."""
+  """The round's query (`selection.select` on the run's state): (unlabelled, subpool, picks)
+  in pool rows."""
   labels = setup.task.train.labels
   is_unlabelled = np.zeros(len(labels), bool)  # a mask: setdiff1d costs ~1 s at 1M rows
   is_unlabelled[setup.pool_rows] = True
   is_unlabelled[state.labelled_rows] = False
   unlabelled = np.flatnonzero(is_unlabelled)
-  view = setup.view(params)
   fc = filters.FilterConfig.from_config(c, setup.task.minority_classes)
-  subpool = filters.build_subpool(
-      fc, view, state.filter_state, unlabelled, state.labelled_rows,
-      labels[state.labelled_rows], exclude=np.concatenate([state.labelled_rows, setup.val_rows]),
-      timers=timers, info=info)  # validation rows are never queried
-  picks = strategies.acquire(c.al.strategy, view.outputs, subpool, unlabelled, c.al.query_size,
-                             state.strategy_rng, timers, info)
-  return unlabelled, subpool, picks
+  picked = selection.select(
+      fc, c.al.strategy, setup.view(params), state.filter_state, state.strategy_rng, unlabelled,
+      state.labelled_rows, labels[state.labelled_rows],
+      exclude=np.concatenate([state.labelled_rows, setup.val_rows]),  # never query validation
+      query_size=c.al.query_size, timers=timers, info=info)
+  return unlabelled, picked.subpool, picked.rows
 
 
 def run_round(c, setup: Setup, state: ALState, num_rounds: int,

@@ -12,8 +12,7 @@
                         --out preds.csv [--threshold T]
 
 One algorithm, two drivers: each step runs the very `api.Selector` (hence
-`filters.build_subpool` + `strategies.acquire`, as `loop.query`) that the simulation runs,
-with a human's answers in place of the oracle, and the frozen-encoder regime
+`al.selection.select`: the filter, then the strategy, the simulation's query step), with a human's answers in place of the oracle, and the frozen-encoder regime
 (`training.head.HeadRegime`: a linear head on cached encoder features, SPEC.md §5 "Here") as the
 model. The features are the encoder's unit-norm mean-pooled sentence embeddings, computed once
 at `init`; they serve both the head and the retrieval index (SPEC.md §4).

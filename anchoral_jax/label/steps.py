@@ -1,9 +1,9 @@
 """`anchoral label`'s steps: init, next (`step`) and status, around `propose`, which chooses
 a batch.
 
-Each step runs the very `api.Selector` (hence `filters.build_subpool` + `strategies.acquire`,
-as `loop.query`) that the simulation runs, with a human's answers in place of the oracle and
-the linear head of label_classifier.py as the model.
+Each step runs the very `api.Selector` (hence `al.selection.select`, the query step the
+simulation runs), with a human's answers in place of the oracle and the linear head of
+label/classifier.py as the model.
 
 Cold start (no labels for some class yet): a model trained on one class has nothing to say
 about the other, and AnchorAL has no anchors for an absent class, so the batch is a diverse
