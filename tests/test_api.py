@@ -52,6 +52,42 @@ def test_selector_picks_what_the_run_picks(cache_dir):
       state.commit(want)
 
 
+def test_every_filter_x_strategy_x_anchor_strategy_picks_a_valid_batch():
+  """The whole grid on the one query step (`al.selection.select`, under the Selector) with
+  synthetic embeddings and outputs: distinct unlabelled picks from the subpool (unless topped
+  up), and the rows the model was asked to score counted as `rows_scored`. The same step
+  inside runs, with a real model: tests/test_loop.py (every filter, every strategy)."""
+  from anchoral_jax.al import filters, strategies
+
+  emb, y = _clusters(n=1500)
+  rng = np.random.default_rng(2)
+  w_logits, w_pooled = rng.normal(size=(16, 2)), rng.normal(size=(16, 8))
+  asked: list[int] = []
+
+  def outputs(rows, keys):
+    asked.append(len(rows))
+    out = {"logits": emb[rows] @ w_logits, "pooled": emb[rows] @ w_pooled}
+    return {k: out["pooled" if k == "cls" else k] for k in keys}
+
+  labelled = np.concatenate([np.flatnonzero(y == 1)[:5], np.flatnonzero(y == 0)[:95]])
+  index = anchoral_jax.Selector(embeddings=emb, filter="seals", index_threads=1).index
+  grid = [(f, s, "kmeans_pp") for f in filters.FILTERS for s in strategies.STRATEGY_OUTPUTS]
+  grid += [("anchoral", "entropy", a) for a in filters.ANCHOR_STRATEGIES if a != "kmeans_pp"]
+  for filter_, strategy, anchors in grid:
+    sel = anchoral_jax.Selector(filter=filter_, strategy=strategy, embeddings=emb, index=index,
+                                minority=(1,), subpool_size=400, anchor_strategy=anchors)
+    asked.clear()
+    pick = sel.select(outputs, labelled, y[labelled], query_size=25)
+    where = (filter_, strategy, anchors)
+    assert len(set(pick.rows.tolist())) == len(pick.rows) == 25, where
+    assert not set(pick.rows.tolist()) & set(labelled.tolist()), where
+    if not pick.info.get("topped_up"):
+      assert set(pick.rows.tolist()) <= set(pick.subpool.tolist()), where
+    scored = (0 if strategy == "random" else len(pick.subpool)) + (
+        len(labelled) if anchors == "entropy" and filter_ == "anchoral" else 0)
+    assert pick.info.get("rows_scored", 0) == scored == sum(asked), where
+
+
 def test_anchoral_around_a_numpy_model_finds_the_minority_cluster():
   emb, y = _clusters()
   labelled = np.concatenate([np.flatnonzero(y == 1)[:3], np.flatnonzero(y == 0)[:47]])

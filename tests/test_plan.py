@@ -63,10 +63,21 @@ def paper_one_chip():
           "score": _compile(plan.score_program(sh, 512, ("logits", "pooled"), 256))}
 
 
-@pytest.fixture(scope="module", params=["v5e:2x2", "v4:2x2x1"])
+# Every hot program of a round on v5e (the chip whose 16 GiB binds), fit_many at the paper's 8
+# seeds included; on v4 the programs whose sharding differs by topology (train step, the
+# scoring forwards BADGE and FTbertKM read, the head fit). fit_many at 8 seeds is the most
+# expensive compile here (~75 s of a core), and "score logits" is "score logits+pooled" less
+# one output: v4 skips both.
+FULL_ROUND = ("train step", "fit_many step", "score logits", "score logits+pooled", "score cls",
+              "head-regime fit")
+PROGRAMS = {"v5e:2x2": FULL_ROUND,
+            "v4:2x2x1": ("train step", "score logits+pooled", "score cls", "head-regime fit")}
+
+
+@pytest.fixture(scope="module", params=list(PROGRAMS))
 def minilm(request):
-  """MiniLM (configs/default.py, the packaged all-MiniLM-L6-v2) on a 4-chip slice: every hot
-  program of a round, fit_many at the paper's 8 seeds."""
+  """MiniLM (configs/default.py, the packaged all-MiniLM-L6-v2) on a 4-chip slice: the hot
+  programs of a round (`PROGRAMS`)."""
   c = _config("configs/default.py")
   sh = _shapes(c, request.param)
   length = c.data.max_length
@@ -74,7 +85,9 @@ def minilm(request):
               *(plan.score_program(sh, length, keys, 256)
                 for keys in (("logits",), ("logits", "pooled"), ("cls",))),
               plan.fit_head_program(sh, c.al.budget, (1,))]
-  return request.param, {p.kind: (p, _compile(p)) for p in programs}
+  assert [p.kind for p in programs] == list(FULL_ROUND)
+  return request.param, {p.kind: (p, _compile(p)) for p in programs
+                         if p.kind in PROGRAMS[request.param]}
 
 
 @needs_tpu
@@ -95,11 +108,12 @@ def test_paper_config_fits_one_v5e_chip(paper_one_chip):
 @needs_tpu
 def test_minilm_programs_compile_and_fit(minilm):
   target, compiled = minilm
-  assert set(compiled) == {"train step", "fit_many step", "score logits", "score logits+pooled",
-                           "score cls", "head-regime fit"}
+  assert set(compiled) == set(PROGRAMS[target])
   for kind, (_, r) in compiled.items():
     assert 0 < r.peak <= V5E_CHIP, (target, kind, r.peak)
     assert r.flops > 0, (target, kind)
+  if "fit_many step" not in compiled:
+    return
   one, many = compiled["train step"][1], compiled["fit_many step"][1]
   # 8 seeds in one program: 8 copies of params and optimiser state, 8x the FLOPs of a step.
   assert many.argument >= 7.5 * one.argument

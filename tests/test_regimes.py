@@ -6,12 +6,10 @@ import dataclasses
 
 import conftest
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
-from anchoral_jax.al import filters, loop, strategies
-from anchoral_jax.al import state as run_state
+from anchoral_jax.al import loop
 from anchoral_jax.models import bert, hf
 from anchoral_jax.tracking.jsonl import load_metrics
 from anchoral_jax.training import head as regimes_head
@@ -104,60 +102,23 @@ def test_fit_head_compiles_once_per_capacity(setting, monkeypatch):
     sized.fit(params, np.arange(n), labels[:n])
 
 
-def test_full_regime_fit_group_equals_separate_fits(setting):
-  """`fit_group` on full-regime runs (`train.fit_many`, one vmapped step for both): each run
-  as its own `FullRegime.fit`; runs whose group keys differ are refused."""
+def test_fit_group_needs_equal_group_keys(setting):
+  """`fit_group` trains runs as one program only when their group keys (shapes, settings) are
+  equal, and refuses the rest before training. That a full-regime group equals its separate
+  fits is tests/test_train.py::test_fit_many_equals_separate_fits (the program) and
+  tests/test_seeds.py::test_full_regime_seeds_train_as_one_program_and_equal_separate_runs
+  (whole runs through `fit_group`)."""
   tok, labels, cfg, params, _ = setting
-  cfg = dataclasses.replace(cfg, hidden_dropout_prob=0.1)  # per-run dropout keys matter
   tc = TrainConfig(learning_rate=3e-3, batch_size=16, epochs=2, min_steps=0, patience=1)
   full = [regimes.FullRegime(cfg, tc, {"pool": tok, "test": tok}, 2, (1,), data_seed=5 + s,
                              dropout_key=jax.random.key(s)) for s in range(2)]
-  requests = [(params, rows, labels[rows], None)
-              for rows in (np.arange(0, 40), np.arange(40, 80))]
-  assert full[0].group_key(requests[0][1]) == full[1].group_key(requests[1][1])
-  got = regimes.fit_group(full, requests)
-  for g, r in zip(got, [f.fit(*req) for f, req in zip(full, requests, strict=True)],
-                  strict=True):
-    assert (g.best_epoch, g.epochs_run, g.steps) == (r.best_epoch, r.epochs_run, r.steps)
-    assert [h["train/minority_f1"] for h in g.history] == [
-        h["train/minority_f1"] for h in r.history]
-    np.testing.assert_allclose(full[0].outputs(g.params, "pool", np.arange(N), ("logits",))[
-        "logits"], full[0].outputs(r.params, "pool", np.arange(N), ("logits",))["logits"],
-                               atol=1e-5)
+  assert full[0].group_key(np.arange(40)) == full[1].group_key(np.arange(40, 80))
   with pytest.raises(ValueError, match="equal group keys"):
-    regimes.fit_group(full, [requests[0], (params, np.arange(50), labels[:50], None)])
+    regimes.fit_group(full, [(params, np.arange(40), labels[:40], None),
+                             (params, np.arange(50), labels[:50], None)])
 
 
 POOL, TEST = 1500, 200
-
-
-@pytest.mark.parametrize("regime", ["all", "head"])
-def test_every_filter_x_strategy_x_anchor_strategy_picks_a_valid_batch(cache_dir, regime):
-  """The whole grid on one set-up per regime: a round's filter + strategy step."""
-  c = conftest.tiny_config(cache_dir, POOL, TEST, **{
-      "data.test_size": 0, "al.budget": 150, "al.subpool_size": 400, "al.filter": "anchoral",
-      "train.trainable": regime})
-  setup = run_state.Setup(c)
-  assert isinstance(setup.regime, regimes_head.HeadRegime if regime == "head" else regimes.FullRegime)
-  labels = setup.task.train.labels
-  state0 = run_state.ALState.initial(c, setup)
-  fitted = setup.regime.fit(setup.init_params, state0.labelled_rows,
-                            labels[state0.labelled_rows])
-  unlabelled = np.setdiff1d(setup.pool_rows, state0.labelled_rows)
-  grid = [(f, s, "kmeans_pp") for f in filters.FILTERS for s in strategies.STRATEGY_OUTPUTS]
-  grid += [("anchoral", "entropy", a) for a in filters.ANCHOR_STRATEGIES if a != "kmeans_pp"]
-  for filter_, strategy, anchors in grid:
-    cc = ml_collections.ConfigDict(c.to_dict())
-    cc.al.filter, cc.al.strategy, cc.anchoral.anchor_strategy = filter_, strategy, anchors
-    state, info = run_state.ALState.initial(cc, setup), {}
-    _, subpool, picked = loop.query(cc, setup, state, fitted.params, {}, info)
-    assert len(set(picked.tolist())) == len(picked) == 25, (filter_, strategy, anchors)
-    assert set(picked.tolist()) <= set(unlabelled.tolist())
-    if not info.get("topped_up"):
-      assert set(picked.tolist()) <= set(subpool.tolist())
-    scored = info.get("rows_scored", 0)
-    assert scored == (0 if strategy == "random" else len(subpool)) + (
-        len(state.labelled_rows) if anchors == "entropy" and filter_ == "anchoral" else 0)
 
 
 @pytest.mark.parametrize("filter_,strategy", [
