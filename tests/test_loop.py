@@ -95,9 +95,12 @@ def test_every_filter_with_entropy(tmp_path, cache_dir, filter_):
     assert entry["from_round"] == 0 and entry["sha256"] == cache.file_sha256(entry["path"])
 
 
-@pytest.mark.parametrize("strategy", ["random", "least_confidence", "margin", "badge",
-                                      "ftbertkm"])
-def test_every_strategy_with_anchoral(tmp_path, cache_dir, strategy):
+# The strategies that read more than logits from the model (BADGE: logits + pooled; FTbertKM:
+# the [CLS] state), end to end with the full model; entropy is above, and random, least
+# confidence and margin read what entropy reads: every strategy x filter x anchor strategy runs
+# on the query step in tests/test_api.py (the grid on the Selector).
+@pytest.mark.parametrize("strategy", ["badge", "ftbertkm"])
+def test_strategies_reading_hidden_states_with_anchoral(tmp_path, cache_dir, strategy):
   c = tiny_config(cache_dir, **{"al.strategy": strategy, "al.budget": 125})
   loop.run(c, tmp_path)
   _check_outputs(tmp_path, c)

@@ -348,7 +348,8 @@ def test_cache_keys_are_the_files_a_run_builds_and_move_with_them(tmp_path):
 
   def config(**overrides):  # frozen-encoder regime + AnchorAL: every kind of shared cache
     return tiny_config(tmp_path, 300, 60, **{"train.trainable": "head", "al.filter": "anchoral",
-                                              "al.subpool_size": 100, **overrides})
+                                              "al.subpool_size": 100, "index.embed_max_length": 32,
+                                              **overrides})
 
   base = sweep_local.cache_keys(config())
   assert len(base) == 6  # tokens x 2 splits, features x 2 splits, embeddings, index
