@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anchoral_jax import cli, errors, fileio, timing
+from anchoral_jax import cli, errors, fileio, parallel
 from anchoral_jax.run import files as run_files
 from anchoral_jax.run import workdir as workdir_lib
 from anchoral_jax.sweep import runs as sweep
@@ -309,12 +309,12 @@ def test_progress_bars_only_on_a_terminal(capsys, monkeypatch):
   from anchoral_jax.retrieval.index import PoolIndex
 
   emb = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
-  assert timing.show_bars(True) is False and timing.show_bars(False) is False  # captured
+  assert parallel.show_bars(True) is False and parallel.show_bars(False) is False  # captured
   capsys.readouterr()
   PoolIndex.build(emb, np.arange(40), connectivity=8, progress=True)
   assert capsys.readouterr().err == ""
   monkeypatch.setattr(sys, "stderr", type("T", (io.StringIO,), {"isatty": lambda self: True})())
-  assert timing.show_bars(True) is True and timing.show_bars(False) is False
+  assert parallel.show_bars(True) is True and parallel.show_bars(False) is False
   PoolIndex.build(emb, np.arange(40), connectivity=8, progress=True)
   assert "index: 100%" in sys.stderr.getvalue()
 

@@ -353,7 +353,7 @@ def build_subpool(fc: FilterConfig, view: PoolView, state: FilterState, unlabell
   "search" seconds; `info` the filter's statistics (and AnchorAL's anchors).
   """
   from anchoral_jax.al.strategies import entropy
-  from anchoral_jax.timing import timed
+  from anchoral_jax.parallel import timed
 
   info = {} if info is None else info
   unlabelled = np.asarray(unlabelled, np.int64)

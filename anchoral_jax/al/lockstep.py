@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Generator
 from typing import Any
 
-from anchoral_jax.timing import timed
+from anchoral_jax.parallel import timed
 from anchoral_jax.training import regimes, train
 
 

@@ -35,10 +35,10 @@ from anchoral_jax.al.lockstep import FitOutcome, FitRequest, fit_requests
 from anchoral_jax.al.state import ALState, Setup
 from anchoral_jax.al.validation import validate
 from anchoral_jax.errors import ConfigError
+from anchoral_jax.parallel import timed
 from anchoral_jax.run import checkpoint
 from anchoral_jax.run import files as run_files
 from anchoral_jax.run import workdir as workdir_lib
-from anchoral_jax.timing import timed
 from anchoral_jax.tracking import jsonl as tracking_jsonl
 from anchoral_jax.tracking import tracker as tracking
 from anchoral_jax.tracking import wandb_sink
@@ -117,7 +117,7 @@ def run_round(c, setup: Setup, state: ALState, num_rounds: int,
   if r < num_rounds:
     t_query = time.perf_counter()
     compile_before = timers.get("compile", 0.0)
-    # time/query excludes compilation (time/compile): see `timing.timed`.
+    # time/query excludes compilation (time/compile): see `parallel.timed`.
     with parallel.compile_clock() as compiled:
       unlabelled, subpool, new_rows = query(c, setup, state, fitted.params, timers, info)
     timers["query"] = time.perf_counter() - t_query - compiled.seconds

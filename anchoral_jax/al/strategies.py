@@ -159,7 +159,7 @@ def acquire(name: str, outputs: Outputs, subpool: np.ndarray, unlabelled: np.nda
   strategy's one persistent generator (random, BADGE's and FTbertKM's seeding, the top-up).
   `timers` gets "score" and "acquisition" seconds; `info["rows_scored"]` counts scored rows.
   """
-  from anchoral_jax.timing import timed
+  from anchoral_jax.parallel import timed
 
   info = {} if info is None else info
   keys = STRATEGY_OUTPUTS.get(name)

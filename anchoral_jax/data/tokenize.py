@@ -179,7 +179,7 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int, chunk: int = 4096
   """Tokenise with special tokens, truncating to `max_length`; no padding."""
   from tqdm.auto import tqdm
 
-  from anchoral_jax.timing import show_bars
+  from anchoral_jax.parallel import show_bars
 
   pieces, lengths = [], []
   for s in tqdm(range(0, len(texts), chunk), disable=not show_bars(progress), desc="tokenise",

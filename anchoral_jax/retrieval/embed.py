@@ -75,7 +75,7 @@ def _embed_parts(task, cache_dir: str | os.PathLike, key: str, model: str, max_l
                  batch_size: int, chunk_rows: int, progress: bool) -> np.ndarray:
   from tqdm.auto import tqdm
 
-  from anchoral_jax.timing import show_bars
+  from anchoral_jax.parallel import show_bars
 
   parts = cache.parts_dir(cache_dir, key)
   parts.mkdir(parents=True, exist_ok=True)

@@ -124,7 +124,7 @@ class PoolIndex:
       index = Index(ndim=e, metric="cos", dtype=dtype, connectivity=int(connectivity),
                     expansion_add=int(expansion_add), expansion_search=int(expansion_search))
     bar = None
-    from anchoral_jax.timing import show_bars
+    from anchoral_jax.parallel import show_bars
 
     if show_bars(progress):
       from tqdm.auto import tqdm

@@ -234,7 +234,7 @@ def import_embeddings(task: TextTask, path: str | os.PathLike, cache_dir: str | 
   import pyarrow.parquet as pq
   from tqdm.auto import tqdm
 
-  from anchoral_jax.timing import show_bars
+  from anchoral_jax.parallel import show_bars
 
   path = _abspath(path)
   if not os.path.isfile(path):

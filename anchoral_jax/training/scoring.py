@@ -54,7 +54,7 @@ def forward_rows(params: Params, cfg: ModelConfig, tok: TokenizedTexts, rows: np
   `batch_size` 0: the backend's default (`eval_batch_size`)."""
   from tqdm.auto import tqdm
 
-  from anchoral_jax.timing import show_bars
+  from anchoral_jax.parallel import show_bars
 
   rows = np.asarray(rows, np.int64)
   keys = tuple(keys)
