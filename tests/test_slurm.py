@@ -132,21 +132,23 @@ def scenario(cluster, tmp_path_factory, cache_dir):
     s1_args = _sweep_args(SWEEP, s1, cache_dir, "--backend", "slurm", "--parallel", "2",
                           "--sbatch=--time=10", "--sbatch=--signal=B:USR1@300",
                           "--sbatch=--mem=1G")
+    # Every script is written first, then all are submitted at once: the runs start on
+    # submission, and writing a script (an `anchoral sweep` process) takes seconds to tens of
+    # seconds on a loaded machine, long enough for a run to finish before the loop below looks.
     seen["s1_sweep"] = _anchoral(env, *s1_args).stdout
-    submit = s1 / "_sweep" / "main-submit.sh"
-    seen["s1_parts"] = sorted(p.name for p in (s1 / "_sweep").glob("main-part*.sbatch"))
-    s1_jobs = _submitted(sc.sh(env, "bash", str(submit)))
     seen["s2_sweep"] = _anchoral(env, *_sweep_args(
         ONE, s2, cache_dir, "--backend", "slurm", "--sbatch=--time=10",
         "--sbatch=--signal=B:USR1@10", "--sbatch=--mem=1G")).stdout
-    s2_jobs = _submitted(sc.sh(env, "sbatch", str(s2 / "_sweep" / "main.sbatch")))
     _anchoral(env, *_sweep_args(CELL, s3, cache_dir, "--backend", "slurm", "--group_seeds",
                                 "--sbatch=--time=10", "--sbatch=--mem=1G"))
-    s3_jobs = _submitted(sc.sh(env, "sbatch", str(s3 / "_sweep" / "main.sbatch")))
-
     from anchoral_jax.sweep import runs as sweep
 
     runs = sweep.expand(SWEEP, {"al.budget": BUDGET, "data.cache_dir": str(cache_dir)})
+    submit = s1 / "_sweep" / "main-submit.sh"
+    seen["s1_parts"] = sorted(p.name for p in (s1 / "_sweep").glob("main-part*.sbatch"))
+    s1_jobs = _submitted(sc.sh(env, "bash", str(submit)))
+    s2_jobs = _submitted(sc.sh(env, "sbatch", str(s2 / "_sweep" / "main.sbatch")))
+    s3_jobs = _submitted(sc.sh(env, "sbatch", str(s3 / "_sweep" / "main.sbatch")))
     requeued, cancelled = runs[0].workdir(s1), runs[1].workdir(s1)
     (s2_run,) = [r.workdir(s2) for r in sweep.expand(ONE, {"al.budget": BUDGET})]
     seen["runs"] = [r.name for r in runs]
