@@ -47,8 +47,8 @@ def uses_index(c: ml_collections.ConfigDict, pool_size: int) -> bool:
   """Whether the run embeds its pool and builds the index: a retrieval filter, except AnchorAL
   on a pool that cannot exceed its cap (build_subpool hands the whole unlabelled pool over; a
   warning says so)."""
-  never_filters = pool_size - c.al.initial_size <= c.al.subpool_size
-  return filters.needs_index(c.al.filter) and not (c.al.filter == "anchoral" and never_filters)
+  fc = filters.FilterConfig.from_config(c, ())
+  return filters.needs_index(fc.name) and fc.filters(pool_size - c.al.initial_size)
 
 
 def shared_files(c: ml_collections.ConfigDict, task: TextTask | None = None) -> set[Path]:
