@@ -1,6 +1,7 @@
 """Data parallelism over all local devices with jax.sharding (a 1-D "data" mesh).
 
-Batches are split along their leading axis; parameters and optimiser state are replicated.
+Batches are split along their leading axis; parameters and optimiser state are replicated
+(the S runs `fit_many` trains together are split over a 2-D mesh instead: `seed_mesh`).
 With one device every function here is the identity, so the single-device path is unchanged.
 Multi-host: call `initialize_distributed()` first (jax.distributed), then each process feeds
 its own local batch shard; `launch/` scripts set the coordinator variables.
@@ -43,6 +44,24 @@ def num_devices() -> int:
 # split along their leading axis, parameters and optimiser state replicated.
 BATCH = PartitionSpec("data")
 REPLICATED = PartitionSpec()
+
+
+# fit_many's layout for S runs of a table cell (`seed_mesh`): the runs' stacked params and
+# optimiser state split along their seed axis over "seeds", each run's batch over "data".
+SEED_STATE = PartitionSpec("seeds")  # [S, ...]
+SEED_BATCH = PartitionSpec("seeds", "data")  # [S, B, ...]
+
+
+def seed_mesh(seeds: int, devices=None) -> Mesh:
+  """fit_many's mesh for S runs on D devices: ("seeds", "data") of shape (g, D / g) with
+  g = gcd(S, D). Each device holds S / g runs' params and optimiser state, not all S (the paper's
+  8 bert-base seeds replicated on every chip outgrow a 16 GiB one: bench/RESULTS.md), and
+  computes those runs on its 1 / (D / g) of their batches: the same rows per device as the 1-D
+  data-parallel layout, which g = 1 is (S and D coprime)."""
+  devs = np.asarray(jax.devices() if devices is None else devices).reshape(-1)
+  g = np.gcd(seeds, devs.size)
+  return Mesh(devs.reshape(g, devs.size // g), ("seeds", "data"),
+              axis_types=(AxisType.Auto, AxisType.Auto))
 
 
 def round_batch(batch_size: int, devices: int | None = None) -> int:

@@ -32,7 +32,7 @@ _SCRIPT = textwrap.dedent("""
 
     from anchoral_jax import models, parallel
     from anchoral_jax.training import scoring
-    from anchoral_jax.training import train
+    from anchoral_jax.training import many, train
     from anchoral_jax.models import bert
 
     FAMILY_PRESETS = ("albert-tiny", "gpt2-tiny", "deberta-tiny", "t5-tiny")
@@ -41,6 +41,7 @@ _SCRIPT = textwrap.dedent("""
     want, out_path = int(sys.argv[1]), sys.argv[2]
     assert jax.device_count() == want, (jax.devices(), want)
     # One trace: a state whose sharding changed after step 1 would trace twice, and raise here.
+    unchecked = train.train_step
     train.train_step = jax.jit(chex.assert_max_traces(train.train_step.__wrapped__, n=1),
                                static_argnames=("cfg", "opt"), donate_argnums=(0,))
     rng = np.random.default_rng(0)
@@ -55,9 +56,19 @@ _SCRIPT = textwrap.dedent("""
     tc = train.TrainConfig(learning_rate=1e-3, epochs=2, min_steps=1, model_selection="last")
     res = train.fit(params, cfg, tc, tok, np.arange(70), labels[:70], num_classes=2,
                     minority_classes=(1,), data_seed=0, dropout_key=jax.random.key(1))
+    train.train_step = unchecked  # fit_many traces it once per (runs, length) shape
     trained = scoring.forward_rows(res.params, cfg, tok, np.arange(150), ("logits",),
                                    batch_size=32)
     leaves = jax.tree_util.tree_leaves_with_path(res.params)
+    # fit_many of 2 runs: on 4 devices a 2 x 2 mesh (`parallel.seed_mesh`: each run's state on
+    # 2 devices, its batch split over them), its steps of one run masked (the runs' batches
+    # fall in different length buckets: 16 and 64); on one device the runs are gathered.
+    runs = [np.flatnonzero(lengths <= 16)[:30], np.flatnonzero(lengths > 32)[:30]]
+    two = many.fit_many([params, params], cfg, tc, [tok, tok], runs, [labels[r] for r in runs], num_classes=2, minority_classes=(1,),
+                        data_seeds=[0, 1], dropout_keys=[jax.random.key(1), jax.random.key(2)])
+    many_logits = {f"many{s}/logits": scoring.forward_rows(r.params, cfg, tok, np.arange(150),
+                                                           ("logits",), batch_size=32)["logits"]
+                   for s, r in enumerate(two)}
     fam = {}
     for name in FAMILY_PRESETS:  # every other model family: sharded scoring (train.fit is
       # family-agnostic and checked sharded with BERT above)
@@ -69,7 +80,8 @@ _SCRIPT = textwrap.dedent("""
     np.savez(out_path, logits=scored["logits"], pooled=scored["pooled"],
              trained_logits=trained["logits"], steps=res.steps,
              losses=np.array([h["train/loss"] for h in res.history]),
-             devices=parallel.num_devices(),
+             devices=parallel.num_devices(), many_steps=[r.steps for r in two],
+             **many_logits,
              **{"param" + jax.tree_util.keystr(k): np.asarray(v) for k, v in leaves}, **fam)
 """)
 
@@ -91,7 +103,9 @@ def test_sharded_equals_unsharded(tmp_path):
   assert int(one["devices"]) == 1 and int(four["devices"]) == 4
   assert int(one["steps"]) == int(four["steps"]) == 6
   assert {k.split("/")[0] for k in one if "/" in k} == {
-      "albert-tiny", "gpt2-tiny", "deberta-tiny", "t5-tiny"}  # every family, sharded
+      "albert-tiny", "gpt2-tiny", "deberta-tiny", "t5-tiny",  # every family, sharded
+      "many0", "many1"}  # fit_many's runs split over the devices
+  assert list(one["many_steps"]) == list(four["many_steps"]) == [2, 2]
   assert one.keys() == four.keys()
   for k in sorted(set(one) - {"devices"}):
     np.testing.assert_allclose(four[k], one[k], atol=1e-5, rtol=1e-5, err_msg=k)

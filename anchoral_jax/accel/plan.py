@@ -2,8 +2,8 @@
 compiler (README "GPUs and TPUs").
 
 Nothing runs and no accelerator is needed: every argument is a `jax.ShapeDtypeStruct` carrying
-the sharding a run would give it (`parallel.BATCH` / `REPLICATED`, `many.SEED_BATCH`) on a 1-D
-"data" mesh of the target's devices, and the programs are the run's own jitted functions
+the sharding a run would give it on the target's devices (`parallel.BATCH` / `REPLICATED` on a
+1-D "data" mesh; fit_many's `parallel.SEED_STATE` / `SEED_BATCH` on `parallel.seed_mesh`), and the programs are the run's own jitted functions
 (training/: `train.train_step`, `many.train_step_many`, `scoring.predict`, `head.fit_head`),
 lowered and compiled. The numbers are the compiler's: its memory analysis (per device) and its
 cost model (FLOPs, bytes accessed). The roofline turns them into a lower bound on time from the
@@ -153,14 +153,16 @@ def train_step_program(sh: Shapes, length: int) -> Program:
 def fit_many_program(sh: Shapes, length: int, seeds: int) -> Program:
   """`train_step_many` with every one of S runs stepping (the common case of `fit_many`)."""
   opt = train.make_optimizer(sh.tc)
-  rep, bat = sh.sharding(parallel.REPLICATED), sh.sharding(many.SEED_BATCH)
+  layout = parallel.seed_mesh(seeds, sh.mesh.devices)
+  rep, bat = NamedSharding(layout, parallel.REPLICATED), NamedSharding(layout, parallel.SEED_BATCH)
+  split = NamedSharding(layout, parallel.SEED_STATE)
   state = _with(jax.eval_shape(
       lambda p: train.TrainState(jax.tree.map(lambda x: jnp.zeros((seeds,) + x.shape, x.dtype),
                                               p),
                                  jax.vmap(opt.init)(jax.tree.map(
                                      lambda x: jnp.zeros((seeds,) + x.shape, x.dtype), p)),
-                                 jnp.zeros((seeds,), jnp.int32)), sh.params), rep)
-  keys = _sds((seeds,), sh.key.dtype, rep)
+                                 jnp.zeros((seeds,), jnp.int32)), sh.params), split)
+  keys = _sds((seeds,), sh.key.dtype, split)
 
   def lower(b: int):
     per = b // seeds

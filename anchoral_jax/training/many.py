@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from anchoral_jax import parallel
 from anchoral_jax.data.tokenize import DEFAULT_BUCKETS, TokenizedTexts
@@ -28,18 +28,34 @@ from anchoral_jax.models import ModelConfig, Params
 from anchoral_jax.training import train
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "opt"), donate_argnums=(0,))
-def train_step_many(state_S: train.TrainState, idx_K, ids_KxBxL, mask_KxBxL, labels_KxB, weight_KxB,
-                    keys_S: jax.Array, *, cfg: ModelConfig, opt: optax.GradientTransformation):
+@functools.partial(jax.jit, static_argnames=("cfg", "opt", "masked"), donate_argnums=(0,))
+def train_step_many(state_S: train.TrainState, idx_K, ids_xBxL, mask_xBxL, labels_xB, weight_xB,
+                    keys_S: jax.Array, *, cfg: ModelConfig, opt: optax.GradientTransformation,
+                    masked: bool = False):
   """`train_step` for K of S runs at once (every leaf of `state_S` has a leading seed axis; the
   runs `idx_K`, sorted, take a step, the others keep their state): one program for the seeds of
   a table cell (`fit_many`). A run sits out a step whose batch length is not its own, or once it
-  has stopped early; K = S (every run) skips the gather and scatter of the state."""
+  has stopped early; K = S (every run) skips the gather and scatter of the state.
+
+  The batches hold the K stepping runs' rows (x = K), or with `masked` all S runs' (x = S; a run
+  that sits out gets a stand-in batch): then all S compute and a select keeps the K runs' new
+  state, the others' old one. That is the layout for runs split over devices
+  (`parallel.seed_mesh`), where gathering K runs' state would collect every run's on every
+  device; the extra compute falls on the devices of runs that sit out, idle otherwise.
+  Returns the new state and the K stepping runs' losses and predictions."""
   step = jax.vmap(functools.partial(train.train_step.__wrapped__, cfg=cfg, opt=opt))
-  if idx_K.shape[0] == keys_S.shape[0]:  # shapes, not data: every run steps
-    return step(state_S, ids_KxBxL, mask_KxBxL, labels_KxB, weight_KxB, keys_S)
+  n_runs = keys_S.shape[0]
+  if idx_K.shape[0] == n_runs:  # shapes, not data: every run steps
+    return step(state_S, ids_xBxL, mask_xBxL, labels_xB, weight_xB, keys_S)
+  if masked:
+    new_S, loss_S, preds_SxB = step(state_S, ids_xBxL, mask_xBxL, labels_xB, weight_xB, keys_S)
+    on_S = jnp.zeros((n_runs,), bool).at[idx_K].set(True)
+    state_S = jax.tree.map(
+        lambda n, o: jnp.where(on_S.reshape(on_S.shape + (1,) * (o.ndim - 1)), n, o),
+        new_S, state_S)
+    return state_S, loss_S[idx_K], preds_SxB[idx_K]
   sub_K = jax.tree.map(lambda x: x[idx_K], state_S)
-  new_K, loss_K, preds_KxB = step(sub_K, ids_KxBxL, mask_KxBxL, labels_KxB, weight_KxB,
+  new_K, loss_K, preds_KxB = step(sub_K, ids_xBxL, mask_xBxL, labels_xB, weight_xB,
                                   keys_S[idx_K])
   state_S = jax.tree.map(lambda x, n: x.at[idx_K].set(n), state_S, new_K)
   return state_S, loss_K, preds_KxB
@@ -55,16 +71,18 @@ def _keep_better(better_S, params_S: Params, best_S: Params) -> Params:
 
 
 
-SEED_BATCH = PartitionSpec(None, "data")  # [S, B, ...]: the batch axis split, as BATCH
+def _place(tree, layout: Mesh | None, spec: PartitionSpec):
+  """Puts arrays on fit_many's mesh (`parallel.seed_mesh`) with `spec`; identity on one device."""
+  if layout is None:
+    return tree
+  sharding = NamedSharding(layout, spec)
+  return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
 
 
-def _shard_seed_batch(arrays):
-  """Places [S, B, ...] host arrays with the batch axis (1) split over the mesh (identity on one
-  device), as `parallel.shard_batch` does for one run's [B, ...] batch."""
-  if parallel.num_devices() == 1:
-    return arrays
-  sharding = NamedSharding(parallel.mesh(), SEED_BATCH)
-  return jax.tree.map(lambda a: jax.device_put(np.asarray(a), sharding), arrays)
+def _run_params(params_S: Params, s: int, layout: Mesh | None) -> Params:
+  """Run s's params out of the stacked ones, replicated as a single run's are (`train.fit`)."""
+  params = jax.tree.map(lambda x: x[s], params_S)
+  return params if layout is None else parallel.replicate(params)
 
 
 def fit_many(init_params: Sequence[Params], cfg: ModelConfig, tc: train.TrainConfig,
@@ -101,11 +119,15 @@ def fit_many(init_params: Sequence[Params], cfg: ModelConfig, tc: train.TrainCon
     raise ValueError(f"fit_many needs equal labelled-set sizes, got {[len(r) for r in rows]}: "
                      "train runs of unequal sizes with `fit`, one at a time.")
   opt = train.make_optimizer(tc)
+  # On several devices the runs are split over them (`parallel.seed_mesh`); when no device
+  # holds every run, a step of K < S runs is a masked step of all S (`train_step_many`).
+  layout = parallel.seed_mesh(n_runs) if parallel.num_devices() > 1 else None
+  masked = layout is not None and layout.shape["seeds"] > 1
   # Stacking copies: `init_params` survive for the next round.
   params = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *init_params)
-  state = parallel.replicate(train.TrainState(params, jax.vmap(opt.init)(params),
-                                        jnp.zeros((n_runs,), jnp.int32)))
-  keys_S = jnp.stack(list(dropout_keys))
+  state = _place(train.TrainState(params, jax.vmap(opt.init)(params),
+                                  jnp.zeros((n_runs,), jnp.int32)), layout, parallel.SEED_STATE)
+  keys_S = _place(jnp.stack(list(dropout_keys)), layout, parallel.SEED_STATE)
   order_rngs = [np.random.default_rng(seed) for seed in data_seeds]
   bs = parallel.round_batch(tc.batch_size)
   epochs = train.num_epochs(n, tc)
@@ -131,9 +153,12 @@ def fit_many(init_params: Sequence[Params], cfg: ModelConfig, tc: train.TrainCon
                    for s in live}
         for length in sorted({b[0].shape[1] for b in batches.values()}):
           idx = np.array([s for s in live if batches[s][0].shape[1] == length], np.int32)
-          stacked = tuple(np.stack([batches[s][i] for s in idx]) for i in range(4))
-          state, loss_K, preds_KxB = train_step_many(state, idx, *_shard_seed_batch(stacked),
-                                                     keys_S, cfg=cfg, opt=opt)
+          rows_of = ([s if s in idx else idx[0] for s in range(n_runs)]  # stand-ins sit out
+                     if masked and len(idx) < n_runs else idx)
+          stacked = tuple(np.stack([batches[s][i] for s in rows_of]) for i in range(4))
+          state, loss_K, preds_KxB = train_step_many(
+              state, idx, *_place(stacked, layout, parallel.SEED_BATCH), keys_S, cfg=cfg,
+              opt=opt, masked=masked)
           calls.append((start, idx, loss_K, preds_KxB))
         steps[live] += 1
     fetched = parallel.to_host([(c[2], c[3]) for c in calls])  # the epoch's one fetch
@@ -150,8 +175,8 @@ def fit_many(init_params: Sequence[Params], cfg: ModelConfig, tc: train.TrainCon
       record = train.epoch_record(epoch, labels[s], preds[s], losses[s], num_classes,
                              minority_classes)
       if vals[s] is not None:
-        train.add_val_metrics(record, jax.tree.map(lambda x, s=s: x[s], state.params), cfg, tc,
-                         vals[s], num_classes, minority_classes, buckets)
+        train.add_val_metrics(record, _run_params(state.params, s, layout), cfg, tc, vals[s],
+                              num_classes, minority_classes, buckets)
       histories[s].append(record)
       train.log_epoch(record, epoch, epochs, seconds, run=f"run {s + 1}/{n_runs}: ")
       if tc.model_selection == "last":
@@ -170,7 +195,7 @@ def fit_many(init_params: Sequence[Params], cfg: ModelConfig, tc: train.TrainCon
   results = []
   for s in range(n_runs):
     source = best if has_best[s] else state.params
-    params_s = jax.tree.map(lambda x, s=s: x[s], source)
+    params_s = _run_params(source, s, layout)
     chosen = int(best_epoch[s]) if has_best[s] else len(histories[s]) - 1
     results.append(train.FitResult(params_s, chosen, len(histories[s]), int(steps[s]),
                                    histories[s]))
