@@ -18,6 +18,9 @@
                   needed: memory, FLOPs, roofline, largest batch; anchoral_jax/accel/plan.py)
   anchoral label  init|next|status|export|apply ...  (label your own data: a human answers
                   each batch; `anchoral label --help`, anchoral_jax/label/command.py)
+  anchoral wandb-workspace RUNS_DIR --entity E [--project P] [--save] [--json FILE]
+                  (W&B workspaces of the paper's panels for the runs under RUNS_DIR, as
+                  code; offline unless --save; anchoral_jax/tracking/workspace.py)
 
 Configs are Python files with `get_config(arg)`; the config is locked, so a typo in an
 override (`--config.al.budgte=...`) fails with the list of valid keys.
@@ -39,7 +42,8 @@ from pathlib import Path
 
 from anchoral_jax.errors import UserError
 
-COMMANDS = ("run", "embed", "index", "sweep", "report", "config", "env", "label", "plan")
+COMMANDS = ("run", "embed", "index", "sweep", "report", "config", "env", "label", "plan",
+            "wandb-workspace")
 
 USAGE = __doc__
 
@@ -549,6 +553,13 @@ def _main(argv: list[str]) -> None:
     from anchoral_jax.report import command as report
 
     report.main(_spell(args, None, "-"))
+    return
+  if command == "wandb-workspace":  # argparse, no config file
+    from anchoral_jax.tracking import workspace
+
+    code = workspace.main(_spell(args, None, "-"), prog="anchoral wandb-workspace")
+    if code:
+      sys.exit(code)
     return
   if command == "label":  # argparse, no config file: a labelling session (anchoral_jax/label/command.py)
     import signal

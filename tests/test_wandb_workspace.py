@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from anchoral_jax import cli
 from anchoral_jax.tracking import workspace as wandb_workspace
 
 pytest.importorskip("wandb_workspaces", reason="wandb-workspaces (test extra) not installed")
@@ -67,9 +68,13 @@ def test_one_view_per_dataset_and_strategy_grouped_by_filter(tmp_path):
 
 
 def test_cli_lists_the_views_and_writes_their_specs(tmp_path, capsys):
+  """`anchoral wandb-workspace` (cli.py routes to workspace.main)."""
   runs = _runs(tmp_path / "runs", [("wikitoxic", "entropy", "anchoral")])
   out = tmp_path / "views.json"
-  assert wandb_workspace.main([str(runs), "--entity", "me", "--json", str(out)]) == 0
+  cli.main(["anchoral", "wandb-workspace", str(runs), "--entity", "me", "--json", str(out)])
   assert "AnchorAL: wikitoxic / entropy: 4 panels" in capsys.readouterr().out
   assert len(json.loads(out.read_text())) == 1
-  assert wandb_workspace.main([str(tmp_path / "empty"), "--entity", "me"]) == 2
+  with pytest.raises(SystemExit) as e:
+    cli.main(["anchoral", "wandb-workspace", str(tmp_path / "empty"), "--entity", "me"])
+  assert e.value.code == 2
+  assert capsys.readouterr().err.strip() == f"No runs (hparams.json) under {tmp_path / 'empty'}."

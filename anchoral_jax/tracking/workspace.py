@@ -1,7 +1,8 @@
 """W&B saved views of the paper's comparison, as code (W&B's `wandb-workspaces`), so that no
 user rebuilds them by hand in the UI:
 
-  python -m anchoral_jax.tracking.workspace RUNS_DIR --entity E --project P [--save]
+  anchoral wandb-workspace RUNS_DIR --entity E --project P [--save]
+  (also python -m anchoral_jax.tracking.workspace ...)
 
 One workspace view per dataset x strategy found in RUNS_DIR (every `hparams.json` below it),
 its runs filtered to that dataset and strategy (config `data.name`, `al.strategy`) and grouped
@@ -69,8 +70,9 @@ def build(pairs: Iterable[tuple[str, str]], entity: str, project: str) -> list[A
   return views
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m anchoral_jax.tracking.workspace",
+def main(argv: Sequence[str] | None = None,
+         prog: str = "python -m anchoral_jax.tracking.workspace") -> int:
+  parser = argparse.ArgumentParser(prog=prog,
                                    description=__doc__.split("\n\n")[0])
   parser.add_argument("runs_dir")
   parser.add_argument("--entity", required=True)
