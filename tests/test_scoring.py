@@ -69,3 +69,27 @@ def test_batch_size_zero_is_the_backend_default(monkeypatch):
   rows = np.arange(40)
   np.testing.assert_array_equal(forward_rows(params, cfg, tok, rows, buckets=BUCKETS)["logits"],
                                 _reference(params, cfg, tok, rows, ("logits",), 32)["logits"])
+
+
+def test_cpu_micro_batches_give_the_whole_batchs_outputs(monkeypatch):
+  """On one CPU device a batch above 32 rows runs as a loop over 32-row slices in its program
+  (`scoring.micro_batch`); each row's outputs are those of the whole-batch forward (float32
+  rounding of a different matmul blocking at most), and only CPU with one device does it."""
+  assert scoring.micro_batch(256) == scoring.micro_batch(64) == 32  # the tests: one CPU device
+  assert scoring.micro_batch(32) == scoring.micro_batch(48) == 0  # one slice, or not a multiple
+  rng = np.random.default_rng(2)
+  tok = _tokens(100, rng)
+  cfg = dataclasses.replace(bert.PRESETS["tiny"], vocab_size=1100, max_position_embeddings=32)
+  params = bert.init_params(cfg, jax.random.key(0))
+  keys = ("logits", "pooled", "cls")
+  ids, mask = tok.batch(np.arange(96), BUCKETS, 96)
+  whole = parallel.to_host(predict(params, ids, mask, cfg=cfg, keys=keys))
+  sliced = parallel.to_host(predict(params, ids, mask, cfg=cfg, keys=keys, micro=32))
+  for k in keys:
+    np.testing.assert_allclose(sliced[k], whole[k], rtol=1e-5, atol=1e-6, err_msg=k)
+  got = forward_rows(params, cfg, tok, np.arange(100), keys, batch_size=64, buckets=BUCKETS)
+  ref = _reference(params, cfg, tok, np.arange(100), keys, 64)  # whole 64-row batches
+  for k in keys:
+    np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
+  monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+  assert scoring.micro_batch(256) == 0

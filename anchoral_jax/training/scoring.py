@@ -5,7 +5,9 @@ Shape letters: B batch, L bucketed length, C classes, H hidden.
 One forward pass returns every output a strategy needs (logits for uncertainty, `pooled` for
 BADGE, `cls` for FTbertKM, `mean` for sentence embeddings), so scoring a subpool costs one pass.
 Batches always have `batch_size` rows (the last one padded and masked) and one of a few bucket
-lengths, so the jitted function compiles once per bucket and never per pool size.
+lengths, so the jitted function compiles once per bucket and never per pool size. On one CPU
+device a batch above 32 rows is computed as a loop over 32-row slices inside that one program
+(`micro_batch`: XLA's CPU backend is faster per text at 32 rows).
 """
 
 from __future__ import annotations
@@ -36,14 +38,40 @@ def eval_batch_size(requested: int = 0, platform: str | None = None) -> int:
   return EVAL_BATCH.get(platform or jax.default_backend(), EVAL_BATCH_OTHER)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "keys"))
+# XLA's CPU backend scores a text fastest in batches of about 32 rows (MiniLM, 2026-12-05: 139
+# texts/s at 32, 90 at 256, bench/RESULTS.md): a large batch's activations leave the caches. So
+# on one CPU device a larger batch runs as a loop over 32-row slices inside its one compiled
+# program (`predict`'s `micro`, chosen by `micro_batch`); batch sizes, buckets and outputs stay
+# the caller's. Not on accelerators, nor on a multi-device mesh (the slices would not be split).
+CPU_MICRO_BATCH = 32
+
+
+def micro_batch(batch_size: int) -> int:
+  """`predict`'s `micro` for batches of `batch_size` rows on this backend (0: whole)."""
+  m = CPU_MICRO_BATCH
+  if jax.default_backend() != "cpu" or parallel.num_devices() > 1:
+    return 0
+  return m if batch_size > m and batch_size % m == 0 else 0
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "keys", "micro"))
 def predict(params: Params, ids_BxL: jax.Array, mask_BxL: jax.Array, *, cfg: ModelConfig,
-            keys: tuple[str, ...] = ("logits",)) -> dict[str, jax.Array]:
-  """Eval-mode forward (dropout off) returning the requested outputs."""
-  logits_BxC, out = models.classifier(cfg).apply({"params": params}, ids_BxL, mask_BxL,
-                                                 deterministic=True)
-  out = {"logits": logits_BxC, **out}
-  return {k: out[k] for k in keys}
+            keys: tuple[str, ...] = ("logits",), micro: int = 0) -> dict[str, jax.Array]:
+  """Eval-mode forward (dropout off) returning the requested outputs; `micro` > 0: computed as a
+  loop over slices of `micro` rows (the same outputs; `micro_batch`)."""
+
+  def forward(ids_bxL, mask_bxL):
+    logits_bxC, out = models.classifier(cfg).apply({"params": params}, ids_bxL, mask_bxL,
+                                                   deterministic=True)
+    out = {"logits": logits_bxC, **out}
+    return {k: out[k] for k in keys}
+
+  b, length = ids_BxL.shape
+  if not micro or b <= micro:
+    return forward(ids_BxL, mask_BxL)
+  out = jax.lax.map(lambda x: forward(*x), (ids_BxL.reshape(b // micro, micro, length),
+                                            mask_BxL.reshape(b // micro, micro, length)))
+  return {k: v.reshape((b,) + v.shape[2:]) for k, v in out.items()}
 
 
 def forward_rows(params: Params, cfg: ModelConfig, tok: TokenizedTexts, rows: np.ndarray,
@@ -59,6 +87,7 @@ def forward_rows(params: Params, cfg: ModelConfig, tok: TokenizedTexts, rows: np
   rows = np.asarray(rows, np.int64)
   keys = tuple(keys)
   batch_size = parallel.round_batch(eval_batch_size(batch_size))
+  micro = micro_batch(batch_size)
   results: dict[str, np.ndarray] = {}
 
   def store(chunk: np.ndarray, out_dev: dict[str, jax.Array]) -> None:
@@ -82,7 +111,7 @@ def forward_rows(params: Params, cfg: ModelConfig, tok: TokenizedTexts, rows: np
       store(*pending[:2])
       pending = None
     ids, mask = parallel.shard_batch((ids, mask))
-    out_dev = predict(params, ids, mask, cfg=cfg, keys=keys)
+    out_dev = predict(params, ids, mask, cfg=cfg, keys=keys, micro=micro)
     if pending is not None:
       store(*pending[:2])
     pending = (chunk, out_dev, ids.shape[1])
