@@ -64,7 +64,8 @@ def test_scoring_compiles_once_per_bucket_not_per_pool_size(minilm_dir, monkeypa
   tok = tokenize(load_tokenizer(minilm_dir), texts, max_length=16)
   buckets = (16,)
   # One trace for every pool size (same shapes); a second raises.
-  conftest.max_traces(monkeypatch, scoring, "predict", 1, static_argnames=("cfg", "keys"))
+  conftest.max_traces(monkeypatch, scoring, "predict", 1,
+                     static_argnames=("cfg", "keys", "micro"))
   scoring.forward_rows(params, cfg, tok, np.arange(3), ("logits", "pooled"), 32, buckets)
   outs = {}
   for n in (5, 37, 64, 300):
