@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from anchoral_jax import cache, models
-from anchoral_jax.data.tokenize import DEFAULT_BUCKETS, TokenizedTexts, load_tokenizer, tokenize
+from anchoral_jax.data.tokenize import ENCODE_BUCKETS, TokenizedTexts, load_tokenizer, tokenize
 from anchoral_jax.training.scoring import forward_rows
 
 
@@ -27,7 +27,7 @@ def normalise(x_NxE: np.ndarray) -> np.ndarray:
 
 def embed_tokenized(params: models.Params, cfg: models.ModelConfig, tok: TokenizedTexts,
                     rows: np.ndarray | None = None, batch_size: int = 0,
-                    buckets=DEFAULT_BUCKETS, progress: bool = True) -> np.ndarray:
+                    buckets=ENCODE_BUCKETS, progress: bool = True) -> np.ndarray:
   """Unit-norm mean-pooled last-layer embeddings of `rows` (default: all) -> emb_NxH."""
   rows = np.arange(len(tok)) if rows is None else rows
   out = forward_rows(params, cfg, tok, rows, keys=("mean",), batch_size=batch_size,

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from anchoral_jax import cache, metrics, models
-from anchoral_jax.data.tokenize import TokenizedTexts
+from anchoral_jax.data.tokenize import ENCODE_BUCKETS, TokenizedTexts
 from anchoral_jax.models import ModelConfig, Params
 from anchoral_jax.training.scoring import forward_rows
 from anchoral_jax.training.train import FitResult, TrainConfig, make_optimizer, num_epochs
@@ -128,7 +128,7 @@ def encoder_features(params: Params, cfg: ModelConfig, tok: TokenizedTexts, fold
   if not (folder / "DONE").exists():
     n = len(tok)
     log.info("Encoding %d rows once for the frozen-encoder regime (%s).", n, folder)
-    out = forward_rows(params, cfg, tok, np.arange(n), FEATURE_KEYS, batch_size,
+    out = forward_rows(params, cfg, tok, np.arange(n), FEATURE_KEYS, batch_size, ENCODE_BUCKETS,
                        progress=n > 2000, desc="encode")
     folder.mkdir(parents=True, exist_ok=True)
     for name, arr in out.items():
