@@ -180,12 +180,16 @@ def run_many(configs: list[ml_collections.ConfigDict], workdirs: list[str | os.P
     if parallel.is_primary():
       for p in paths:
         stack.enter_context(fileio.lock(p))
-    return lockstep.drive([_run_steps(c, p) for c, p in zip(configs, paths, strict=True)])
+    tasks: dict[str, Any] = {}  # the seeds of a cell read one dataset: built once, shared
+    return lockstep.drive([_run_steps(c, p, tasks)
+                           for c, p in zip(configs, paths, strict=True)])
 
 
-def _run_steps(config: ml_collections.ConfigDict, workdir: Path) -> lockstep.RunSteps:
+def _run_steps(config: ml_collections.ConfigDict, workdir: Path,
+               tasks: dict[str, Any] | None = None) -> lockstep.RunSteps:
   """One run, as a generator: yields each round's FitRequest, receives its FitOutcome, and
-  returns the run's records (the body of `run`; `lockstep.drive` advances it)."""
+  returns the run's records (the body of `run`; `lockstep.drive` advances it). `tasks`: the
+  datasets already built by the other runs of this process, by `data` spec (`run_many`)."""
   c = config
   from anchoral_jax.retrieval import prepare
 
@@ -200,7 +204,11 @@ def _run_steps(config: ml_collections.ConfigDict, workdir: Path) -> lockstep.Run
     log.info("%s is DONE; nothing to do.", workdir)
     return tracking_jsonl.load_metrics(workdir / "metrics.jsonl")[0]
 
-  setup = Setup(c)  # checks the budget against the pool before an extension touches anything
+  spec = json.dumps([c.data.name, c.data.kwargs.to_dict()], sort_keys=True, default=str)
+  # Setup checks the budget against the pool before an extension touches anything.
+  setup = Setup(c, task=None if tasks is None else tasks.get(spec))
+  if tasks is not None:
+    tasks[spec] = setup.task
   if extend_from is not None:
     run_files.rewind_last_round(workdir, (extend_from - c.al.initial_size) // c.al.query_size,
                                 primary)

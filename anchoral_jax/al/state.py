@@ -70,9 +70,10 @@ def shared_files(c: ml_collections.ConfigDict, task: TextTask | None = None) -> 
 class Setup:
   """Everything a run needs that does not change across rounds."""
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, task: TextTask | None = None):
+    """`task`: the config's dataset when already built (the seeds of a cell share it)."""
     c = config
-    self.task: TextTask = load_task(c.data.name, **c.data.kwargs.to_dict())
+    self.task: TextTask = task or load_task(c.data.name, **c.data.kwargs.to_dict())
     task = self.task
     rng = np.random.default_rng(c.data.split_seed)
     self.test_rows = np.arange(len(task.test))
