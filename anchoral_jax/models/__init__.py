@@ -25,6 +25,7 @@ and is listed in FAMILIES below. Parameters are float32; `cfg.dtype` is the comp
 from __future__ import annotations
 
 import dataclasses
+import functools
 from types import ModuleType
 from typing import Any
 
@@ -74,11 +75,18 @@ def classifier(cfg) -> nn.Module:
 
 
 def init_params(cfg, key: jax.Array, length: int = 8) -> Params:
-  """Random parameters (jitted: un-jitted init costs seconds per model on a CPU)."""
-  ids = jnp.zeros((1, length), jnp.int32)
-  init = jax.jit(lambda k: classifier(cfg).init(k, ids, jnp.ones_like(ids),
-                                                deterministic=True)["params"])
-  return init(key)
+  """Random parameters (jitted: un-jitted init costs seconds per model on a CPU; one program
+  per config, so the seeds of a cell and every later call reuse it)."""
+  return _init_program(cfg, length)(key)
+
+
+@functools.cache
+def _init_program(cfg, length: int):
+  def init(key):
+    ids = jnp.zeros((1, length), jnp.int32)
+    return classifier(cfg).init(key, ids, jnp.ones_like(ids), deterministic=True)["params"]
+
+  return jax.jit(init)
 
 
 def _pooling(fam: ModuleType, pooling: str | None) -> str:
