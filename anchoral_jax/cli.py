@@ -186,9 +186,20 @@ def _dispatch(command: str, FLAGS) -> None:  # noqa: N803 (absl's FLAGS)
     else:
       loop.run(config, FLAGS.workdir)
   elif command in ("embed", "index"):
-    from anchoral_jax.retrieval import prepare
+    import json
+    import time
 
-    prepare.embed(config) if command == "embed" else prepare.index(config)
+    from anchoral_jax import cache
+    from anchoral_jax.retrieval import prepare
+    from anchoral_jax.tracking.tracker import log_job
+
+    t0 = time.perf_counter()
+    path = prepare.embed(config) if command == "embed" else prepare.index(config)
+    # A W&B run of job type "embed" / "index" (offline by default, like the runs')
+    log_job(config.wandb.to_dict(), command, f"{command}:{config.data.name}",
+            json.loads(config.to_json_best_effort()),
+            {"path": str(path), "seconds": time.perf_counter() - t0},
+            cache.root(config) / "wandb")
   elif command == "sweep":
     from anchoral_jax.sweep import command as sweep
 

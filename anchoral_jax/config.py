@@ -254,7 +254,8 @@ FIELD_DOCS = {
     "wandb.project": "W&B project",
     "wandb.entity": "W&B entity (user or team; '' = $WANDB_ENTITY, else the account's default)",
     "wandb.name": "W&B run name ('' = the run's path in its sweep, else the workdir's name)",
-    "wandb.job_type": "W&B job type (configs/main.py: strategy+filter, the table row)",
+    "wandb.job_type": "W&B job type of an AL run ('al'; `anchoral embed`/`index` log runs of "
+                      "type 'embed'/'index')",
     "wandb.group": "W&B group ('' = the family's default; sweeps set experiment/cell)",
     "wandb.tags": "W&B tags, a tuple of strings",
     "wandb.dir": "where W&B writes its files ('' = the workdir)",

@@ -93,7 +93,8 @@ def paper_config(experiment: str, dataset: str, strategy: str, filter: str,
   # --- W&B: offline; one group per cell (seeds aggregate), tags to filter dashboards ----------
   c.wandb.mode = "offline"
   c.wandb.name = ""  # set per run by the sweep (the run directory name)
-  c.wandb.job_type = f"{strategy}+{filter}"  # the table row
+  c.wandb.job_type = "al"  # by job (al; `anchoral embed`/`index` log "embed"/"index"): the
+  # table row is in the config (al.strategy, al.filter), which W&B groups by
   if runlocal:
     local(c)
   c.wandb.group = f"{experiment}/dataset={c.data.name}/strategy={strategy}/filter={filter}"

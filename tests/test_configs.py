@@ -53,7 +53,8 @@ def test_main_builds_every_row(dataset):
     assert c.wandb.group == f"main/dataset={dataset}/strategy={strategy}/filter={filter}"
     assert {"main", f"dataset:{dataset}", f"strategy:{strategy}", f"filter:{filter}"} <= set(
         c.wandb.tags)
-    assert c.wandb.job_type == f"{strategy}+{filter}"
+    assert c.wandb.job_type == "al"  # by job; the row is the config's al.strategy/al.filter
+    assert (c.al.strategy, c.al.filter) == (strategy, filter)
 
 
 @pytest.mark.parametrize("flag", ["runlocal", "tiny"])

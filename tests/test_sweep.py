@@ -316,8 +316,9 @@ def test_local_sweep_end_to_end_then_skips_and_resumes(tmp_path_factory, cache_d
     assert offline, "no offline W&B run"
     wb = _read_offline_run(offline[0])["run"]  # W&B's own record of the run
     strategy, filter = r.point["strategy"], r.point["filter"]
-    assert (wb.run_group, wb.job_type, wb.display_name) == (
-        f"main/{r.cell}", f"{strategy}+{filter}", r.name)
+    assert (wb.run_group, wb.job_type, wb.display_name) == (f"main/{r.cell}", "al", r.name)
+    config = {u.key: json.loads(u.value_json) for u in wb.config.update}
+    assert (config["al"]["strategy"], config["al"]["filter"]) == (strategy, filter)
     assert {f"strategy:{strategy}", f"filter:{filter}", "main"} <= set(wb.tags)
     assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 3 + 1  # rounds + summary
   # Same command again: everything is DONE and skipped. Then a run without DONE resumes from

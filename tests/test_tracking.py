@@ -9,6 +9,7 @@ parsed below with the protobuf classes that ship with wandb.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import struct
 import warnings
@@ -328,3 +329,34 @@ def test_wandb_steps_shift_when_a_resumed_round_was_already_logged(
     tracker.log({"budget": 100 + 25 * r}, step=r)
   assert [(d["round"], s) for d, s in tracker.run.logged] == [(5, 6), (5, 6), (6, 7)]
   wandb.teardown()
+
+
+def test_embed_and_index_log_runs_of_their_job_type(tmp_path: pathlib.Path):
+  """`anchoral embed` / `anchoral index` each log an offline W&B run of job type embed/index
+  (the AL runs' is "al"), grouped as the config says, with the config and what was built."""
+  import subprocess
+  import sys
+
+  root = pathlib.Path(__file__).resolve().parents[1]
+  env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_DIR")}
+  env.update(JAX_PLATFORMS="cpu", WANDB_MODE="offline", WANDB_SILENT="true",
+             WANDB_BASE_URL="http://127.0.0.1:9")
+  cache = tmp_path / "cache"
+  for job in ("embed", "index"):  # index finds the embeddings built: its own run all the same
+    p = subprocess.run(
+        [sys.executable, "-m", "anchoral_jax.cli", job, "--config", "configs/default.py:tiny",
+         "--config.data.kwargs.pool_size=200", "--config.data.kwargs.test_size=40",
+         f"--config.data.cache_dir={cache}", "--config.wandb.group=exp/cell"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+  runs = [_read_offline_run(d) for d in sorted((cache / "wandb" / "wandb").glob("offline-run-*"))]
+  by_job = {r["run"].job_type: r for r in runs}
+  assert sorted(by_job) == ["embed", "index"] and len(runs) == 2
+  for job, run in by_job.items():
+    header = run["run"]
+    assert (header.run_group, header.display_name) == ("exp/cell", f"{job}:tweets_iphone")
+    config = {u.key: json.loads(u.value_json) for u in header.config.update}
+    assert config["data"]["name"] == "tweets_iphone" and config["al"]["filter"] == "anchoral"
+    assert run["summary"]["seconds"] > 0 and run["exit"]
+  assert by_job["embed"]["summary"]["path"].endswith(".npy")
+  assert pathlib.Path(by_job["index"]["summary"]["path"]).exists()

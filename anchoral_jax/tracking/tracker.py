@@ -123,3 +123,29 @@ def make_tracker(
         trackers[0].finish()
         raise
   return MultiTracker(trackers)
+
+
+def log_job(wandb_cfg: Mapping[str, Any] | None, job: str, name: str,
+            run_config: Mapping[str, Any], summary: Mapping[str, Any],
+            directory: str | os.PathLike) -> None:
+  """A data-preparation job (`anchoral embed`, `anchoral index`) as a W&B run of its own:
+  job_type `job` (the AL runs' is "al"), the config's group, project, entity and tags, the
+  resolved config, and `summary` (what was built, its size, the seconds it took), so that a
+  project shows what each cache build cost beside the runs that read it. One new run per call
+  (no resume: a job that finds its cache built logs that it did nothing). W&B's files go to
+  `directory` (or `wandb.dir`); the mode as for runs: offline by default, disabled -> nothing."""
+  cfg = as_dict(wandb_cfg) if wandb_cfg is not None else {}
+  configured = cfg.get("mode", "offline") if wandb_cfg is not None else None
+  mode = resolve_wandb_mode(configured) if configured is not None else "disabled"
+  if mode == "disabled":
+    return
+  tracker = WandbTracker(
+      config=as_dict(run_config), project=cfg.get("project") or "anchoral-jax",
+      entity=cfg.get("entity") or None, group=cfg.get("group") or None, name=name,
+      job_type=job, tags=tuple(cfg.get("tags") or ()), mode=mode,
+      dir=cfg.get("dir") or os.environ.get("WANDB_DIR") or directory,
+      notes=cfg.get("notes"), settings=as_dict(cfg.get("settings") or {}))
+  try:
+    tracker.summary(summary)
+  finally:
+    tracker.finish()
