@@ -73,7 +73,8 @@ class Setup:
   def __init__(self, config: ml_collections.ConfigDict, task: TextTask | None = None):
     """`task`: the config's dataset when already built (the seeds of a cell share it)."""
     c = config
-    self.task: TextTask = task or load_task(c.data.name, **c.data.kwargs.to_dict())
+    self.task: TextTask = (task if task is not None
+                           else load_task(c.data.name, **c.data.kwargs.to_dict()))
     task = self.task
     rng = np.random.default_rng(c.data.split_seed)
     self.test_rows = np.arange(len(task.test))

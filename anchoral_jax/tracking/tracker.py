@@ -100,29 +100,45 @@ def make_tracker(
       trackers[0].finish()
       raise ValueError(
           f"Unknown wandb config keys {sorted(unknown)}; known: {sorted(_WANDB_CFG_KEYS)}.")
-    configured = cfg.get("mode", "offline")
-    mode = resolve_wandb_mode(configured) if configured is not None else "disabled"
+    mode = _wandb_mode(cfg)
     if mode != "disabled":
       try:
-        trackers.append(
-            WandbTracker(
-                config=as_dict(run_config),
-                project=cfg.get("project") or "anchoral-jax",
-                entity=cfg.get("entity"),
-                group=cfg.get("group"),
-                name=cfg.get("name") or workdir.resolve().name,
-                job_type=cfg.get("job_type", "al"),
-                tags=tuple(cfg.get("tags") or ()),
-                mode=mode,
-                dir=cfg.get("dir") or os.environ.get("WANDB_DIR") or workdir,
-                resume_id=cfg.get("id") or load_or_create_run_id(workdir),
-                notes=cfg.get("notes"),
-                settings=as_dict(cfg.get("settings") or {}),
-            ))
+        trackers.append(_wandb_tracker(
+            cfg, mode, run_config, name=cfg.get("name") or workdir.resolve().name,
+            job_type=cfg.get("job_type", "al"), directory=workdir,
+            resume_id=cfg.get("id") or load_or_create_run_id(workdir)))
       except BaseException:
         trackers[0].finish()
         raise
   return MultiTracker(trackers)
+
+
+def _wandb_mode(cfg: Mapping[str, Any]) -> str:
+  """The mode a `wandb` config resolves to (offline by default; mode None: disabled)."""
+  configured = cfg.get("mode", "offline")
+  return resolve_wandb_mode(configured) if configured is not None else "disabled"
+
+
+def _wandb_tracker(cfg: Mapping[str, Any], mode: str, run_config: Mapping[str, Any], *,
+                   name: str, job_type: str | None, directory: str | os.PathLike,
+                   resume_id: str | None) -> WandbTracker:
+  """A W&B run with the `wandb` config's project, entity, group, tags, dir (default:
+  $WANDB_DIR, else `directory`), notes and settings: an AL run's (`make_tracker`) and a
+  data-preparation job's (`log_job`) alike."""
+  return WandbTracker(
+      config=as_dict(run_config),
+      project=cfg.get("project") or "anchoral-jax",
+      entity=cfg.get("entity"),
+      group=cfg.get("group"),
+      name=name,
+      job_type=job_type,
+      tags=tuple(cfg.get("tags") or ()),
+      mode=mode,
+      dir=cfg.get("dir") or os.environ.get("WANDB_DIR") or directory,
+      resume_id=resume_id,
+      notes=cfg.get("notes"),
+      settings=as_dict(cfg.get("settings") or {}),
+  )
 
 
 def log_job(wandb_cfg: Mapping[str, Any] | None, job: str, name: str,
@@ -134,17 +150,14 @@ def log_job(wandb_cfg: Mapping[str, Any] | None, job: str, name: str,
   project shows what each cache build cost beside the runs that read it. One new run per call
   (no resume: a job that finds its cache built logs that it did nothing). W&B's files go to
   `directory` (or `wandb.dir`); the mode as for runs: offline by default, disabled -> nothing."""
-  cfg = as_dict(wandb_cfg) if wandb_cfg is not None else {}
-  configured = cfg.get("mode", "offline") if wandb_cfg is not None else None
-  mode = resolve_wandb_mode(configured) if configured is not None else "disabled"
+  if wandb_cfg is None:
+    return
+  cfg = as_dict(wandb_cfg)
+  mode = _wandb_mode(cfg)
   if mode == "disabled":
     return
-  tracker = WandbTracker(
-      config=as_dict(run_config), project=cfg.get("project") or "anchoral-jax",
-      entity=cfg.get("entity") or None, group=cfg.get("group") or None, name=name,
-      job_type=job, tags=tuple(cfg.get("tags") or ()), mode=mode,
-      dir=cfg.get("dir") or os.environ.get("WANDB_DIR") or directory,
-      notes=cfg.get("notes"), settings=as_dict(cfg.get("settings") or {}))
+  tracker = _wandb_tracker(cfg, mode, run_config, name=name, job_type=job, directory=directory,
+                           resume_id=None)
   try:
     tracker.summary(summary)
   finally:
