@@ -15,7 +15,7 @@ where a file lives and what it holds:
       usearch HNSW over pool rows and its settings (ef_construction and storage in the name
       when not 200 / f32); `<path>.partial` (+ `.json`) a resumable build in progress.
 
-<key> = <model slug>-L<max_length>-<task fingerprint>. `shared_files` lists what one run
+<key> = <model slug>-L<max_length>-e<ENCODING_VERSION>-<task fingerprint>. `shared_files` lists what one run
 uses; the sweep schedules its runs by it (one builds a cache, the runs that share it wait).
 Every file is written under a temporary
 name and published by os.replace, so readers see the old file or the new one, never half.
@@ -111,9 +111,17 @@ def cached_tokens(cache_dir: Path, model_dir: Path, fingerprint: str, split: str
 # Embeddings.
 # ---------------------------------------------------------------------------------------------
 
+# The encoder passes' numerics, in the keys of what they write (embeddings, their index, frozen
+# features): bumped when a code change moves their float32 outputs (padding buckets, pooling
+# arithmetic), so a cache from older code is not mixed with new results. Rounding-level changes
+# still move an HNSW graph and with it the subpools (a demo over a 2026-12-05 cache printed
+# AnchorAL - SEALS +1.12 instead of +1.48). 1: keys without it; 2: `ENCODE_BUCKETS` (2026-12-06).
+ENCODING_VERSION = 2
+
+
 def embedding_key(model: str, fingerprint: str, max_length: int) -> str:
   slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model).name if os.sep in model else model)
-  return f"{slug}-L{max_length}-{fingerprint}"
+  return f"{slug}-L{max_length}-e{ENCODING_VERSION}-{fingerprint}"
 
 
 def config_key(config: ml_collections.ConfigDict, task) -> str:
@@ -241,7 +249,7 @@ def feature_dir(cache_dir: str | os.PathLike, encoder_id: str, pooling: str, dty
                 hidden_size: int, fingerprint: str, split: str, max_length: int) -> Path:
   """One split's cached encoder outputs: named by the encoder (`encoder_id`: its resolved
   directory, or "random:<preset>:<seed>"), its pooling, dtype and width, and the text."""
-  ident = json.dumps([encoder_id, pooling, dtype, hidden_size])
+  ident = json.dumps([encoder_id, pooling, dtype, hidden_size, ENCODING_VERSION])
   key = f"{hashlib.sha256(ident.encode()).hexdigest()[:10]}-{fingerprint}-{split}-L{max_length}"
   return Path(cache_dir).expanduser() / "features" / key
 

@@ -157,20 +157,20 @@ def test_cache_keys_and_paths_are_stable(tmp_path):
     def fingerprint(self, split="train"):
       return f"fp{split}"
 
-  assert cache.embedding_key("all-MiniLM-L6-v2", "fpx", 256) == "all-MiniLM-L6-v2-L256-fpx"
-  assert cache.embedding_key("/some/dir/my model", "fpx", 64) == "my_model-L64-fpx"
+  assert cache.embedding_key("all-MiniLM-L6-v2", "fpx", 256) == "all-MiniLM-L6-v2-L256-e2-fpx"
+  assert cache.embedding_key("/some/dir/my model", "fpx", 64) == "my_model-L64-e2-fpx"
   assert cache.embedding_paths(tmp_path, "k") == (tmp_path / "k.npy", tmp_path / "k.npz")
   assert cache.embed_dir(c) == tmp_path / "c" / "embeddings"
   assert cache.index_path(c, Task()) == (
-      tmp_path / "c" / "index" / "all-MiniLM-L6-v2-L128-fptrain-M16-f16.usearch")
+      tmp_path / "c" / "index" / "all-MiniLM-L6-v2-L128-e2-fptrain-M16-f16.usearch")
   c.index.dtype = "f32"  # the storage of every index built before index.dtype: its old name
   assert cache.index_path(c, Task()) == (
-      tmp_path / "c" / "index" / "all-MiniLM-L6-v2-L128-fptrain-M16.usearch")
+      tmp_path / "c" / "index" / "all-MiniLM-L6-v2-L128-e2-fptrain-M16.usearch")
   model_dir = tmp_path / "model"
   tok = cache.token_path(tmp_path, model_dir, "fp", "test", 16)
   digest = hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:8]
   assert tok == tmp_path / "tokens" / f"{digest}-fp-test-L16.npz"
-  ident = hashlib.sha256(b'["random:tiny:0", "mean", "float32", 32]').hexdigest()[:10]
+  ident = hashlib.sha256(b'["random:tiny:0", "mean", "float32", 32, 2]').hexdigest()[:10]
   assert cache.feature_dir(tmp_path, "random:tiny:0", "mean", "float32", 32, "fp", "pool", 16) == (
       tmp_path / "features" / f"{ident}-fp-pool-L16")
 

@@ -148,16 +148,19 @@ def kmeans(X_NxD: np.ndarray, k: int, rng: np.random.Generator, num_iters: int =
   xx_N = np.einsum("nd,nd->n", X, X)
   centres_KxD = X[kmeans_pp(X, k, rng)].copy()
   tol_abs = tol * float(np.mean(np.var(X, axis=0)))
+  member_KxN = np.zeros((k, n), np.float64)
+  rows_N = np.arange(n)
   for _ in range(num_iters):
     d_KxN = _sq_dist_to(centres_KxD, X, xx_N)
     assign_N = np.argmin(d_KxN, axis=0)
     counts_K = np.bincount(assign_N, minlength=k)
-    new_KxD = np.zeros_like(centres_KxD)
-    np.add.at(new_KxD, assign_N, X)
+    member_KxN[:] = 0.0  # the cluster sums as one matmul: np.add.at was 80% of FTbertKM's
+    member_KxN[assign_N, rows_N] = 1.0  # query time (0.1 s vs 0.014 s per iteration at 23k x 384)
+    new_KxD = member_KxN @ X
     empty = counts_K == 0
     new_KxD[~empty] /= counts_K[~empty, None]
     if empty.any():  # relocate empty clusters to the worst-served points (distinct)
-      far_N = np.argsort(-d_KxN[assign_N, np.arange(n)], kind="stable")
+      far_N = np.argsort(-d_KxN[assign_N, rows_N], kind="stable")
       new_KxD[empty] = X[far_N[: int(empty.sum())]]
     shift = float(((new_KxD - centres_KxD) ** 2).sum())
     centres_KxD = new_KxD
