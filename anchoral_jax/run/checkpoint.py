@@ -2,8 +2,11 @@
 
 A checkpoint holds no model parameters: every round retrains from the same initial weights, so
 the AL state is the labelled set (uids + labelling round), the RNG states of the filters and
-strategies, the SEALS union and the round counter. Arrays go through orbax's StandardSave,
-the rest (numpy bit-generator states are dicts of big ints) through JsonSave. Saves are
+strategies, the SEALS union and the round counter: a few thousand integers, so the whole state
+is one orbax JsonSave item ("meta"; numpy bit-generator states are dicts of big ints), its arrays
+under `ARRAYS_KEY` with their dtype and shape. Until 2026-12-06 the arrays were a second item
+through StandardSave (tensorstore files): 53 ms a save vs 16 ms, 27% of a warm `make demo`
+cell's wall time, 265 saves; those checkpoints still restore. Saves are
 synchronous and atomic (orbax writes a tmp dir and renames it), so a killed process leaves
 either the previous round's checkpoint or the new one.
 """
@@ -20,6 +23,7 @@ import orbax.checkpoint as ocp
 from anchoral_jax.errors import UserError
 
 log = logging.getLogger(__name__)
+ARRAYS_KEY = "__arrays__"  # the arrays inside the JSON item: name -> {dtype, shape, data}
 
 
 class CorruptCheckpointError(UserError, RuntimeError):
@@ -39,9 +43,12 @@ class RoundCheckpointer:
     )
 
   def save(self, step: int, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    if ARRAYS_KEY in meta:
+      raise ValueError(f"meta may not use the key {ARRAYS_KEY!r} (it holds the arrays).")
+    encoded = {k: {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.ravel().tolist()}
+               for k, a in ((k, np.asarray(v)) for k, v in arrays.items())}
     self._mngr.save(step, args=ocp.args.Composite(
-        arrays=ocp.args.StandardSave({k: np.asarray(v) for k, v in arrays.items()}),
-        meta=ocp.args.JsonSave(meta)), force=True)
+        meta=ocp.args.JsonSave({**meta, ARRAYS_KEY: encoded})), force=True)
     self._mngr.wait_until_finished()
 
   def delete(self, step: int) -> None:
@@ -58,10 +65,7 @@ class RoundCheckpointer:
     errors = []
     for step in reversed(steps):
       try:
-        out = self._mngr.restore(step, args=ocp.args.Composite(
-            arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
-        arrays = {k: np.asarray(v) for k, v in out["arrays"].items()}
-        meta = dict(out["meta"])
+        arrays, meta = self._restore(step)
         if meta.get("step") != step:
           raise CorruptCheckpointError(f"step field {meta.get('step')} != {step}")
         if errors:
@@ -77,6 +81,17 @@ class RoundCheckpointer:
           f"{errors[0][1]}). Delete that directory (and metrics/outputs in the workdir) to "
           "restart the run from scratch, or point --workdir elsewhere.")
     return None
+
+  def _restore(self, step: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    if (self.directory / str(step) / "arrays").is_dir():  # before 2026-12-06: a StandardSave item
+      out = self._mngr.restore(step, args=ocp.args.Composite(
+          arrays=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+      return {k: np.asarray(v) for k, v in out["arrays"].items()}, dict(out["meta"])
+    meta = dict(self._mngr.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))["meta"])
+    arrays = {k: np.asarray(v["data"], dtype=np.dtype(v["dtype"])).reshape(v["shape"])
+              for k, v in meta.pop(ARRAYS_KEY).items()}
+    return arrays, meta
 
   @property
   def quarantine_dir(self) -> Path:
