@@ -301,7 +301,8 @@ def save_index(index: Index, path: str | os.PathLike, meta: dict) -> None:
   digest = file_sha256(tmp)  # which graph: what a run records (run/files.py)
   os.replace(tmp, path)  # atomic: a crash never leaves a half-written index behind
   meta = {**meta, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "sha256": digest}
-  Path(str(path) + META_SUFFIX).write_text(json.dumps(meta, indent=2))
+  text = json.dumps(meta, indent=2)  # written last and atomically: `is_built` reads its presence
+  publish(Path(str(path) + META_SUFFIX), lambda tmp: tmp.write_text(text))
 
 
 def index_meta(path: str | os.PathLike) -> dict:
@@ -410,6 +411,20 @@ def load_or_build_index(path: Path, load: Callable[[Path], T],
 # ---------------------------------------------------------------------------------------------
 # What one run shares with others.
 # ---------------------------------------------------------------------------------------------
+
+def is_built(path: str | os.PathLike) -> bool:
+  """Whether a `shared_files` path is whole: a features folder once its `DONE` is written, the
+  embedding matrix once its manifest is, an index once its `.meta.json` sidecar is (each is
+  written last), tokens once the file exists (published by os.replace)."""
+  path = Path(path)
+  if path.suffix == ".npy":
+    return embedding_paths(path.parent, path.stem)[1].exists()
+  if path.suffix == ".usearch":
+    return path.with_name(path.name + META_SUFFIX).exists()
+  if path.suffix == ".npz":
+    return path.exists()
+  return (path / "DONE").exists()
+
 
 def shared_files(config: ml_collections.ConfigDict, task, tokenizer_dir: Path, encoder_id: str,
                  model_cfg, retrieval: bool) -> set[Path]:

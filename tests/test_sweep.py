@@ -340,6 +340,7 @@ def test_cache_keys_are_the_files_a_run_builds_and_move_with_them(tmp_path):
   set-up builds exactly the keyed files, and a changed setting moves the key and the file."""
   from conftest import tiny_config
 
+  from anchoral_jax import cache
   from anchoral_jax.al.state import Setup
 
   def built() -> set[str]:
@@ -354,8 +355,9 @@ def test_cache_keys_are_the_files_a_run_builds_and_move_with_them(tmp_path):
 
   base = sweep_local.cache_keys(config())
   assert len(base) == 6  # tokens x 2 splits, features x 2 splits, embeddings, index
+  assert not any(map(cache.is_built, base))  # what the sweep waits on, cache by cache
   Setup(config())
-  assert built() == base
+  assert built() == base and all(map(cache.is_built, base))
   for change, moved in [({"index.connectivity": 8}, {"index"}),
                         ({"model.pooling": "mean"}, {"features"}),
                         ({"index.ef_search": 200}, set())]:  # query-time only: same index
@@ -367,3 +369,6 @@ def test_cache_keys_are_the_files_a_run_builds_and_move_with_them(tmp_path):
   # Two runs importing different embedding files would write the same cache entry: the sweep
   # lets one build it (the old config-level keys told them apart, and both wrote it at once).
   assert sweep_local.cache_keys(config(**{"index.import_path": "/data/e.parquet"})) == base
+  features = next(k for k in base if Path(k).parent.name == "features")
+  (Path(features) / "DONE").unlink()  # a folder whose encoder pass has not finished
+  assert not cache.is_built(features)

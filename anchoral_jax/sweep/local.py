@@ -160,6 +160,8 @@ def run_local(runs: Sequence[Job], runs_dir: str | os.PathLike, parallel: int = 
   """
   from tqdm.auto import tqdm
 
+  from anchoral_jax.cache import is_built
+
   if parallel < 1:
     raise ValueError(f"parallel must be >= 1 (got {parallel}).")
   runs_dir = Path(runs_dir).resolve()
@@ -171,7 +173,7 @@ def run_local(runs: Sequence[Job], runs_dir: str | os.PathLike, parallel: int = 
     configs = [build_config(m) for m in fresh[r.name]]
     rounds[r.name] = num_query_rounds(configs[0]) + 1
     cache_of[r.name] = set().union(*map(cache_keys, configs))
-  warm: set[str] = set()  # cache keys whose first run is past its set-up (or ended)
+  warm: set[str] = set()  # cache keys built (or whose first run is past its set-up, or ended)
   claims: dict[str, set[str]] = {}  # running run -> the caches it is building
   env = child_env(parallel)
   say = print_fn or tqdm.write
@@ -196,9 +198,13 @@ def run_local(runs: Sequence[Job], runs_dir: str | os.PathLike, parallel: int = 
       for name in running:
         if claims.get(name) and any(_past_setup(m.workdir(runs_dir)) for m in fresh[name]):
           warm |= claims.pop(name)
+        elif claims.get(name):  # each cache as soon as it is whole: the full pool's run need
+          built = {k for k in claims[name] if is_built(k)}  # not wait for the index
+          warm |= built
+          claims[name] -= built
       while len(running) < parallel:
-        # Shared caches (tokens; embeddings + index) are built by one run alone: runs that
-        # need a cache another run is building wait until that run is past its set-up.
+        # Shared caches (tokens; features; embeddings + index) are built by one run alone: runs
+        # that need a cache another run is building wait until it is whole (`is_built`).
         building = set().union(*claims.values())
         ready = [r for r in queue if not cache_of[r.name] & building]
         if not ready:
