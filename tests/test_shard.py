@@ -114,6 +114,16 @@ def test_local_runs_never_start_jax_distributed(monkeypatch):
   assert sweep_local.child_env(1)[parallel.DISTRIBUTED_ENV] == "0"
 
 
+def test_parallel_local_runs_share_the_cores_for_blas(monkeypatch):
+  monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+  cores = len(os.sched_getaffinity(0))
+  assert "OPENBLAS_NUM_THREADS" not in sweep_local.child_env(1)
+  assert sweep_local.child_env(2)["OPENBLAS_NUM_THREADS"] == str(max(1, cores // 2))
+  assert sweep_local.child_env(4 * cores)["OPENBLAS_NUM_THREADS"] == "1"
+  monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")  # the user's choice stands
+  assert sweep_local.child_env(2)["OPENBLAS_NUM_THREADS"] == "3"
+
+
 @pytest.mark.parametrize("env,expected", [
     ({}, None),  # one host: nothing to start
     ({"SLURM_NTASKS": "4"}, {}),  # srun, several tasks: JAX reads Slurm

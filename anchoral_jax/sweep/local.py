@@ -124,6 +124,10 @@ def child_env(parallel: int) -> dict[str, str]:
   env.setdefault("ANCHORAL_DISTRIBUTED", "0")
   if parallel > 1:  # several runs on one accelerator: allocate on demand, not 75% each
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    # and on one CPU: numpy's BLAS (k-means, k-means++) takes its share of the cores, not all
+    # of them in every run (2 runs x 2 OpenBLAS threads on 2 cores: a 25 x 23,923 x 384 distance
+    # product took 55 ms vs 38 ms with 1 thread each; full-pool FTbertKM is such products).
+    env.setdefault("OPENBLAS_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // parallel)))
   return env
 
 
