@@ -69,6 +69,7 @@ def test_label_advice():
   assert nxt["kappas"] == [1.0]
   text = stopping.advice([0.5, 0.995, 1.0, 0.999], 0.01)
   assert "stabilised for 3 rounds" in text and "you could stop here" in text
+  assert "not found it yet" in text  # the README's tweets-iphone runs: stable at minority F1 0
   assert "at or below 0.05" in text
   assert "not yet stable (last kappa 0.980; 0 of 3" in stopping.advice([1.0, 1.0, 0.98], 0.3)
 

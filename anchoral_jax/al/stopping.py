@@ -132,7 +132,8 @@ def advice(kappas: list[float], uncertainty: float | None) -> str:
     text = "stopping: one model so far; its successor's predictions decide whether they settle"
   elif stable >= K:
     text = (f"stopping: predictions stabilised for {stable} rounds (kappa >= {KAPPA} between "
-            "consecutive models on the stop set): you could stop here")
+            "consecutive models on the stop set): you could stop here, if the minority found "
+            "so far is enough (a model that has not found it yet can be stable too)")
   else:
     text = (f"stopping: not yet stable (last kappa {kappas[-1]:.3f}; {stable} of {K} rounds at "
             f">= {KAPPA})")
