@@ -15,9 +15,9 @@ where a file lives and what it holds:
       usearch HNSW over pool rows and its settings (ef_construction and storage in the name
       when not 200 / f32); `<path>.partial` (+ `.json`) a resumable build in progress.
 
-<key> = <model slug>-L<max_length>-e<ENCODING_VERSION>-<task fingerprint>. `shared_files` lists what one run
-uses; the sweep schedules its runs by it (one builds a cache, the runs that share it wait).
-Every file is written under a temporary
+<key> = <model slug>-L<max_length>-e<ENCODING_VERSION>-<task fingerprint>. `shared_files`
+lists what one run uses; the sweep schedules its runs by it (one builds a cache, the runs that
+share it wait until it is whole, `is_built`). Every file is written under a temporary
 name and published by os.replace, so readers see the old file or the new one, never half.
 Shared builds run under `build_lock`: one process builds, the others wait and load its file.
 An unreadable file raises CorruptCacheError naming it and the fix (delete it, run again),
