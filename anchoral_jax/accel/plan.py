@@ -6,8 +6,9 @@ the sharding a run would give it on the target's devices (`parallel.BATCH` / `RE
 1-D "data" mesh; fit_many's `parallel.SEED_STATE` / `SEED_BATCH` on `parallel.seed_mesh`), and
 the programs are the run's own jitted functions (training/: `train.train_step`,
 `many.train_step_many`, `scoring.predict`, `head.fit_head`), lowered and compiled. The numbers
-are the compiler's: its memory analysis (per device) and its cost model (FLOPs, bytes accessed). The roofline turns them into a lower bound on time from the
-target's published peaks; it is an estimate, never a measurement.
+are the compiler's: its memory analysis (per device) and its cost model (FLOPs, bytes
+accessed). The roofline turns them into a lower bound on time from the target's published
+peaks; it is an estimate, never a measurement.
 
 Shape letters: S seeds, B batch, L bucketed length, P padded labelled capacity, E epochs,
 Q = P + B, H hidden, V validation rows.
